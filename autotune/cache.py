@@ -1,0 +1,54 @@
+"""A content-addressed cache of built models and artifacts under the study's folder.
+
+An entry is a directory named by its content key. It is written under a temporary name and
+renamed into place, so a half-written entry (a crash mid-write) is never read as a hit.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+
+@dataclass
+class CacheCounts:
+    hits: list[str] = field(default_factory=list)
+    misses: list[str] = field(default_factory=list)
+
+
+class ContentCache:
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self.counts = CacheCounts()
+
+    def entry(self, key: str) -> Path:
+        return self.root / key
+
+    def get_or_build(self, key: str, build: Callable[[Path], None], *, label: str) -> Path:
+        """Return the entry for ``key``; on a miss, ``build(tmpdir)`` fills a new one first."""
+        final = self.entry(key)
+        if final.is_dir():
+            self.counts.hits.append(label)
+            return final
+        self.counts.misses.append(label)
+        self.root.mkdir(parents=True, exist_ok=True)
+        tmp = self.root / f".tmp-{key}-{uuid.uuid4().hex[:8]}"
+        tmp.mkdir()
+        try:
+            build(tmp)
+            try:
+                os.rename(tmp, final)
+            except OSError:
+                if not final.is_dir():  # not a lost race with another worker: a real error
+                    raise
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
+        return final
+
+    def take_counts(self) -> CacheCounts:
+        counts, self.counts = self.counts, CacheCounts()
+        return counts

@@ -1,0 +1,44 @@
+"""The few exceptions autotune raises on purpose.
+
+| error            | meaning                                              | effect                          |
+|------------------|------------------------------------------------------|---------------------------------|
+| ConfigError      | bad file, flag, model or data given by the user      | one clear line, exit 2          |
+| InvalidRecipe    | a combination that cannot be built                   | trial pruned before any work    |
+| CandidateFailed  | conversion or measurement failed for this candidate  | trial FAIL, the search goes on  |
+| SearchStopped    | the search cannot usefully go on (failures in a row) | one clear line, exit 1          |
+| ExportMismatch   | the written artifact does not reproduce its record   | one clear line, exit 1          |
+
+Anything else is a bug and propagates with its traceback.
+"""
+
+
+class AutotuneError(Exception):
+    """Base of every error autotune raises deliberately; its message is one line for the user."""
+
+    exit_code = 1
+
+
+class ConfigError(AutotuneError):
+    """The user's input (flag, file, model, data, study name) cannot be used."""
+
+    exit_code = 2
+
+
+class StorageError(ConfigError):
+    """The study storage cannot be reached or read."""
+
+
+class InvalidRecipe(AutotuneError):
+    """A recipe that cannot be built; the trial is pruned before any work is spent on it."""
+
+
+class CandidateFailed(AutotuneError):
+    """Building or measuring this candidate failed; the trial fails and the search goes on."""
+
+
+class SearchStopped(AutotuneError):
+    """The search stopped before its budget because going on would waste the user's time."""
+
+
+class ExportMismatch(AutotuneError):
+    """The exported artifact does not reproduce the metrics recorded for its trial."""

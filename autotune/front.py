@@ -1,0 +1,128 @@
+"""The Pareto front of a study and the rows users see: pure functions of stored trials."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import optuna
+from optuna.trial import FrozenTrial, TrialState
+
+from autotune import store
+
+
+@dataclass(frozen=True)
+class FrontRow:
+    trial: int
+    recipe: str
+    params: dict[str, Any]
+    latency_p50_ms: float
+    latency_p90_ms: float
+    latency_p99_ms: float
+    speedup: float
+    accuracy: float
+    accuracy_drop: float
+    size_bytes: int
+    gzip_bytes: int
+    feasible: bool
+    reference: str | None
+    on_front: bool
+
+    def as_dict(self) -> dict[str, Any]:
+        return dict(vars(self))
+
+
+def _dominates(a: list[float], b: list[float], directions: list[str]) -> bool:
+    better = False
+    for x, y, d in zip(a, b, directions):
+        if d == "maximize":
+            x, y = -x, -y
+        if x > y:
+            return False
+        better |= x < y
+    return better
+
+
+def pareto_trials(trials: list[FrozenTrial], directions: list[str]) -> list[FrozenTrial]:
+    """Complete trials no other complete trial dominates, over the objective values alone.
+
+    Constraints are shown, not filtered: the fastest feasible trial is always on this front
+    (anything dominating it is at least as accurate, hence feasible too), and the infeasible
+    members show what the limit costs.
+    """
+    done = [t for t in trials if t.state == TrialState.COMPLETE and t.values is not None]
+    return [t for t in done if not any(_dominates(o.values, t.values, directions) for o in done if o is not t)]
+
+
+def row(t: FrozenTrial, on_front: bool = True) -> FrontRow:
+    m = t.user_attrs[store.METRICS]
+    return FrontRow(
+        trial=t.number,
+        recipe=t.user_attrs.get(store.RECIPE_TEXT, "?"),
+        params=dict(t.params),
+        latency_p50_ms=m["latency_p50_ms"],
+        latency_p90_ms=m["latency_p90_ms"],
+        latency_p99_ms=m["latency_p99_ms"],
+        speedup=m["speedup"],
+        accuracy=m["accuracy"],
+        accuracy_drop=m["accuracy_drop"],
+        size_bytes=int(m["size_bytes"]),
+        gzip_bytes=int(m["gzip_bytes"]),
+        feasible=bool(m["feasible"]),
+        reference=t.user_attrs.get(store.REFERENCE),
+        on_front=on_front,
+    )
+
+
+def front_rows(study: optuna.Study, *, with_references: bool = True) -> list[FrontRow]:
+    """The front, fastest first; the reference recipes are listed even when dominated, so
+    every table shows what the search bought over them (``on_front`` tells them apart)."""
+    trials = study.get_trials(deepcopy=False)
+    directions = [d.name.lower() for d in study.directions]
+    members = {t.number for t in pareto_trials(trials, directions)}
+    shown = [
+        t
+        for t in trials
+        if store.METRICS in t.user_attrs
+        and t.state == TrialState.COMPLETE
+        and (t.number in members or (with_references and store.REFERENCE in t.user_attrs))
+    ]
+    rows = (row(t, on_front=t.number in members) for t in shown)
+    return sorted(rows, key=lambda r: (r.latency_p50_ms, -r.accuracy))
+
+
+def fastest_feasible(rows: list[FrontRow], max_accuracy_drop: float) -> FrontRow | None:
+    within = [r for r in rows if r.accuracy_drop <= max_accuracy_drop + 1e-12]
+    return min(within, key=lambda r: r.latency_p50_ms, default=None)
+
+
+@dataclass(frozen=True)
+class StudySummary:
+    name: str
+    complete: int
+    failed: int
+    pruned: int
+    running: int
+    budget: int | None
+    best_feasible_ms: float | None
+    best_recipe: str | None
+    created: str
+
+
+def summarize(study: optuna.Study) -> StudySummary:
+    trials = study.get_trials(deepcopy=False)
+    count = {s: sum(t.state == s for t in trials) for s in TrialState}
+    config = study.user_attrs.get(store.CONFIG, {})
+    limit = config.get("max_accuracy_drop", 0.01)
+    best = fastest_feasible([row(t) for t in trials if t.state == TrialState.COMPLETE and store.METRICS in t.user_attrs], limit)
+    return StudySummary(
+        name=study.study_name,
+        complete=count[TrialState.COMPLETE],
+        failed=count[TrialState.FAIL],
+        pruned=count[TrialState.PRUNED],
+        running=count[TrialState.RUNNING],
+        budget=config.get("budget"),
+        best_feasible_ms=best.latency_p50_ms if best else None,
+        best_recipe=best.recipe if best else None,
+        created=study.user_attrs.get(store.CREATED, "?"),
+    )

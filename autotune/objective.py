@@ -1,0 +1,53 @@
+"""What "good" means for a study: the metrics Optuna optimises and the constraints that make a
+trial feasible. The runner measures every metric it knows into one dict; an Objective picks
+its values from that dict, so a new objective needs no change to the runner.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+Direction = Literal["minimize", "maximize"]
+
+
+@dataclass(frozen=True)
+class Metric:
+    name: str  # a key of the measured metrics, e.g. "latency_p50_ms"
+    direction: Direction
+
+    def __post_init__(self) -> None:
+        if self.direction not in ("minimize", "maximize"):
+            raise ValueError(f"direction must be 'minimize' or 'maximize', got {self.direction!r}")
+
+
+@dataclass(frozen=True)
+class Constraint:
+    """Feasible when ``metrics[name] <= limit``; Optuna gets ``metrics[name] - limit``."""
+
+    name: str
+    limit: float
+
+    def violation(self, metrics: dict[str, float]) -> float:
+        return float(metrics[self.name]) - self.limit
+
+
+@dataclass(frozen=True)
+class Objective:
+    name: str
+    metrics: tuple[Metric, ...]
+    constraints: tuple[Constraint, ...] = ()
+
+    @property
+    def directions(self) -> list[str]:
+        return [m.direction for m in self.metrics]
+
+    @property
+    def metric_names(self) -> list[str]:
+        return [m.name for m in self.metrics]
+
+    def values(self, metrics: dict[str, float]) -> list[float]:
+        return [float(metrics[m.name]) for m in self.metrics]
+
+    def feasible(self, metrics: dict[str, float]) -> bool:
+        return all(c.violation(metrics) <= 0 for c in self.constraints)

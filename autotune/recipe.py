@@ -1,0 +1,143 @@
+"""What to build and how to run it: a Recipe is an ordered chain of techniques, a precision
+and a Runtime. Recipes are plain values: hashable, comparable, serialisable to JSON.
+
+Training-based techniques (pruning, distillation, QAT) are Technique subclasses placed in
+``Recipe.steps``; the final conversion to a deployable artifact is decided by ``precision``
+and ``runtime``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from abc import ABC, abstractmethod
+from dataclasses import dataclass, field
+from typing import Any, ClassVar, Literal
+
+from autotune.errors import InvalidRecipe
+
+Precision = Literal["fp32", "fp16", "dynamic-int8", "int8"]
+Engine = Literal["litert", "tensorflow"]
+
+PRECISIONS: tuple[str, ...] = ("fp32", "fp16", "dynamic-int8", "int8")
+ENGINES: tuple[str, ...] = ("litert", "tensorflow")
+# TensorFlow runs the SavedModel in float32; the quantised precisions exist only as TFLite.
+_TENSORFLOW_PRECISIONS = ("fp32",)
+MAX_THREADS = 256
+
+
+class Technique(ABC):
+    """One step that turns a Keras model into another Keras model (prune, distill, QAT, ...).
+
+    Subclasses are frozen dataclasses whose fields are the technique's parameters. ``apply``
+    must be deterministic given its parameters, the parent model and the study seed, because
+    its output is cached under a content key derived from exactly those.
+    """
+
+    name: ClassVar[str]
+
+    def params(self) -> dict[str, Any]:
+        return dict(sorted(vars(self).items()))
+
+    @abstractmethod
+    def apply(self, model: Any, context: Any) -> Any:
+        """Return a new Keras model; raise CandidateFailed if this candidate cannot be made."""
+
+    def describe(self) -> str:
+        return self.name
+
+
+@dataclass(frozen=True)
+class Runtime:
+    """How the deployed artifact is executed and timed."""
+
+    engine: Engine = "litert"
+    threads: int = 1
+    batch_size: int = 1
+    xla: bool = False
+
+    def describe(self) -> str:
+        if self.engine == "litert":
+            parts = ["litert", f"{self.threads} thread{'s' if self.threads != 1 else ''}"]
+        else:
+            parts = ["tensorflow" + (" xla" if self.xla else "")]
+        if self.batch_size != 1:
+            parts.append(f"batch {self.batch_size}")
+        return " · ".join(parts)
+
+
+@dataclass(frozen=True)
+class Recipe:
+    """An ordered chain of techniques, then conversion to ``precision`` run by ``runtime``."""
+
+    precision: Precision = "fp32"
+    runtime: Runtime = field(default_factory=Runtime)
+    steps: tuple[Technique, ...] = ()
+
+    def validate(self) -> Recipe:
+        """Raise InvalidRecipe for a combination that cannot be built; return self otherwise."""
+        rt = self.runtime
+        if self.precision not in PRECISIONS:
+            raise InvalidRecipe(f"unknown precision {self.precision!r}; choose one of {', '.join(PRECISIONS)}")
+        if rt.engine not in ENGINES:
+            raise InvalidRecipe(f"unknown engine {rt.engine!r}; choose one of {', '.join(ENGINES)}")
+        if rt.engine == "tensorflow" and self.precision not in _TENSORFLOW_PRECISIONS:
+            raise InvalidRecipe(f"precision {self.precision} exists only as TFLite; the tensorflow engine runs fp32")
+        if rt.engine == "litert" and rt.xla:
+            raise InvalidRecipe("XLA jit_compile applies to the tensorflow engine, not litert")
+        if not 1 <= rt.threads <= MAX_THREADS:
+            raise InvalidRecipe(f"threads must be between 1 and {MAX_THREADS}, got {rt.threads}")
+        if rt.batch_size < 1:
+            raise InvalidRecipe(f"batch size must be at least 1, got {rt.batch_size}")
+        return self
+
+    @property
+    def artifact_format(self) -> str:
+        return "tflite" if self.runtime.engine == "litert" else "saved_model"
+
+    def describe(self) -> str:
+        """A readable one-liner such as ``int8 · litert · 2 threads``."""
+        chain = "".join(f"{step.describe()} → " for step in self.steps)
+        return f"{chain}{self.precision} · {self.runtime.describe()}"
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "steps": [{"name": s.name, "params": s.params()} for s in self.steps],
+            "precision": self.precision,
+            "runtime": {
+                "engine": self.runtime.engine,
+                "threads": self.runtime.threads,
+                "batch_size": self.runtime.batch_size,
+                "xla": self.runtime.xla,
+            },
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Recipe:
+        from autotune.techniques import technique_from_dict
+
+        return cls(
+            precision=data["precision"],
+            runtime=Runtime(**data["runtime"]),
+            steps=tuple(technique_from_dict(s) for s in data.get("steps", ())),
+        )
+
+
+def content_key(*parts: Any) -> str:
+    """A stable hash of JSON-serialisable parts: the cache's content address."""
+    blob = json.dumps(parts, sort_keys=True, separators=(",", ":"), default=str)
+    return hashlib.sha256(blob.encode()).hexdigest()[:24]
+
+
+def reference_recipes(cores: int) -> dict[str, Recipe]:
+    """The recipes every study starts with, so the front always holds them.
+
+    ``fp32-baseline`` is what deploying by hand gives (TFLite fp32); every speed-up is over it.
+    ``seeds-int8`` is the recipe the usual advice gives: full-integer post-training int8
+    with a representative data set.
+    """
+    runtime = Runtime(engine="litert", threads=cores)
+    return {
+        "fp32-baseline": Recipe(precision="fp32", runtime=runtime),
+        "seeds-int8": Recipe(precision="int8", runtime=runtime),
+    }

@@ -1,0 +1,182 @@
+"""The only module that prints: tables, the live progress display, JSON/CSV and errors."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import sys
+import time
+from collections.abc import Sequence
+
+from optuna.trial import FrozenTrial, TrialState
+from rich.console import Console
+from rich.live import Live
+from rich.table import Table
+from rich.text import Text
+
+from autotune import store
+from autotune.front import FrontRow, StudySummary
+
+console = Console(highlight=False)
+if not console.is_terminal:
+    # Logs and pipes have no width; the front table needs about 120 columns.
+    console = Console(highlight=False, width=140)
+err_console = Console(stderr=True, highlight=False, width=None if console.is_terminal else 200)
+
+
+def error(message: str) -> None:
+    err_console.print(Text(f"autotune: error: {message}", style="bold red"))
+
+
+def note(message: str) -> None:
+    console.print(Text(message))
+
+
+def _clock(seconds: float) -> str:
+    seconds = max(0, int(round(seconds)))
+    return f"{seconds // 3600}:{seconds % 3600 // 60:02d}:{seconds % 60:02d}"
+
+
+def _ms(value: float | None) -> str:
+    return "—" if value is None else f"{value:.3f}"
+
+
+class RunProgress:
+    """A live line: trial i of N, its stage, elapsed and remaining time, best feasible latency.
+
+    Finished trials scroll above it as one line each, which is also what a log file keeps.
+    """
+
+    def __init__(self) -> None:
+        self._live = Live(console=console, refresh_per_second=4, transient=True)
+        self._budget = 0
+        self._evaluated = 0
+        self._started = time.monotonic()
+        self._trial_started = self._started
+        self._durations: list[float] = []
+        self._trial = "—"
+        self._stage = ""
+        self._best: float | None = None
+
+    def __enter__(self) -> RunProgress:
+        self._live.__enter__()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._live.__exit__(*exc)
+
+    def _render(self) -> Text:
+        elapsed = time.monotonic() - self._started
+        left = max(self._budget - self._evaluated, 0)
+        per = sum(self._durations) / len(self._durations) if self._durations else None
+        remaining = "?" if per is None else f"~{_clock(per * left)}"
+        return Text.assemble(
+            (f"trial {min(self._evaluated + 1, self._budget)} of {self._budget}", "bold"),
+            f" · {self._trial} · ",
+            (self._stage, "cyan"),
+            f"   elapsed {_clock(elapsed)}  remaining {remaining}  best feasible p50 {_ms(self._best)} ms",
+        )
+
+    def _refresh(self) -> None:
+        self._live.update(self._render())
+
+    def search_started(self, study: str, budget: int, evaluated: int) -> None:
+        self._budget, self._evaluated = budget, evaluated
+        console.print(f"study [bold]{study}[/]: {evaluated} of {budget} trials done")
+        self._refresh()
+
+    def trial_started(self, number: int, recipe: str) -> None:
+        self._trial_started = time.monotonic()
+        self._trial, self._stage = f"#{number} {recipe}", "start"
+        self._refresh()
+
+    def stage(self, name: str) -> None:
+        self._stage = name
+        self._refresh()
+
+    def trial_finished(self, trial: FrozenTrial, evaluated: int, best_feasible_ms: float | None) -> None:
+        self._durations.append(time.monotonic() - self._trial_started)
+        self._evaluated, self._best = evaluated, best_feasible_ms
+        recipe = trial.user_attrs.get(store.RECIPE_TEXT, "?")
+        m = trial.user_attrs.get(store.METRICS)
+        if trial.state == TrialState.COMPLETE and m:
+            mark = "[green]✓[/]" if m["feasible"] else "[yellow]✗[/]"
+            line = (
+                f"{mark} #{trial.number:<3} {recipe:<34} p50 {m['latency_p50_ms']:.3f} ms  "
+                f"×{m['speedup']:.2f}  acc {m['accuracy']:.4f} (drop {m['accuracy_drop']:+.4f})"
+            )
+        else:
+            reason = trial.user_attrs.get(store.FAIL_REASON, "")
+            line = f"[red]{trial.state.name.lower()}[/] #{trial.number:<3} {recipe:<34} {reason}"
+        console.print(line)
+        self._refresh()
+
+
+def front(rows: Sequence[FrontRow], fmt: str, *, title: str, limit: float) -> None:
+    if fmt == "json":
+        sys.stdout.write(json.dumps([r.as_dict() for r in rows], indent=2) + "\n")
+        return
+    if fmt == "csv":
+        buf = io.StringIO()
+        fields = list(FrontRow.__dataclass_fields__)
+        writer = csv.DictWriter(buf, fieldnames=fields)
+        writer.writeheader()
+        for r in rows:
+            writer.writerow(r.as_dict() | {"params": json.dumps(r.params, sort_keys=True)})
+        sys.stdout.write(buf.getvalue())
+        return
+    table = Table(title=title, caption=f"✓ within an accuracy drop of {limit}; speed-up over the fp32 baseline")
+    for col, justify in [
+        ("trial", "right"),
+        ("recipe", "left"),
+        ("p50 ms", "right"),
+        ("p90 ms", "right"),
+        ("speed-up", "right"),
+        ("accuracy", "right"),
+        ("drop", "right"),
+        ("size KB", "right"),
+        ("", "center"),
+    ]:
+        table.add_column(col, justify=justify)  # type: ignore[arg-type]
+    for r in rows:
+        recipe = r.recipe + (f"  [dim]({r.reference}{'' if r.on_front else ', dominated'})[/]" if r.reference else "")
+        table.add_row(
+            str(r.trial),
+            recipe,
+            f"{r.latency_p50_ms:.3f}",
+            f"{r.latency_p90_ms:.3f}",
+            f"×{r.speedup:.2f}",
+            f"{r.accuracy:.4f}",
+            f"{r.accuracy_drop:+.4f}",
+            f"{r.size_bytes / 1024:.0f}",
+            "[green]✓[/]" if r.feasible else "[yellow]✗[/]",
+        )
+    console.print(table)
+
+
+def studies(summaries: Sequence[StudySummary]) -> None:
+    table = Table(title="studies")
+    for col in ("study", "complete", "failed", "pruned", "budget", "best feasible p50 ms", "recipe", "created"):
+        table.add_column(col)
+    for s in summaries:
+        table.add_row(
+            s.name,
+            str(s.complete),
+            str(s.failed),
+            str(s.pruned),
+            str(s.budget or "—"),
+            _ms(s.best_feasible_ms),
+            s.best_recipe or "—",
+            s.created,
+        )
+    console.print(table)
+
+
+def exported(trial: int, recipe: str, artifact: str, manifest: str, accuracy: float, why: str) -> None:
+    console.print(f"exported trial {trial} ([bold]{recipe}[/]): {why}")
+    console.print(f"  artifact  {artifact}\n  manifest  {manifest}\n  accuracy re-measured on the written file: {accuracy:.4f} (matches the record)")
+
+
+def run_done(study: str, evaluated: int, budget: int, trials_run: int, wall_s: float) -> None:
+    console.print(f"study [bold]{study}[/]: {evaluated} of {budget} trials ({trials_run} run now in {wall_s:.1f} s)")

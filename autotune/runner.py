@@ -1,0 +1,279 @@
+"""The trial loop: turn a stored study configuration into measured trials until the budget
+is met, and the failure policy around it."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+
+import optuna
+from optuna.trial import FrozenTrial, TrialState
+
+from autotune import store
+from autotune.artifact import open_executor
+from autotune.cache import ContentCache
+from autotune.candidate import Builder
+from autotune.config import StudyConfig, merge_with_stored
+from autotune.data import Dataset, check_compatible, file_key, load_model, load_npz
+from autotune.errors import CandidateFailed, ConfigError, InvalidRecipe, SearchStopped
+from autotune.measure import LatencyProtocol, accuracy, artifact_size, environment, measure_latency, usable_cores
+from autotune.objective import Objective
+from autotune.plugins import load_objective, load_space
+from autotune.recipe import Recipe, reference_recipes
+
+BASELINE_REF = "fp32-baseline"
+
+
+class Reporter(Protocol):
+    """What the trial loop tells whoever watches it (report.py draws it; tests record it)."""
+
+    def search_started(self, study: str, budget: int, evaluated: int) -> None: ...
+    def trial_started(self, number: int, recipe: str) -> None: ...
+    def stage(self, name: str) -> None: ...
+    def trial_finished(self, trial: FrozenTrial, evaluated: int, best_feasible_ms: float | None) -> None: ...
+
+
+class SilentReporter:
+    def search_started(self, study: str, budget: int, evaluated: int) -> None:
+        pass
+
+    def trial_started(self, number: int, recipe: str) -> None:
+        pass
+
+    def stage(self, name: str) -> None:
+        pass
+
+    def trial_finished(self, trial: FrozenTrial, evaluated: int, best_feasible_ms: float | None) -> None:
+        pass
+
+
+@dataclass(frozen=True)
+class Settings:
+    studies_dir: Path = field(default_factory=lambda: Path.cwd() / "studies")
+    protocol: LatencyProtocol = LatencyProtocol()
+    max_failures_in_row: int = 5
+
+
+@dataclass(frozen=True)
+class RunResult:
+    study: str
+    evaluated: int
+    budget: int
+    trials_run: int
+    wall_s: float
+
+
+@dataclass
+class _Workspace:
+    """Everything a trial needs, loaded and checked once before any trial runs."""
+
+    config: StudyConfig
+    data: Dataset
+    builder: Builder
+    cache: ContentCache
+    space: Callable[[optuna.Trial], Recipe]
+    objective: Objective
+    references: dict[str, Recipe]
+    env: dict[str, Any]
+
+
+def resolve_inputs(config: StudyConfig, studies_dir: Path) -> tuple[Path, Path]:
+    if config.is_demo:
+        from autotune.demo import ensure_demo
+
+        return ensure_demo(studies_dir)
+    if config.data is None:
+        raise ConfigError("--model needs --data: an .npz with x_train, y_train, x_val, y_val")
+    return Path(config.model), Path(config.data)
+
+
+def open_workspace(config: StudyConfig, settings: Settings) -> _Workspace:
+    """Load and check model, data, space and objective; raises ConfigError before any write."""
+    space = load_space(config.space)
+    make_objective = load_objective(config.objective)
+    objective = make_objective(config.max_accuracy_drop)
+    if not isinstance(objective, Objective):
+        raise ConfigError(f"objective {config.objective!r} returned {type(objective).__name__}, not an Objective")
+    model_path, data_path = resolve_inputs(config, settings.studies_dir)
+    data = load_npz(data_path)
+    model = load_model(model_path)
+    check_compatible(model, data, model_path, data_path)
+    cache = ContentCache(settings.studies_dir / config.study / "cache")
+    builder = Builder(model_path, file_key(model_path), data, file_key(data_path), cache, config.seed, model=model)
+    return _Workspace(
+        config=config,
+        data=data,
+        builder=builder,
+        cache=cache,
+        space=space,
+        objective=objective,
+        references=reference_recipes(usable_cores()),
+        env=environment(),
+    )
+
+
+def _evaluate(ws: _Workspace, trial: optuna.Trial, recipe: Recipe, settings: Settings, reporter: Reporter) -> dict[str, Any]:
+    """Build, then measure accuracy and latency of the deployed artifact; return all metrics."""
+    timings: dict[str, float] = {}
+    t0 = time.perf_counter()
+    reporter.stage("build")
+    try:
+        candidate = ws.builder.build(recipe)
+    finally:
+        timings["build_s"] = time.perf_counter() - t0
+        counts = ws.cache.take_counts()
+        trial.set_user_attr(store.CACHE, {"hits": counts.hits, "misses": counts.misses})
+    trial.set_user_attr(store.LINEAGE, list(candidate.lineage))
+
+    t0 = time.perf_counter()
+    reporter.stage("accuracy")
+    executor, _ = open_executor(candidate.path, recipe.runtime)
+    acc = accuracy(executor.predict, ws.data.x_val, ws.data.y_val)
+    del executor
+    timings["accuracy_s"] = time.perf_counter() - t0
+
+    t0 = time.perf_counter()
+    reporter.stage("latency")
+    executor, load_s = open_executor(candidate.path, recipe.runtime)
+    sample = ws.data.x_val[: recipe.runtime.batch_size]
+    call = executor.timed_call(sample)
+    first = time.perf_counter()
+    call()
+    cold_s = load_s + time.perf_counter() - first
+    latency = measure_latency(call, settings.protocol, cold_start_s=cold_s)
+    timings["latency_s"] = time.perf_counter() - t0
+    trial.set_user_attr(store.TIMINGS, timings)
+
+    size, gz = artifact_size(candidate.path)
+    return {"accuracy": acc, "size_bytes": size, "gzip_bytes": gz, **latency.as_metrics()}
+
+
+def _objective_fn(ws: _Workspace, settings: Settings, reporter: Reporter) -> Callable[[optuna.Trial], list[float]]:
+    def run_trial(trial: optuna.Trial) -> list[float]:
+        reference = trial.user_attrs.get(store.REFERENCE)
+        recipe = ws.references[reference] if reference else ws.space(trial)
+        if not isinstance(recipe, Recipe):
+            raise ConfigError(f"space {ws.config.space!r} returned {type(recipe).__name__}, not a Recipe")
+        trial.set_user_attr(store.RECIPE_TEXT, recipe.describe())
+        reporter.trial_started(trial.number, recipe.describe())
+        try:
+            recipe.validate()
+        except InvalidRecipe as e:
+            trial.set_user_attr(store.FAIL_REASON, f"invalid recipe: {e}")
+            raise optuna.TrialPruned(str(e)) from None
+        trial.set_user_attr(store.RECIPE, recipe.to_dict())
+        trial.set_user_attr("autotune:env_id", ws.env["id"])
+        try:
+            metrics = _evaluate(ws, trial, recipe, settings, reporter)
+        except CandidateFailed as e:
+            trial.set_user_attr(store.FAIL_REASON, str(e))
+            raise
+
+        if reference == BASELINE_REF:
+            baseline = {"trial": trial.number, **metrics}
+            trial.study.set_user_attr(store.BASELINE, baseline)
+        else:
+            baseline = trial.study.user_attrs[store.BASELINE]
+        metrics["accuracy_drop"] = baseline["accuracy"] - metrics["accuracy"]
+        metrics["speedup"] = baseline["latency_p50_ms"] / metrics["latency_p50_ms"]
+        metrics["feasible"] = ws.objective.feasible(metrics)
+        trial.set_user_attr(store.METRICS, metrics)
+        for c in ws.objective.constraints:
+            trial.set_constraint(c.name, c.violation(metrics))
+        return ws.objective.values(metrics)
+
+    return run_trial
+
+
+def _ensure_references(study: optuna.Study, ws: _Workspace) -> None:
+    """Queue the reference recipes that no trial holds yet; the baseline always goes first."""
+    have = {
+        t.user_attrs.get(store.REFERENCE)
+        for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.WAITING))
+    }
+    for name in ws.references:
+        if name not in have:
+            study.enqueue_trial({}, user_attrs={store.REFERENCE: name}, skip_if_exists=False)
+
+
+def _best_feasible_ms(study: optuna.Study) -> float | None:
+    best = None
+    for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)):
+        m = t.user_attrs.get(store.METRICS)
+        if m and m["feasible"] and (best is None or m["latency_p50_ms"] < best):
+            best = m["latency_p50_ms"]
+    return best
+
+
+def run(
+    name: str,
+    given: dict[str, Any],
+    storage_url: str,
+    *,
+    must_exist: bool = False,
+    settings: Settings | None = None,
+    reporter: Reporter | None = None,
+) -> RunResult:
+    """Create or continue study ``name`` and run trials until it holds ``budget`` evaluated ones.
+
+    ``given`` holds the flags the user set (None for unset); for an existing study they may
+    repeat but not contradict the stored configuration.
+    """
+    settings = settings or Settings()
+    reporter = reporter or SilentReporter()
+    storage = store.open_storage(storage_url)
+    with store.database_errors(storage_url):
+        exists = store.study_exists(storage, name)
+        if must_exist and not exists:
+            raise ConfigError(f"no study named {name!r} in {store.redact(storage_url)} (see `autotune studies`)")
+        if exists:
+            config = merge_with_stored(store.stored_config(store.load_study(storage, name)), given)
+        else:
+            from autotune.config import make_config
+
+            config = make_config(study=name, **{k: v for k, v in given.items() if v is not None})
+    ws = open_workspace(config, settings)
+
+    with store.database_errors(storage_url):
+        if exists:
+            study = store.load_study(storage, name, config)
+            store.save_config(study, config)
+        else:
+            study = store.create_study(storage, config, ws.objective, ws.env)
+        _ensure_references(study, ws)
+        done = store.evaluated(study.get_trials(deepcopy=False))
+    reporter.search_started(name, config.budget, done)
+    started = time.perf_counter()
+    trials_run = 0
+    failures_in_row = 0
+    stop_reason: str | None = None
+
+    def after_trial(study: optuna.Study, trial: FrozenTrial) -> None:
+        nonlocal trials_run, failures_in_row, stop_reason
+        trials_run += 1
+        failures_in_row = failures_in_row + 1 if trial.state == TrialState.FAIL else 0
+        n = store.evaluated(study.get_trials(deepcopy=False))
+        reporter.trial_finished(trial, n, _best_feasible_ms(study))
+        reason = trial.user_attrs.get(store.FAIL_REASON, "unknown")
+        if trial.state == TrialState.FAIL and trial.user_attrs.get(store.REFERENCE) == BASELINE_REF:
+            stop_reason = f"the fp32 baseline (trial {trial.number}) failed, so nothing can be compared: {reason}"
+        elif failures_in_row >= settings.max_failures_in_row:
+            stop_reason = f"{failures_in_row} trials failed in a row; the last (trial {trial.number}): {reason}"
+        if stop_reason or n >= config.budget:
+            study.stop()
+
+    if done < config.budget:
+        with store.database_errors(storage_url):
+            study.optimize(
+                _objective_fn(ws, settings, reporter),
+                catch=(CandidateFailed,),
+                callbacks=[after_trial],
+                gc_after_trial=False,
+            )
+            done = store.evaluated(study.get_trials(deepcopy=False))
+    if stop_reason:
+        raise SearchStopped(f"study {name!r} stopped at {done}/{config.budget} trials: {stop_reason}")
+    return RunResult(study=name, evaluated=done, budget=config.budget, trials_run=trials_run, wall_s=time.perf_counter() - started)

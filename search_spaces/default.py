@@ -1,0 +1,22 @@
+"""Every precision and runtime the machine offers for the model as it is.
+
+LiteRT at fp32 / fp16 / dynamic-range int8 / full int8 with 1..cores threads, or the
+TensorFlow SavedModel with and without XLA. Training-based techniques join in a later space.
+"""
+
+import optuna
+
+from autotune.measure import usable_cores
+from autotune.recipe import PRECISIONS, Recipe, Runtime
+
+
+def space(trial: optuna.Trial) -> Recipe:
+    cores = usable_cores()
+    engine = trial.suggest_categorical("engine", ["litert", "tensorflow"])
+    if engine == "litert":
+        precision = trial.suggest_categorical("precision", list(PRECISIONS))
+        threads = trial.suggest_int("threads", 1, cores)
+        return Recipe(precision=precision, runtime=Runtime(engine="litert", threads=threads))
+    xla = trial.suggest_categorical("xla", [False, True])
+    # TensorFlow's thread pools are per process: it always runs on every usable core.
+    return Recipe(precision="fp32", runtime=Runtime(engine="tensorflow", threads=cores, xla=xla))
