@@ -102,7 +102,12 @@ class TensorFlowExecutor:
             raise CandidateFailed(f"TensorFlow cannot load the SavedModel: {e}") from e
 
     def predict(self, x: np.ndarray) -> np.ndarray:
-        return np.concatenate([self._fn(x[i : i + EVAL_BATCH]).numpy() for i in range(0, len(x), EVAL_BATCH)])
+        from autotune._keras import tf
+
+        try:
+            return np.concatenate([self._fn(x[i : i + EVAL_BATCH]).numpy() for i in range(0, len(x), EVAL_BATCH)])
+        except tf().errors.OpError as e:  # e.g. an op XLA cannot compile
+            raise CandidateFailed(f"TensorFlow inference failed: {str(e).splitlines()[0][:300]}") from e
 
     def timed_call(self, sample: np.ndarray) -> Callable[[], object]:
         return lambda: self._fn(sample).numpy()

@@ -189,14 +189,35 @@ def _objective_fn(ws: _Workspace, settings: Settings, reporter: Reporter) -> Cal
 
 
 def _ensure_references(study: optuna.Study, ws: _Workspace) -> None:
-    """Queue the reference recipes that no trial holds yet; the baseline always goes first."""
+    """Queue the reference recipes (other than the baseline) that no trial holds yet."""
     have = {
         t.user_attrs.get(store.REFERENCE)
         for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.WAITING))
     }
     for name in ws.references:
-        if name not in have:
+        if name != BASELINE_REF and name not in have:
             study.enqueue_trial({}, user_attrs={store.REFERENCE: name}, skip_if_exists=False)
+
+
+def _ensure_baseline(study: optuna.Study, run_trial: Callable[[optuna.Trial], list[float]], reporter: Reporter) -> int:
+    """Measure the fp32 baseline as a trial of its own before any other, unless the study has
+    one: every speed-up and accuracy drop is relative to it. Returns the trials run (0 or 1)."""
+    if store.BASELINE in study.user_attrs:
+        return 0
+    trial = study.ask()
+    trial.set_user_attr(store.REFERENCE, BASELINE_REF)
+    try:
+        values = run_trial(trial)
+    except CandidateFailed as e:
+        study.tell(trial, state=TrialState.FAIL)
+        reporter.trial_finished(study.trials[trial.number], store.evaluated(study.get_trials(deepcopy=False)), None)
+        raise SearchStopped(f"the fp32 baseline (trial {trial.number}) failed, so nothing can be compared: {e}") from None
+    except BaseException:
+        study.tell(trial, state=TrialState.FAIL)
+        raise
+    study.tell(trial, values)
+    reporter.trial_finished(study.trials[trial.number], store.evaluated(study.get_trials(deepcopy=False)), None)
+    return 1
 
 
 def _best_feasible_ms(study: optuna.Study) -> float | None:
@@ -243,11 +264,15 @@ def run(
             store.save_config(study, config)
         else:
             study = store.create_study(storage, config, ws.objective, ws.env)
-        _ensure_references(study, ws)
         done = store.evaluated(study.get_trials(deepcopy=False))
     reporter.search_started(name, config.budget, done)
     started = time.perf_counter()
-    trials_run = 0
+    run_trial = _objective_fn(ws, settings, reporter)
+    with store.database_errors(storage_url):
+        # The baseline first (study.ask would pop any queued trial), then the other references.
+        trials_run = _ensure_baseline(study, run_trial, reporter)
+        _ensure_references(study, ws)
+        done = store.evaluated(study.get_trials(deepcopy=False))
     failures_in_row = 0
     stop_reason: str | None = None
 
@@ -258,9 +283,7 @@ def run(
         n = store.evaluated(study.get_trials(deepcopy=False))
         reporter.trial_finished(trial, n, _best_feasible_ms(study))
         reason = trial.user_attrs.get(store.FAIL_REASON, "unknown")
-        if trial.state == TrialState.FAIL and trial.user_attrs.get(store.REFERENCE) == BASELINE_REF:
-            stop_reason = f"the fp32 baseline (trial {trial.number}) failed, so nothing can be compared: {reason}"
-        elif failures_in_row >= settings.max_failures_in_row:
+        if failures_in_row >= settings.max_failures_in_row:
             stop_reason = f"{failures_in_row} trials failed in a row; the last (trial {trial.number}): {reason}"
         if stop_reason or n >= config.budget:
             study.stop()
@@ -268,7 +291,7 @@ def run(
     if done < config.budget:
         with store.database_errors(storage_url):
             study.optimize(
-                _objective_fn(ws, settings, reporter),
+                run_trial,
                 catch=(CandidateFailed,),
                 callbacks=[after_trial],
                 gc_after_trial=False,

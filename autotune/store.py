@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import datetime as dt
 import re
+import sqlite3
 import warnings
 from collections.abc import Iterator
 from pathlib import Path
@@ -62,24 +63,26 @@ def database_errors(url: str) -> Iterator[None]:
     except sqlalchemy.exc.SQLAlchemyError as e:
         reason = str(getattr(e, "orig", None) or e).splitlines()[0]
         raise StorageError(f"storage {redact(url)} cannot be used: {reason.replace(url, redact(url))}") from None
-    except ModuleNotFoundError as e:
-        raise StorageError(f"storage {redact(url)} needs the Python package {e.name!r}; pip install it") from None
+    except ImportError:  # Optuna's word for a missing database driver
+        raise StorageError(f"storage {redact(url)} needs its database driver (PostgreSQL: pip install psycopg2-binary)") from None
 
 
 def open_storage(url: str) -> optuna.storages.RDBStorage:
     kwargs: dict[str, Any] = {}
-    if url.startswith("sqlite:///"):
+    if url.startswith("sqlite:///") and url != "sqlite:///:memory:":
         path = Path(url.removeprefix("sqlite:///"))
-        if str(path) != ":memory:":
+        try:
             path.parent.mkdir(parents=True, exist_ok=True)
+            # WAL lets readers (front, studies) work while a run writes; the mode is stored in
+            # the file, so setting it once here holds for every later connection.
+            with contextlib.closing(sqlite3.connect(path, timeout=60)) as conn:
+                conn.execute("PRAGMA journal_mode=WAL")
+        except (OSError, sqlite3.Error) as e:
+            raise StorageError(f"storage {redact(url)} cannot be used: {e}") from None
         # Wait for a writer rather than fail with "database is locked".
         kwargs = {"connect_args": {"timeout": 60}}
     with database_errors(url):
-        storage = optuna.storages.RDBStorage(url, engine_kwargs=kwargs)
-        if url.startswith("sqlite"):
-            with storage.engine.connect() as conn:
-                conn.exec_driver_sql("PRAGMA journal_mode=WAL")
-    return storage
+        return optuna.storages.RDBStorage(url, engine_kwargs=kwargs)
 
 
 def sampler_for(config: StudyConfig, trials_so_far: int) -> optuna.samplers.BaseSampler:

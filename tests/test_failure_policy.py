@@ -1,0 +1,82 @@
+"""A failed candidate is a FAIL trial with its reason; the search goes on, but not forever."""
+
+from __future__ import annotations
+
+import numpy as np
+import optuna
+import pytest
+from optuna.trial import TrialState
+from typer.testing import CliRunner
+
+from autotune import store
+from autotune.cli import app
+
+pytestmark = pytest.mark.slow
+runner = CliRunner()
+
+# A technique that fails the way a converter does on an unsupported op. The failure policy is
+# what is under test; test_a_model_litert_cannot_convert shows a converter failing for real.
+FAILING_SPACE = """
+from dataclasses import dataclass
+from autotune.errors import CandidateFailed
+from autotune.recipe import Recipe, Runtime, Technique
+
+@dataclass(frozen=True)
+class Unsupported(Technique):
+    name = "unsupported"
+    def apply(self, model, context):
+        raise CandidateFailed("op FOO is not supported by this technique")
+
+def space(trial):
+    fail = trial.suggest_categorical("fail", [{choices}])
+    steps = (Unsupported(),) if fail else ()
+    return Recipe("fp32", Runtime("litert", threads=1), steps=steps)
+"""
+
+
+def _study(name):
+    st = store.open_storage("sqlite:///studies/autotune.db")
+    return optuna.load_study(study_name=name, storage=st)
+
+
+def test_failures_are_recorded_and_the_search_goes_on(workdir):
+    (workdir / "sometimes.py").write_text(FAILING_SPACE.format(choices="True, False"))
+    result = runner.invoke(app, ["run", "--study", "s", "--budget", "8", "--space", "sometimes.py", "--seed", "1"])
+    assert result.exit_code == 0, result.output
+    trials = _study("s").get_trials()
+    failed = [t for t in trials if t.state == TrialState.FAIL]
+    assert failed, "the space should have produced failing candidates"
+    assert all(t.user_attrs[store.FAIL_REASON] == "op FOO is not supported by this technique" for t in failed)
+    # Failed trials do not count against the budget.
+    assert sum(t.state == TrialState.COMPLETE for t in trials) == 8
+
+
+def test_several_failures_in_a_row_stop_the_search_with_one_line(workdir):
+    (workdir / "always.py").write_text(FAILING_SPACE.format(choices="True"))
+    result = runner.invoke(app, ["run", "--study", "a", "--budget", "20", "--space", "always.py"])
+    assert result.exit_code == 1
+    assert "5 trials failed in a row" in result.output and "op FOO" in result.output
+    states = [t.state for t in _study("a").get_trials()]
+    assert states == [TrialState.COMPLETE] * 2 + [TrialState.FAIL] * 5  # the references, then the failures
+
+
+def test_a_model_litert_cannot_convert_stops_at_the_baseline(empty_workdir):
+    from autotune._keras import keras
+
+    k = keras()
+    model = k.Sequential([k.layers.Input((6, 4)), k.layers.GRU(8), k.layers.Dense(3)])
+    model.save(empty_workdir / "gru.keras")
+    rng = np.random.default_rng(0)
+    np.savez(
+        empty_workdir / "seq.npz",
+        x_train=rng.random((20, 6, 4), dtype=np.float32),
+        y_train=rng.integers(0, 3, 20),
+        x_val=rng.random((10, 6, 4), dtype=np.float32),
+        y_val=rng.integers(0, 3, 10),
+    )
+    result = runner.invoke(app, ["run", "--model", "gru.keras", "--data", "seq.npz", "--budget", "3"])
+    assert result.exit_code == 1
+    assert "fp32 baseline (trial 0) failed" in result.output and "TFLite fp32 conversion failed" in result.output
+    (baseline,) = _study("gru").get_trials(states=(TrialState.COMPLETE, TrialState.FAIL))
+    assert baseline.state == TrialState.FAIL
+    assert "TensorListReserve" in baseline.user_attrs[store.FAIL_REASON]

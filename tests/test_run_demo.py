@@ -1,0 +1,128 @@
+"""The demo, end to end through the CLI in-process: real TensorFlow, LiteRT and SQLite."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import optuna
+import pytest
+from optuna.trial import TrialState
+from typer.testing import CliRunner
+
+from autotune import store
+from autotune.cli import app
+
+pytestmark = pytest.mark.slow
+runner = CliRunner()
+
+
+def _invoke(*args: str):
+    result = runner.invoke(app, list(args))
+    return result
+
+
+def _trials(name="demo"):
+    st = store.open_storage("sqlite:///studies/autotune.db")
+    return optuna.load_study(study_name=name, storage=st).get_trials()
+
+
+def test_run_front_resume_and_export(workdir):
+    result = _invoke("run", "--budget", "4")
+    assert result.exit_code == 0, result.output
+    assert "Pareto front of demo" in result.output
+
+    trials = _trials()
+    assert [t.state for t in trials] == [TrialState.COMPLETE] * 4
+    # The reference recipes run first, so every study can be compared with them.
+    assert trials[0].user_attrs[store.RECIPE_TEXT] == "fp32 · litert · 2 threads"
+    assert trials[0].user_attrs[store.REFERENCE] == "fp32-baseline"
+    assert trials[1].user_attrs[store.RECIPE_TEXT].startswith("int8 · litert")
+    for t in trials:
+        m = t.user_attrs[store.METRICS]
+        assert 0.9 < m["accuracy"] <= 1.0
+        assert m["latency_calls"] >= 100 and m["latency_p50_ms"] <= m["latency_p90_ms"] <= m["latency_p99_ms"]
+        assert t.values == [m["latency_p50_ms"], m["accuracy"]]
+        assert t.user_attrs[store.TIMINGS]["latency_s"] >= 1.0  # the minimum timed duration
+    base = trials[0].user_attrs[store.METRICS]
+    assert base["speedup"] == 1.0 and base["accuracy_drop"] == 0.0
+
+    front = json.loads(_invoke("front", "demo", "--format", "json").output)
+    keys = {"trial", "recipe", "params", "latency_p50_ms", "latency_p90_ms", "accuracy", "accuracy_drop", "size_bytes", "speedup"}
+    assert front and all(keys <= set(row) for row in front)
+    by_trial = {t.number: t for t in trials}
+    for row in front:
+        p50 = by_trial[row["trial"]].user_attrs[store.METRICS]["latency_p50_ms"]
+        assert row["speedup"] == pytest.approx(base["latency_p50_ms"] / p50)
+    assert {0, 1} <= {row["trial"] for row in front}  # the references are always shown
+
+    csv_out = _invoke("front", "demo", "--format", "csv").output.splitlines()
+    assert csv_out[0].startswith("trial,recipe,params") and len(csv_out) == len(front) + 1
+
+    # The budget is the study's total: resume raises it, a repeated run adds nothing.
+    assert _invoke("resume", "demo", "--budget", "5").exit_code == 0
+    assert len(_trials()) == 5
+    again = _invoke("run", "--budget", "5")
+    assert again.exit_code == 0 and len(_trials()) == 5
+
+    refused = _invoke("run", "--max-accuracy-drop", "0.05")
+    assert refused.exit_code == 2
+    assert "created with --max-accuracy-drop 0.01" in refused.output
+    assert len(_trials()) == 5
+
+    studies = _invoke("studies")
+    assert "demo" in studies.output and "5" in studies.output
+
+    out = workdir / "exported"
+    exported = _invoke("export", "demo", "--out", str(out))
+    assert exported.exit_code == 0, exported.output
+    manifest = json.loads((out / "manifest.json").read_text())
+    fastest = min(
+        (r for r in front if r["accuracy_drop"] <= 0.01), key=lambda r: r["latency_p50_ms"]
+    )
+    assert manifest["study"] == "demo"
+    assert manifest["verified_accuracy"] == manifest["metrics"]["accuracy"]
+    assert manifest["baseline"]["trial"] == 0
+    assert manifest["environment"]["cores"] >= 1 and "tensorflow" in manifest["environment"]
+    artifact = out / manifest["artifact"]
+    assert artifact.exists()
+    if manifest["trial"] in {r["trial"] for r in front}:
+        assert manifest["metrics"]["latency_p50_ms"] <= fastest["latency_p50_ms"]
+
+    not_empty = _invoke("export", "demo", "--out", str(out))
+    assert not_empty.exit_code == 2 and "not empty" in not_empty.output
+
+
+def test_export_of_a_tensorflow_trial_writes_a_saved_model(workdir):
+    space = workdir / "tf_space.py"
+    space.write_text(
+        "from autotune.recipe import Recipe, Runtime\n"
+        "def space(trial):\n"
+        "    xla = trial.suggest_categorical('xla', [True])\n"
+        "    return Recipe('fp32', Runtime('tensorflow', threads=2, xla=xla))\n"
+    )
+    assert _invoke("run", "--study", "tf", "--budget", "3", "--space", str(space)).exit_code == 0
+    out = workdir / "tf_export"
+    result = _invoke("export", "tf", "--out", str(out), "--trial", "2")
+    assert result.exit_code == 0, result.output
+    assert (out / "saved_model" / "saved_model.pb").is_file()
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["recipe"] == "fp32 · tensorflow xla"
+    assert manifest["metrics"]["cold_start_ms"] > manifest["metrics"]["latency_p50_ms"]  # XLA compiles on first call
+
+
+def test_export_refuses_an_artifact_that_does_not_reproduce_its_record(workdir):
+    assert _invoke("run", "--budget", "2").exit_code == 0
+    cache = workdir / "studies" / "demo" / "cache"
+    # Replace the int8 artifact of trial 1 with the fp32 one, as a stale cache would.
+    trials = _trials()
+    entries = {t.number: t.user_attrs[store.LINEAGE] for t in trials}
+    assert entries[1][-1]["precision"] == "int8"
+    tflites = sorted(cache.glob("*/model.tflite"), key=lambda p: p.stat().st_size)
+    int8_file, fp32_file = tflites[0], tflites[-1]
+    shutil.copyfile(fp32_file, int8_file)
+    if trials[0].user_attrs[store.METRICS]["accuracy"] == trials[1].user_attrs[store.METRICS]["accuracy"]:
+        pytest.skip("int8 and fp32 score the same here; a swap cannot be told apart by accuracy")
+    result = _invoke("export", "demo", "--out", str(workdir / "bad"), "--trial", "1")
+    assert result.exit_code == 1
+    assert "scores accuracy" in result.output and "trial 1 recorded" in result.output
