@@ -29,10 +29,6 @@ def error(message: str) -> None:
     err_console.print(Text(f"autotune: error: {message}", style="bold red"))
 
 
-def note(message: str) -> None:
-    console.print(Text(message))
-
-
 def _clock(seconds: float) -> str:
     seconds = max(0, int(round(seconds)))
     return f"{seconds // 3600}:{seconds % 3600 // 60:02d}:{seconds % 60:02d}"
