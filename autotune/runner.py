@@ -16,7 +16,7 @@ from autotune import store
 from autotune.artifact import open_executor
 from autotune.cache import ContentCache
 from autotune.candidate import Builder
-from autotune.config import StudyConfig, merge_with_stored
+from autotune.config import StudyConfig, make_config, merge_with_stored
 from autotune.data import Dataset, check_compatible, file_key, load_model, load_npz
 from autotune.errors import CandidateFailed, ConfigError, InvalidRecipe, SearchStopped
 from autotune.measure import LatencyProtocol, accuracy, artifact_size, environment, measure_latency, usable_cores
@@ -165,7 +165,7 @@ def _objective_fn(ws: _Workspace, settings: Settings, reporter: Reporter) -> Cal
             trial.set_user_attr(store.FAIL_REASON, f"invalid recipe: {e}")
             raise optuna.TrialPruned(str(e)) from None
         trial.set_user_attr(store.RECIPE, recipe.to_dict())
-        trial.set_user_attr("autotune:env_id", ws.env["id"])
+        trial.set_user_attr(store.ENV_ID, ws.env["id"])
         try:
             metrics = _evaluate(ws, trial, recipe, settings, reporter)
         except CandidateFailed as e:
@@ -207,16 +207,18 @@ def _ensure_baseline(study: optuna.Study, run_trial: Callable[[optuna.Trial], li
     trial = study.ask()
     trial.set_user_attr(store.REFERENCE, BASELINE_REF)
     try:
-        values = run_trial(trial)
+        study.tell(trial, run_trial(trial))
     except CandidateFailed as e:
         study.tell(trial, state=TrialState.FAIL)
-        reporter.trial_finished(study.trials[trial.number], store.evaluated(study.get_trials(deepcopy=False)), None)
         raise SearchStopped(f"the fp32 baseline (trial {trial.number}) failed, so nothing can be compared: {e}") from None
     except BaseException:
         study.tell(trial, state=TrialState.FAIL)
         raise
-    study.tell(trial, values)
-    reporter.trial_finished(study.trials[trial.number], store.evaluated(study.get_trials(deepcopy=False)), None)
+    finally:
+        if study.trials[trial.number].state.is_finished():
+            reporter.trial_finished(
+                study.trials[trial.number], store.evaluated(study.get_trials(deepcopy=False)), _best_feasible_ms(study)
+            )
     return 1
 
 
@@ -253,8 +255,6 @@ def run(
         if exists:
             config = merge_with_stored(store.stored_config(store.load_study(storage, name)), given)
         else:
-            from autotune.config import make_config
-
             config = make_config(study=name, **{k: v for k, v in given.items() if v is not None})
     ws = open_workspace(config, settings)
 

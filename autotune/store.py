@@ -39,6 +39,7 @@ FAIL_REASON = "autotune:fail_reason"
 TIMINGS = "autotune:timings"
 CACHE = "autotune:cache"
 LINEAGE = "autotune:lineage"
+ENV_ID = "autotune:env_id"
 
 optuna.logging.set_verbosity(optuna.logging.ERROR)
 # TPE's ``group`` option is marked experimental; it is what makes conditional spaces work well.
