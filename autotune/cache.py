@@ -18,6 +18,12 @@ from pathlib import Path
 class CacheCounts:
     hits: list[str] = field(default_factory=list)
     misses: list[str] = field(default_factory=list)
+    # Fine-tuning work: epochs run for this trial, and epochs a cache hit made unnecessary.
+    epochs_trained: int = 0
+    epochs_reused: int = 0
+
+    def as_dict(self) -> dict[str, object]:
+        return {"hits": self.hits, "misses": self.misses, "epochs_trained": self.epochs_trained, "epochs_reused": self.epochs_reused}
 
 
 class ContentCache:
@@ -27,6 +33,14 @@ class ContentCache:
 
     def entry(self, key: str) -> Path:
         return self.root / key
+
+    def lookup(self, key: str, *, label: str) -> Path | None:
+        """The entry for ``key`` if it is complete (counted as a hit), else None."""
+        final = self.entry(key)
+        if final.is_dir():
+            self.counts.hits.append(label)
+            return final
+        return None
 
     def get_or_build(self, key: str, build: Callable[[Path], None], *, label: str) -> Path:
         """Return the entry for ``key``; on a miss, ``build(tmpdir)`` fills a new one first."""

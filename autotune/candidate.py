@@ -16,7 +16,7 @@ from autotune.recipe import Recipe, content_key
 
 @dataclass(frozen=True)
 class Candidate:
-    """A Keras model (or, once converted, an artifact on disk) and how it was made."""
+    """A Keras model (in memory, or as a cache entry) or a converted artifact, and how it was made."""
 
     key: str
     lineage: tuple[dict[str, Any], ...]
@@ -24,9 +24,19 @@ class Candidate:
     path: Path | None = None
     format: str = "keras"
 
+    @property
+    def facts(self) -> dict[str, Any]:
+        """What the last step recorded (accuracy_keras, sparsity, params, ...)."""
+        return self.lineage[-1]
+
 
 class Builder:
-    """Builds recipes from one base model, reusing every cached intermediate and artifact."""
+    """Builds recipes from one base model, reusing every cached intermediate and artifact.
+
+    Nothing is loaded or trained that the cache already holds: a recipe whose artifact is
+    cached costs a directory lookup per step; one whose first steps are cached starts
+    training from the deepest cached model.
+    """
 
     def __init__(
         self,
@@ -42,7 +52,7 @@ class Builder:
         self.data = data
         self.cache = cache
         self.seed = seed
-        self._base = Candidate(key=content_key("base", model_key), lineage=({"step": "base", "model_key": model_key},))
+        self._base = Candidate(key=content_key("base", model_key, data_key), lineage=({"step": "base", "model_key": model_key},))
         self._data_key = data_key
         self._model: Any = model  # loaded lazily unless the caller already has it
 
@@ -53,17 +63,48 @@ class Builder:
             self._model = load_model(self.model_path)
         return self._model
 
-    def build(self, recipe: Recipe) -> Candidate:
-        """Return the deployable artifact of ``recipe``, built or from the cache."""
+    def _load(self, candidate: Candidate) -> Any:
+        """A model object for ``candidate`` that its consumer may train or wrap freely."""
+        from autotune.techniques.training import load_entry
+
+        if candidate.model is not None:
+            return candidate.model
+        if candidate is self._base:
+            # TF-MOT's wrappers train the layers they wrap: never hand out the base itself.
+            from autotune._keras import keras
+
+            base = self.base_model()
+            clone = keras().models.clone_model(base)
+            clone.set_weights(base.get_weights())
+            return clone
+        assert candidate.path is not None
+        return load_entry(candidate.path)
+
+    def build_model(self, recipe: Recipe) -> Candidate:
+        """Apply the recipe's steps (each from the cache when it holds it)."""
         from autotune.context import TechniqueContext
+        from autotune.techniques.training import load_facts, save_entry
 
         candidate = self._base
-        model = None
         for step in recipe.steps:
             key = content_key(candidate.key, step.name, step.params(), self.seed)
-            parent = model if model is not None else self.base_model()
-            model = step.apply(parent, TechniqueContext(data=self.data, seed=self.seed, cache=self.cache, key=key))
-            candidate = Candidate(key=key, lineage=(*candidate.lineage, {"step": step.name, **step.params()}), model=model)
+            epochs = int(getattr(step, "epochs", 0))
+            entry = self.cache.lookup(key, label=step.name)
+            if entry is not None:
+                facts, model = load_facts(entry), None
+                self.cache.counts.epochs_reused += epochs
+            else:
+                context = TechniqueContext(data=self.data, seed=self.seed, cache=self.cache, key=key)
+                model = step.apply(self._load(candidate), context)
+                facts = context.facts
+                entry = self.cache.get_or_build(key, lambda tmp, m=model, f=facts: save_entry(m, f, tmp), label=step.name)
+                self.cache.counts.epochs_trained += epochs
+            lineage = (*candidate.lineage, {"step": step.name, **step.params(), **facts})
+            candidate = Candidate(key=key, lineage=lineage, model=model, path=entry)
+        return candidate
+
+    def convert(self, candidate: Candidate, recipe: Recipe) -> Candidate:
+        """The deployable artifact of ``candidate`` at the recipe's precision and runtime."""
         convert = {"precision": recipe.precision, "format": recipe.artifact_format, "xla": recipe.runtime.xla}
         if recipe.precision == "int8":
             convert |= {"calibration": self._data_key, "seed": self.seed}
@@ -72,7 +113,7 @@ class Builder:
         def write(tmp: Path) -> None:
             from autotune.techniques.convert import representative_sample, to_saved_model, to_tflite
 
-            source = model if model is not None else self.base_model()
+            source = self._load(candidate)
             if recipe.artifact_format == "tflite":
                 to_tflite(source, recipe.precision, representative_sample(self.data.x_train, self.seed), tmp)
             else:
@@ -85,6 +126,10 @@ class Builder:
             path=artifact_file(entry, recipe.artifact_format),
             format=recipe.artifact_format,
         )
+
+    def build(self, recipe: Recipe) -> Candidate:
+        """Return the deployable artifact of ``recipe``, built or from the cache."""
+        return self.convert(self.build_model(recipe), recipe)
 
 
 def copy_artifact(candidate: Candidate, out_dir: Path) -> Path:

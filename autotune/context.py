@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Any
 
 from autotune.cache import ContentCache
 from autotune.data import Dataset
@@ -14,3 +15,6 @@ class TechniqueContext:
     seed: int
     cache: ContentCache
     key: str  # the content key of the model this step produces
+    # What the technique found out (sparsity reached, parameters, accuracy): stored with the
+    # cached model and shown in the trial's lineage.
+    facts: dict[str, Any] = field(default_factory=dict)

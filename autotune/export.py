@@ -79,6 +79,8 @@ def export(
         trial = trials.get(trial_number)
         if trial is None or trial.state != TrialState.COMPLETE or store.METRICS not in trial.user_attrs:
             raise ConfigError(f"study {name!r} has no complete trial {trial_number}")
+        if store.GATED in trial.user_attrs:
+            raise ConfigError(f"trial {trial_number} was stopped by the accuracy gate and never timed: {trial.user_attrs[store.GATED]}")
         baseline = study.user_attrs.get(store.BASELINE, {})
         study_env = study.user_attrs.get(store.ENV, {})
 

@@ -84,6 +84,7 @@ def front_rows(study: optuna.Study, *, with_references: bool = True) -> list[Fro
         t
         for t in trials
         if store.METRICS in t.user_attrs
+        and store.GATED not in t.user_attrs
         and t.state == TrialState.COMPLETE
         and (t.number in members or (with_references and store.REFERENCE in t.user_attrs))
     ]
@@ -114,7 +115,8 @@ def summarize(study: optuna.Study) -> StudySummary:
     count = {s: sum(t.state == s for t in trials) for s in TrialState}
     config = study.user_attrs.get(store.CONFIG, {})
     limit = config.get("max_accuracy_drop", 0.01)
-    best = fastest_feasible([row(t) for t in trials if t.state == TrialState.COMPLETE and store.METRICS in t.user_attrs], limit)
+    timed = [t for t in trials if t.state == TrialState.COMPLETE and store.METRICS in t.user_attrs and store.GATED not in t.user_attrs]
+    best = fastest_feasible([row(t) for t in timed], limit)
     return StudySummary(
         name=study.study_name,
         complete=count[TrialState.COMPLETE],

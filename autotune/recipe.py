@@ -35,6 +35,14 @@ class Technique(ABC):
     """
 
     name: ClassVar[str]
+    # Position in a chain: distill (0) → channel-prune (1) → prune (2) → QAT (3). A chain
+    # runs in increasing order, each technique at most once.
+    order: ClassVar[int]
+    # The only precision the technique's result survives conversion at, if any.
+    requires_precision: ClassVar[str | None] = None
+
+    def validate(self) -> None:
+        """Raise InvalidRecipe for parameters out of range."""
 
     def params(self) -> dict[str, Any]:
         return dict(sorted(vars(self).items()))
@@ -89,6 +97,16 @@ class Recipe:
             raise InvalidRecipe(f"threads must be between 1 and {MAX_THREADS}, got {rt.threads}")
         if rt.batch_size < 1:
             raise InvalidRecipe(f"batch size must be at least 1, got {rt.batch_size}")
+        for before, after in zip(self.steps, self.steps[1:]):
+            if after.order <= before.order:
+                raise InvalidRecipe(
+                    f"{after.name} cannot follow {before.name}: a chain runs distill → channel-prune → prune → qat, "
+                    "each at most once"
+                )
+        for step in self.steps:
+            step.validate()
+            if step.requires_precision and self.precision != step.requires_precision:
+                raise InvalidRecipe(f"{step.name} must be converted at {step.requires_precision}, not {self.precision}")
         return self
 
     @property

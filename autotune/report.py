@@ -96,7 +96,12 @@ class RunProgress:
         self._evaluated, self._best = evaluated, best_feasible_ms
         recipe = trial.user_attrs.get(store.RECIPE_TEXT, "?")
         m = trial.user_attrs.get(store.METRICS)
-        if trial.state == TrialState.COMPLETE and m:
+        if trial.state == TrialState.COMPLETE and m and m.get("gated"):
+            line = (
+                f"[yellow]gated[/] #{trial.number:<3} {recipe:<34} acc {m['accuracy']:.4f} "
+                f"(drop {m['accuracy_drop']:+.4f}) after training: not converted or timed"
+            )
+        elif trial.state == TrialState.COMPLETE and m:
             mark = "[green]✓[/]" if m["feasible"] else "[yellow]✗[/]"
             line = (
                 f"{mark} #{trial.number:<3} {recipe:<34} p50 {m['latency_p50_ms']:.3f} ms  "

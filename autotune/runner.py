@@ -55,6 +55,9 @@ class Settings:
     studies_dir: Path = field(default_factory=lambda: Path.cwd() / "studies")
     protocol: LatencyProtocol = LatencyProtocol()
     max_failures_in_row: int = 5
+    # The accuracy gate stops a trained candidate whose drop exceeds
+    # max(2 × limit, limit + gate_margin) before it is converted and timed.
+    gate_margin: float = 0.02
 
 
 @dataclass(frozen=True)
@@ -115,40 +118,85 @@ def open_workspace(config: StudyConfig, settings: Settings) -> _Workspace:
     )
 
 
-def _evaluate(ws: _Workspace, trial: optuna.Trial, recipe: Recipe, settings: Settings, reporter: Reporter) -> dict[str, Any]:
-    """Build, then measure accuracy and latency of the deployed artifact; return all metrics."""
+def gate_limit(max_accuracy_drop: float, margin: float) -> float:
+    """The Keras-accuracy drop past which a trained candidate is not converted or timed: far
+    enough past the limit that conversion (which rarely gains accuracy) cannot save it."""
+    return max(2 * max_accuracy_drop, max_accuracy_drop + margin)
+
+
+def _evaluate(
+    ws: _Workspace, trial: optuna.Trial, recipe: Recipe, settings: Settings, reporter: Reporter, baseline: dict[str, Any] | None
+) -> dict[str, Any]:
+    """Train (or take from the cache), gate, convert, then measure accuracy and latency of the
+    deployed artifact; return all metrics."""
     timings: dict[str, float] = {}
-    t0 = time.perf_counter()
-    reporter.stage("build")
     try:
-        candidate = ws.builder.build(recipe)
+        t0 = time.perf_counter()
+        reporter.stage("train" if recipe.steps else "build")
+        try:
+            built = ws.builder.build_model(recipe)
+        finally:
+            timings["train_s"] = time.perf_counter() - t0
+        trial.set_user_attr(store.LINEAGE, list(built.lineage))
+        if baseline is not None and recipe.steps:
+            gated = _gate(ws, trial, built.facts, baseline, settings)
+            if gated is not None:
+                return gated
+
+        t0 = time.perf_counter()
+        reporter.stage("convert")
+        try:
+            candidate = ws.builder.convert(built, recipe)
+        finally:
+            timings["convert_s"] = time.perf_counter() - t0
+        trial.set_user_attr(store.LINEAGE, list(candidate.lineage))
+
+        t0 = time.perf_counter()
+        reporter.stage("accuracy")
+        executor, _ = open_executor(candidate.path, recipe.runtime)
+        acc = accuracy(executor.predict, ws.data.x_val, ws.data.y_val)
+        del executor
+        timings["accuracy_s"] = time.perf_counter() - t0
+
+        t0 = time.perf_counter()
+        reporter.stage("latency")
+        executor, load_s = open_executor(candidate.path, recipe.runtime)
+        sample = ws.data.x_val[: recipe.runtime.batch_size]
+        call = executor.timed_call(sample)
+        first = time.perf_counter()
+        call()
+        cold_s = load_s + time.perf_counter() - first
+        latency = measure_latency(call, settings.protocol, cold_start_s=cold_s)
+        timings["latency_s"] = time.perf_counter() - t0
     finally:
-        timings["build_s"] = time.perf_counter() - t0
         counts = ws.cache.take_counts()
-        trial.set_user_attr(store.CACHE, {"hits": counts.hits, "misses": counts.misses})
-    trial.set_user_attr(store.LINEAGE, list(candidate.lineage))
-
-    t0 = time.perf_counter()
-    reporter.stage("accuracy")
-    executor, _ = open_executor(candidate.path, recipe.runtime)
-    acc = accuracy(executor.predict, ws.data.x_val, ws.data.y_val)
-    del executor
-    timings["accuracy_s"] = time.perf_counter() - t0
-
-    t0 = time.perf_counter()
-    reporter.stage("latency")
-    executor, load_s = open_executor(candidate.path, recipe.runtime)
-    sample = ws.data.x_val[: recipe.runtime.batch_size]
-    call = executor.timed_call(sample)
-    first = time.perf_counter()
-    call()
-    cold_s = load_s + time.perf_counter() - first
-    latency = measure_latency(call, settings.protocol, cold_start_s=cold_s)
-    timings["latency_s"] = time.perf_counter() - t0
-    trial.set_user_attr(store.TIMINGS, timings)
+        trial.set_user_attr(store.CACHE, counts.as_dict())
+        trial.set_user_attr(store.TIMINGS, timings)
 
     size, gz = artifact_size(candidate.path)
     return {"accuracy": acc, "size_bytes": size, "gzip_bytes": gz, **latency.as_metrics()}
+
+
+def _gate(
+    ws: _Workspace, trial: optuna.Trial, facts: dict[str, Any], baseline: dict[str, Any], settings: Settings
+) -> dict[str, Any] | None:
+    """Metrics of a trial stopped by the accuracy gate, or None if it may go on.
+
+    A gated trial is complete, so the sampler learns from it: its accuracy is the trained
+    model's, its constraint is violated by that much, and its latency and size are the
+    baseline's (not measured: the sampler sees no gain there). It never shows on the front.
+    """
+    acc = facts.get("accuracy_keras")
+    if acc is None:
+        return None
+    drop = baseline["accuracy"] - acc
+    limit = gate_limit(ws.config.max_accuracy_drop, settings.gate_margin)
+    if drop <= limit:
+        return None
+    reason = f"accuracy {acc:.4f} after training, a drop of {drop:.4f}, is past the gate at {limit:.4f}: not converted or timed"
+    trial.set_user_attr(store.GATED, reason)
+    keep = {k: v for k, v in baseline.items() if k != "trial"}
+    return {**keep, "accuracy": acc, "gated": True}
 
 
 def _objective_fn(ws: _Workspace, settings: Settings, reporter: Reporter) -> Callable[[optuna.Trial], list[float]]:
@@ -166,17 +214,18 @@ def _objective_fn(ws: _Workspace, settings: Settings, reporter: Reporter) -> Cal
             raise optuna.TrialPruned(str(e)) from None
         trial.set_user_attr(store.RECIPE, recipe.to_dict())
         trial.set_user_attr(store.ENV_ID, ws.env["id"])
+        known_baseline = None if reference == BASELINE_REF else trial.study.user_attrs[store.BASELINE]
         try:
-            metrics = _evaluate(ws, trial, recipe, settings, reporter)
+            metrics = _evaluate(ws, trial, recipe, settings, reporter, known_baseline)
         except CandidateFailed as e:
             trial.set_user_attr(store.FAIL_REASON, str(e))
             raise
 
-        if reference == BASELINE_REF:
+        if known_baseline is None:
             baseline = {"trial": trial.number, **metrics}
             trial.study.set_user_attr(store.BASELINE, baseline)
         else:
-            baseline = trial.study.user_attrs[store.BASELINE]
+            baseline = known_baseline
         metrics["accuracy_drop"] = baseline["accuracy"] - metrics["accuracy"]
         metrics["speedup"] = baseline["latency_p50_ms"] / metrics["latency_p50_ms"]
         metrics["feasible"] = ws.objective.feasible(metrics)

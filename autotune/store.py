@@ -40,6 +40,7 @@ TIMINGS = "autotune:timings"
 CACHE = "autotune:cache"
 LINEAGE = "autotune:lineage"
 ENV_ID = "autotune:env_id"
+GATED = "autotune:gated"  # why the accuracy gate stopped the trial before timing
 
 optuna.logging.set_verbosity(optuna.logging.ERROR)
 # TPE's ``group`` option is marked experimental; it is what makes conditional spaces work well.

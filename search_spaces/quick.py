@@ -1,6 +1,23 @@
-"""No training: precision and runtime only (the same as ``default`` until training-based
-techniques join ``default``)."""
+"""Every precision and runtime the machine offers for the model as it is, no training.
 
-from search_spaces.default import space
+LiteRT at fp32 / fp16 / dynamic-range int8 / full int8 with 1..cores threads, or the
+TensorFlow SavedModel with and without XLA. A trial costs a conversion (cached) and a
+measurement, about 1.5 s for a small CNN.
+"""
 
-__all__ = ["space"]
+import optuna
+
+from autotune.measure import usable_cores
+from autotune.recipe import PRECISIONS, Recipe, Runtime
+
+
+def space(trial: optuna.Trial) -> Recipe:
+    cores = usable_cores()
+    engine = trial.suggest_categorical("engine", ["litert", "tensorflow"])
+    if engine == "litert":
+        precision = trial.suggest_categorical("precision", list(PRECISIONS))
+        threads = trial.suggest_int("threads", 1, cores)
+        return Recipe(precision=precision, runtime=Runtime(engine="litert", threads=threads))
+    xla = trial.suggest_categorical("xla", [False, True])
+    # TensorFlow's thread pools are per process: it always runs on every usable core.
+    return Recipe(precision="fp32", runtime=Runtime(engine="tensorflow", threads=cores, xla=xla))

@@ -42,3 +42,55 @@ def test_references_are_the_fp32_baseline_and_the_seeds_int8_recipe():
     assert refs["fp32-baseline"].precision == "fp32"
     assert refs["seeds-int8"].precision == "int8"
     assert all(r.runtime.engine == "litert" and r.runtime.threads == 2 for r in refs.values())
+
+
+def test_a_chain_runs_distill_channel_prune_prune_qat_in_that_order():
+    from autotune.techniques import ChannelPrune, Distill, MagnitudePrune, QuantizeAware
+
+    chain = (Distill(width=0.5), ChannelPrune(keep=0.5), MagnitudePrune(sparsity=0.5), QuantizeAware())
+    r = Recipe("int8", Runtime("litert", threads=1), steps=chain)
+    assert r.validate() is r
+    assert r.describe().startswith("distill w0.5 T4 α0.7 → channel-prune keep 0.5 → prune 0.5 constant → QAT → int8")
+    assert Recipe.from_dict(r.to_dict()) == r
+
+
+@pytest.mark.parametrize(
+    "steps, precision, words",
+    [
+        (("prune", "channel"), "fp32", "channel-prune cannot follow prune"),
+        (("qat", "distill"), "int8", "distill cannot follow qat"),
+        (("channel", "channel"), "fp32", "channel-prune cannot follow channel-prune"),
+        (("qat",), "fp32", "qat must be converted at int8"),
+        (("qat",), "dynamic-int8", "qat must be converted at int8"),
+    ],
+)
+def test_impossible_chains_are_rejected_before_any_work(steps, precision, words):
+    from autotune.techniques import ChannelPrune, Distill, MagnitudePrune, QuantizeAware
+
+    make = {"prune": MagnitudePrune(), "channel": ChannelPrune(), "qat": QuantizeAware(), "distill": Distill()}
+    with pytest.raises(InvalidRecipe, match=words):
+        Recipe(precision, Runtime("litert"), steps=tuple(make[s] for s in steps)).validate()
+
+
+@pytest.mark.parametrize(
+    "step, words",
+    [
+        ("MagnitudePrune(sparsity=1.2)", "target sparsity"),
+        ("MagnitudePrune(schedule='cubic')", "unknown pruning schedule"),
+        ("MagnitudePrune(epochs=0)", "at least one epoch"),
+        ("ChannelPrune(keep=0.0)", "keep must be between"),
+        ("Distill(width=1.5)", "width must be between"),
+        ("Distill(temperature=0)", "temperature must be positive"),
+    ],
+)
+def test_technique_parameters_out_of_range_are_rejected(step, words):
+    from autotune.techniques import ChannelPrune, Distill, MagnitudePrune  # noqa: F401 (used by eval)
+
+    with pytest.raises(InvalidRecipe, match=words):
+        Recipe("fp32", Runtime("litert"), steps=(eval(step),)).validate()
+
+
+def test_a_stored_step_of_unknown_name_is_one_clear_error():
+    data = Recipe("fp32", Runtime("litert")).to_dict() | {"steps": [{"name": "sparsify-v9", "params": {}}]}
+    with pytest.raises(InvalidRecipe, match="unknown technique 'sparsify-v9'"):
+        Recipe.from_dict(data)

@@ -28,7 +28,7 @@ def _trials(name="demo"):
 
 
 def test_run_front_resume_and_export(workdir):
-    result = _invoke("run", "--budget", "4")
+    result = _invoke("run", "--budget", "4", "--space", "quick")
     assert result.exit_code == 0, result.output
     assert "Pareto front of demo" in result.output
 
@@ -62,7 +62,7 @@ def test_run_front_resume_and_export(workdir):
     # The budget is the study's total: resume raises it, a repeated run adds nothing.
     assert _invoke("resume", "demo", "--budget", "5").exit_code == 0
     assert len(_trials()) == 5
-    again = _invoke("run", "--budget", "5")
+    again = _invoke("run", "--budget", "5", "--space", "quick")
     assert again.exit_code == 0 and len(_trials()) == 5
 
     refused = _invoke("run", "--max-accuracy-drop", "0.05")
@@ -126,3 +126,57 @@ def test_export_refuses_an_artifact_that_does_not_reproduce_its_record(workdir):
     result = _invoke("export", "demo", "--out", str(workdir / "bad"), "--trial", "1")
     assert result.exit_code == 1
     assert "scores accuracy" in result.output and "trial 1 recorded" in result.output
+
+
+TECHNIQUE_SPACE = """
+from autotune.recipe import Recipe, Runtime
+from autotune.techniques import ChannelPrune, Distill, QuantizeAware
+
+def space(trial):
+    if trial.number == 2:  # three channels a layer and no fine-tuning: far past any limit
+        return Recipe("fp32", Runtime("litert", threads=1), steps=(ChannelPrune(keep=0.1, epochs=0),))
+    steps = (Distill(width=0.5, temperature=4.0, alpha=0.9, epochs=4), ChannelPrune(keep=0.75, epochs=1), QuantizeAware())
+    return Recipe("int8", Runtime("litert", threads=1), steps=steps)
+"""
+
+
+def test_trained_candidates_are_gated_measured_cached_and_exported(workdir):
+    (workdir / "chains.py").write_text(TECHNIQUE_SPACE)
+    result = _invoke("run", "--study", "t", "--budget", "5", "--space", "chains.py")
+    assert result.exit_code == 0, result.output
+    assert "gated" in result.output
+    trials = _trials("t")
+    assert [t.state for t in trials] == [TrialState.COMPLETE] * 5
+    base = trials[0].user_attrs[store.METRICS]
+
+    # The accuracy gate: recorded with its accuracy and reason, never converted or timed.
+    gated = trials[2]
+    assert "not converted or timed" in gated.user_attrs[store.GATED]
+    m = gated.user_attrs[store.METRICS]
+    assert m["gated"] and m["accuracy_drop"] > 0.03 and not m["feasible"]
+    assert gated.user_attrs[store.CACHE]["misses"] == ["channel-prune"]  # no conversion
+    assert "latency_s" not in gated.user_attrs[store.TIMINGS]
+    assert gated.values[0] == base["latency_p50_ms"]  # the sampler sees no gain, not a fake one
+
+    # The chain: trained once, then served from the cache with no training at all.
+    first, again = trials[3], trials[4]
+    assert first.user_attrs[store.CACHE]["misses"] == ["distill", "channel-prune", "qat", "convert:int8:tflite"]
+    assert first.user_attrs[store.CACHE]["epochs_trained"] == 6
+    assert again.user_attrs[store.CACHE]["misses"] == [] and again.user_attrs[store.CACHE]["epochs_reused"] == 6
+    assert again.user_attrs[store.TIMINGS]["train_s"] < 2.0
+    lineage = first.user_attrs[store.LINEAGE]
+    assert [step["step"] for step in lineage] == ["base", "distill", "channel-prune", "qat", "convert"]
+    assert lineage[2]["params"] < lineage[1]["params"] < lineage[1]["params_before"]
+    trained = first.user_attrs[store.METRICS]
+    assert trained["size_bytes"] < trials[1].user_attrs[store.METRICS]["size_bytes"]  # smaller than the seeds' int8
+    assert trained["accuracy"] > 0.9
+
+    front = json.loads(_invoke("front", "t", "--format", "json").output)
+    assert 2 not in {row["trial"] for row in front}
+    out = workdir / "picked"
+    exported = _invoke("export", "t", "--out", str(out), "--trial", "3")
+    assert exported.exit_code == 0, exported.output
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["verified_accuracy"] == trained["accuracy"]
+    refused = _invoke("export", "t", "--out", str(workdir / "no"), "--trial", "2")
+    assert refused.exit_code == 2 and "accuracy gate" in refused.output

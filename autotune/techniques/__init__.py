@@ -12,7 +12,11 @@ from typing import Any
 from autotune.errors import InvalidRecipe
 from autotune.recipe import Technique
 
-TECHNIQUES: dict[str, type[Technique]] = {}
+from autotune.techniques.channels import ChannelPrune, Distill
+from autotune.techniques.prune import MagnitudePrune
+from autotune.techniques.qat import QuantizeAware
+
+TECHNIQUES: dict[str, type[Technique]] = {t.name: t for t in (Distill, ChannelPrune, MagnitudePrune, QuantizeAware)}
 
 
 def technique_from_dict(data: dict[str, Any]) -> Technique:
@@ -20,7 +24,10 @@ def technique_from_dict(data: dict[str, Any]) -> Technique:
         cls = TECHNIQUES[data["name"]]
     except KeyError:
         raise InvalidRecipe(f"unknown technique {data.get('name')!r} in a stored recipe") from None
-    return cls(**data["params"])
+    try:
+        return cls(**data["params"])
+    except TypeError as e:
+        raise InvalidRecipe(f"stored {data['name']} step has parameters this version does not know: {e}") from None
 
 
-__all__ = ["TECHNIQUES", "technique_from_dict"]
+__all__ = ["TECHNIQUES", "ChannelPrune", "Distill", "MagnitudePrune", "QuantizeAware", "technique_from_dict"]

@@ -3,6 +3,7 @@ whose serving function is compiled with XLA or not."""
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -43,7 +44,9 @@ def to_tflite(model: Any, precision: str, calibration: np.ndarray, out_dir: Path
         converter.inference_input_type = t.int8
         converter.inference_output_type = t.int8
     try:
-        with native_stderr_silenced():
+        with native_stderr_silenced(), warnings.catch_warnings():
+            # "Statistics for quantized inputs were expected": QAT models carry their own ranges.
+            warnings.simplefilter("ignore", UserWarning)
             blob = converter.convert()
     except (ConverterError, RuntimeError, ValueError) as e:
         raise CandidateFailed(f"TFLite {precision} conversion failed: {_first_line(e)}") from e

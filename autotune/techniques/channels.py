@@ -1,0 +1,336 @@
+"""Channel pruning and distillation students: physically thinner models.
+
+Both build the same thing, a copy of the model with fewer filters/units per layer, whose
+weights are the parent's strongest channels (lowest L1 norm removed). Channel pruning then
+fine-tunes on the labels; distillation fine-tunes against the parent's softened outputs.
+
+The surgery works on Sequential and Functional models. It follows each layer's channels
+through the graph: a Conv2D/Dense/SeparableConv2D starts a channel *group*; batch
+normalisation, depthwise convolutions, activations, pooling, dropout and padding carry it;
+an Add (or another element-wise merge) ties the groups of its inputs into one, since
+channels added together must be pruned together; a Flatten maps it onto the following
+Dense's rows. Groups that reach the model's output, feed a layer this module does not know,
+or meet a Concatenate keep every channel: an unknown layer makes the model less prunable,
+never wrong.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
+
+import numpy as np
+
+from autotune.errors import CandidateFailed, InvalidRecipe
+from autotune.recipe import Technique
+from autotune.techniques.training import count_params, fine_tune, keras_accuracy, predict_logits
+
+# Layers that pass channels through unchanged and have no per-channel weights.
+_CARRY = {
+    "Activation", "ReLU", "LeakyReLU", "ELU", "ThresholdedReLU", "Dropout", "SpatialDropout2D",
+    "GaussianNoise", "GaussianDropout", "AlphaDropout", "MaxPooling2D", "AveragePooling2D",
+    "GlobalAveragePooling2D", "GlobalMaxPooling2D", "ZeroPadding2D", "Cropping2D", "UpSampling2D", "Identity",
+    "MaxPooling1D", "AveragePooling1D", "GlobalAveragePooling1D", "GlobalMaxPooling1D",
+}  # fmt: skip
+_MERGE = {"Add", "Subtract", "Average", "Maximum", "Minimum", "Multiply"}
+
+
+class _Groups:
+    """Union-find over channel groups; a group is named by the layer that starts it."""
+
+    def __init__(self) -> None:
+        self.parent: dict[str, str] = {}
+        self.size: dict[str, int] = {}
+        self.locked: set[str] = set()
+
+    def new(self, name: str, size: int) -> str:
+        self.parent[name] = name
+        self.size[name] = size
+        return name
+
+    def find(self, g: str) -> str:
+        while self.parent[g] != g:
+            self.parent[g] = self.parent[self.parent[g]]
+            g = self.parent[g]
+        return g
+
+    def union(self, a: str, b: str) -> str:
+        ra, rb = self.find(a), self.find(b)
+        if ra != rb:
+            self.parent[rb] = ra
+            if rb in self.locked:
+                self.locked.add(ra)
+        return ra
+
+    def lock(self, g: str) -> None:
+        self.locked.add(self.find(g))
+
+    def is_locked(self, g: str) -> bool:
+        return self.find(g) in self.locked
+
+
+@dataclass
+class _Channels:
+    """What flows out of a layer: a prunable group, a flattened group, or fixed channels."""
+
+    kind: str  # "group" | "flat" | "fixed"
+    group: str | None = None
+    spatial: int = 1  # for "flat": positions per channel before flattening
+
+
+@dataclass
+class ChannelPlan:
+    """For each layer: the kept indices of its input channels and of its output channels."""
+
+    groups: _Groups
+    flows: dict[str, _Channels]
+    inputs: dict[str, list[str]]
+    producers: dict[str, list[str]] = field(default_factory=dict)  # group root -> layers
+
+    def prunable(self) -> list[str]:
+        roots = {self.groups.find(g) for g in self.groups.parent}
+        return sorted(r for r in roots if r not in self.groups.locked and r in self.producers)
+
+
+def _inbound(model: Any) -> tuple[dict[str, list[str]], list[str]]:
+    """Each layer's input layer names, and the output layer names; refuses shared layers."""
+    k_seq = type(model).__name__ == "Sequential"
+    if k_seq:
+        names = [layer.name for layer in model.layers]
+        inputs = {n: ([names[i - 1]] if i else []) for i, n in enumerate(names)}
+        return inputs, [names[-1]]
+    config = model.get_config()
+    inputs = {}
+    for entry in config["layers"]:
+        nodes = entry.get("inbound_nodes", [])
+        if len(nodes) > 1:
+            raise CandidateFailed(f"layer {entry['name']} is shared (called {len(nodes)} times); channel surgery needs each layer once")
+        inputs[entry["name"]] = [ref[0] for ref in nodes[0]] if nodes else []
+    outputs = [ref[0] for ref in config["output_layers"]]
+    return inputs, outputs
+
+
+def plan(model: Any) -> ChannelPlan:
+    """Trace channels through the model (see the module docstring)."""
+    if type(model).__name__ != "Sequential" and not getattr(model, "_is_graph_network", False):
+        raise CandidateFailed("channel pruning needs a Sequential or Functional model, not a subclassed one")
+    inputs, outputs = _inbound(model)
+    groups = _Groups()
+    flows: dict[str, _Channels] = {}
+    producers: dict[str, list[str]] = {}
+
+    def lock_flow(flow: _Channels) -> None:
+        if flow.group is not None:
+            groups.lock(flow.group)
+
+    for layer in model.layers:
+        cls = type(layer).__name__
+        ins = [flows[n] for n in inputs.get(layer.name, []) if n in flows]
+        cfg = layer.get_config()
+        single = ins[0] if len(ins) == 1 else None
+        channels_last = cfg.get("data_format", "channels_last") == "channels_last"
+        if cls == "InputLayer" or not ins:
+            flows[layer.name] = _Channels("fixed")
+        elif cls in ("Conv2D", "SeparableConv2D", "Dense") and single and channels_last and cfg.get("groups", 1) == 1 and cfg.get("depth_multiplier", 1) == 1:
+            if single.kind == "flat" and cls != "Dense":
+                lock_flow(single)
+            size = cfg["units"] if cls == "Dense" else cfg["filters"]
+            g = groups.new(layer.name, size)
+            producers[g] = [layer.name]
+            flows[layer.name] = _Channels("group", g)
+        elif single and single.kind == "group" and (
+            cls in _CARRY
+            or (cls == "DepthwiseConv2D" and cfg.get("depth_multiplier", 1) == 1 and channels_last)
+            or (cls == "BatchNormalization" and cfg.get("axis") in (-1, [-1], len(layer.input_shape) - 1, [len(layer.input_shape) - 1]))
+            or (cls == "LayerNormalization" and cfg.get("axis") in (-1, [-1], len(layer.input_shape) - 1, [len(layer.input_shape) - 1]))
+        ):
+            flows[layer.name] = _Channels("group", single.group)
+        elif cls == "Flatten" and single and single.kind == "group" and channels_last:
+            spatial = int(np.prod(layer.input_shape[1:-1]))
+            flows[layer.name] = _Channels("flat", single.group, spatial)
+        elif cls in _MERGE and ins and all(f.kind == "group" for f in ins):
+            g = ins[0].group
+            for f in ins[1:]:
+                g = groups.union(g, f.group)
+            flows[layer.name] = _Channels("group", g)
+        else:  # unknown, Concatenate, Reshape, nested models, ...: keep what flows in
+            for f in ins:
+                lock_flow(f)
+            flows[layer.name] = _Channels("fixed")
+    for name in outputs:
+        lock_flow(flows[name])
+    by_root: dict[str, list[str]] = {}
+    for g, members in producers.items():
+        by_root.setdefault(groups.find(g), []).extend(members)
+    return ChannelPlan(groups=groups, flows=flows, inputs=inputs, producers=by_root)
+
+
+def _kernel_l1(layer: Any) -> np.ndarray:
+    """L1 norm of each output channel's weights, normalised so layers weigh alike."""
+    kernel = layer.get_weights()[1 if type(layer).__name__ == "SeparableConv2D" else 0]
+    norms = np.abs(kernel).reshape(-1, kernel.shape[-1]).sum(axis=0)
+    return norms / (norms.mean() + 1e-12)
+
+
+def kept_channels(model: Any, channel_plan: ChannelPlan, keep: float) -> dict[str, np.ndarray]:
+    """For each prunable group root, the sorted indices of the channels to keep."""
+    kept = {}
+    for root in channel_plan.prunable():
+        size = channel_plan.groups.size[root]
+        n = max(1, int(round(size * keep)))
+        if n >= size:
+            continue
+        score = sum(_kernel_l1(model.get_layer(name)) for name in channel_plan.producers[root])
+        kept[root] = np.sort(np.argsort(-score, kind="stable")[:n])
+    return kept
+
+
+def thinned(model: Any, keep: float) -> Any:
+    """A physically thinner copy of ``model`` keeping ``keep`` of each prunable group's
+    channels (the strongest by L1 norm), with the parent's weights for what is kept."""
+    from autotune._keras import keras
+
+    k = keras()
+    channel_plan = plan(model)
+    kept = kept_channels(model, channel_plan, keep)
+    if not kept:
+        raise CandidateFailed("no layer of this model can lose channels (every group reaches the output or an unsupported layer)")
+    groups = channel_plan.groups
+
+    def out_index(name: str) -> np.ndarray | None:
+        flow = channel_plan.flows[name]
+        if flow.kind == "fixed" or flow.group is None:
+            return None
+        idx = kept.get(groups.find(flow.group))
+        if idx is None or flow.kind == "group":
+            return idx
+        channels = groups.size[groups.find(flow.group)]
+        return (np.arange(flow.spatial)[:, None] * channels + idx[None, :]).ravel()
+
+    def in_index(name: str) -> np.ndarray | None:
+        ins = channel_plan.inputs.get(name, [])
+        return out_index(ins[0]) if len(ins) == 1 else None
+
+    def clone(layer: Any) -> Any:
+        cfg = layer.get_config()
+        idx = out_index(layer.name)
+        if layer.name in groups.parent and idx is not None:
+            cfg["units" if "units" in cfg else "filters"] = len(idx)
+        return layer.__class__.from_config(cfg)
+
+    new = k.models.clone_model(model, clone_function=clone)
+    for old_layer in model.layers:
+        weights = old_layer.get_weights()
+        if not weights:
+            continue
+        cls = type(old_layer).__name__
+        i, o = in_index(old_layer.name), out_index(old_layer.name)
+        if cls == "Conv2D":
+            weights = _take(weights, [(2, i), (3, o)], [(0, o)])
+        elif cls == "SeparableConv2D":
+            depthwise, pointwise, *bias = weights
+            weights = [_take1(depthwise, 2, i), _take1(_take1(pointwise, 2, i), 3, o), *[_take1(b, 0, o) for b in bias]]
+        elif cls == "Dense":
+            weights = _take(weights, [(0, i), (1, o)], [(0, o)])
+        elif cls == "DepthwiseConv2D":
+            weights = _take(weights, [(2, i)], [(0, i)])
+        elif cls in ("BatchNormalization", "LayerNormalization"):
+            weights = [_take1(w, 0, i) for w in weights]
+        new.get_layer(old_layer.name).set_weights(weights)
+    return new
+
+
+def _copy(model: Any) -> Any:
+    from autotune._keras import keras
+
+    clone = keras().models.clone_model(model)
+    clone.set_weights(model.get_weights())
+    return clone
+
+
+def _take1(w: np.ndarray, axis: int, idx: np.ndarray | None) -> np.ndarray:
+    return w if idx is None else np.take(w, idx, axis=axis)
+
+
+def _take(weights: list[np.ndarray], kernel: list[tuple[int, Any]], bias: list[tuple[int, Any]]) -> list[np.ndarray]:
+    out = list(weights)
+    for axis, idx in kernel:
+        out[0] = _take1(out[0], axis, idx)
+    for k in range(1, len(out)):
+        for axis, idx in bias:
+            out[k] = _take1(out[k], axis, idx)
+    return out
+
+
+def _check_ratio(name: str, value: float, low: float, high: float) -> None:
+    if not low <= value <= high:
+        raise InvalidRecipe(f"{name} must be between {low} and {high}, got {value}")
+
+
+@dataclass(frozen=True)
+class ChannelPrune(Technique):
+    """Remove the weakest channels (keep ratio ``keep``), then fine-tune on the labels."""
+
+    name: ClassVar[str] = "channel-prune"
+    order: ClassVar[int] = 1
+    keep: float = 0.5
+    epochs: int = 2
+    learning_rate: float = 5e-4
+
+    def validate(self) -> None:
+        _check_ratio("channel-prune keep", self.keep, 0.05, 1.0)
+        if self.epochs < 0:
+            raise InvalidRecipe(f"channel-prune epochs must be ≥ 0, got {self.epochs}")
+
+    def describe(self) -> str:
+        return f"channel-prune keep {self.keep:g}"
+
+    def apply(self, model: Any, context: Any) -> Any:
+        before = count_params(model)
+        student = thinned(model, self.keep)
+        fine_tune(student, context.data, epochs=self.epochs, seed=context.seed, learning_rate=self.learning_rate)
+        context.facts.update(params_before=before, params=count_params(student), accuracy_keras=keras_accuracy(student, context.data))
+        return student
+
+
+@dataclass(frozen=True)
+class Distill(Technique):
+    """A student of the parent's architecture at width ``width`` (the output layer unchanged),
+    initialised from the parent's strongest channels and trained against the parent's
+    temperature-softened outputs (weight ``alpha``) plus the labels (weight ``1 - alpha``)."""
+
+    name: ClassVar[str] = "distill"
+    order: ClassVar[int] = 0
+    width: float = 0.5
+    temperature: float = 4.0
+    alpha: float = 0.7
+    epochs: int = 4
+    learning_rate: float = 3e-3
+
+    def validate(self) -> None:
+        _check_ratio("distill width", self.width, 0.05, 1.0)
+        _check_ratio("distill alpha", self.alpha, 0.0, 1.0)
+        if self.temperature <= 0:
+            raise InvalidRecipe(f"distill temperature must be positive, got {self.temperature}")
+        if self.epochs < 1:
+            raise InvalidRecipe(f"distill epochs must be ≥ 1, got {self.epochs}")
+
+    def describe(self) -> str:
+        return f"distill w{self.width:g} T{self.temperature:g} α{self.alpha:g}"
+
+    def apply(self, model: Any, context: Any) -> Any:
+        teacher_logits = predict_logits(model, context.data.x_train)
+        before = count_params(model)
+        student = thinned(model, self.width) if self.width < 1.0 else _copy(model)
+        fine_tune(
+            student,
+            context.data,
+            epochs=self.epochs,
+            seed=context.seed,
+            learning_rate=self.learning_rate,
+            teacher_logits=teacher_logits,
+            temperature=self.temperature,
+            alpha=self.alpha,
+        )
+        context.facts.update(params_before=before, params=count_params(student), accuracy_keras=keras_accuracy(student, context.data))
+        return student

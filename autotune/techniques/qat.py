@@ -1,0 +1,49 @@
+"""Quantization-aware training with TF-MOT: fake-quantised fine-tuning, then conversion to full
+int8. After magnitude pruning, the pruning-preserving scheme keeps the zeros through QAT.
+
+Measured on a 75%-sparse CNN: plain QAT kept more accuracy than pruning-preserving QAT, and
+post-training int8 as much as plain QAT. The search decides per model which to use.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+from autotune.errors import CandidateFailed, InvalidRecipe
+from autotune.recipe import Technique
+from autotune.techniques.training import fine_tune, keras_accuracy
+
+
+@dataclass(frozen=True)
+class QuantizeAware(Technique):
+    name: ClassVar[str] = "qat"
+    order: ClassVar[int] = 3
+    # Only full-integer TFLite holds what QAT learned.
+    requires_precision: ClassVar[str | None] = "int8"
+    preserve_sparsity: bool = False
+    epochs: int = 1
+    learning_rate: float = 1e-4
+
+    def validate(self) -> None:
+        if self.epochs < 1:
+            raise InvalidRecipe(f"QAT needs at least one epoch of fine-tuning, got {self.epochs}")
+
+    def describe(self) -> str:
+        return "QAT (sparsity-preserving)" if self.preserve_sparsity else "QAT"
+
+    def apply(self, model: Any, context: Any) -> Any:
+        import tensorflow_model_optimization as tfmot
+
+        q = tfmot.quantization.keras
+        try:
+            if self.preserve_sparsity:
+                scheme = tfmot.experimental.combine.Default8BitPrunePreserveQuantizeScheme()
+                quantized = q.quantize_apply(q.quantize_annotate_model(model), scheme)
+            else:
+                quantized = q.quantize_model(model)
+        except (ValueError, RuntimeError, TypeError) as e:
+            raise CandidateFailed(f"TF-MOT cannot quantise this model: {str(e).splitlines()[0][:300]}") from None
+        fine_tune(quantized, context.data, epochs=self.epochs, seed=context.seed, learning_rate=self.learning_rate)
+        context.facts.update(accuracy_keras=keras_accuracy(quantized, context.data))
+        return quantized

@@ -1,0 +1,133 @@
+"""Fine-tuning shared by the training-based techniques: one loop for label training and for
+distillation, the study's training split read through tf.data, and the saving and loading of
+intermediate models in the content cache."""
+
+from __future__ import annotations
+
+import json
+import warnings
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from autotune._keras import keras, native_stderr_silenced, tf
+from autotune.data import Dataset
+
+BATCH_SIZE = 64
+KERAS_FILE = "model.keras"
+H5_FILE = "model.h5"  # QAT wrappers do not survive the .keras format in TF-MOT 0.8
+FACTS_FILE = "facts.json"
+
+
+def outputs_probabilities(model: Any) -> bool:
+    """True if the model ends in a softmax (probabilities), False if it outputs logits."""
+    layer = model.layers[-1]
+    while hasattr(layer, "layer"):  # pruning / quantisation wrappers
+        layer = layer.layer
+    if type(layer).__name__ == "Softmax":
+        return True
+    activation = layer.get_config().get("activation")
+    return activation == "softmax"
+
+
+def _logits(outputs: Any, probabilities: bool) -> Any:
+    t = tf()
+    return t.math.log(t.clip_by_value(outputs, 1e-7, 1.0)) if probabilities else outputs
+
+
+def predict_logits(model: Any, x: np.ndarray) -> np.ndarray:
+    out = model.predict(x, batch_size=256, verbose=0)
+    return np.asarray(_logits(out, outputs_probabilities(model)), dtype=np.float32)
+
+
+def keras_accuracy(model: Any, data: Dataset) -> float:
+    """Top-1 accuracy of a Keras model on the validation split (the gate's cheap estimate)."""
+    pred = model.predict(data.x_val, batch_size=256, verbose=0)
+    return float(np.mean(np.argmax(pred, axis=-1) == data.y_val))
+
+
+def fine_tune(
+    model: Any,
+    data: Dataset,
+    *,
+    epochs: int,
+    seed: int,
+    learning_rate: float,
+    teacher_logits: np.ndarray | None = None,
+    temperature: float = 1.0,
+    alpha: float = 0.0,
+    callbacks: tuple[Any, ...] = (),
+) -> None:
+    """Train ``model`` in place on the training split.
+
+    The loss is ``(1 - alpha) · cross-entropy(labels)`` plus, when ``teacher_logits`` are
+    given, ``alpha · T² · KL(softmax(teacher / T) ‖ softmax(student / T))`` (Hinton et al.).
+    The teacher's logits ride along in ``y`` so that Keras' own ``fit`` runs the loop (the
+    pruning callbacks need it).
+    """
+    if epochs <= 0:
+        return
+    t, k = tf(), keras()
+    k.utils.set_random_seed(seed)
+    probabilities = outputs_probabilities(model)
+    labels = data.y_train.astype(np.float32)[:, None]
+    if teacher_logits is None:
+        y = labels
+        kd_weight = 0.0
+    else:
+        y = np.concatenate([labels, teacher_logits.astype(np.float32)], axis=1)
+        kd_weight = float(alpha)
+    temp = float(temperature)
+
+    def loss(y_true: Any, y_pred: Any) -> Any:
+        student = _logits(y_pred, probabilities)
+        ce = k.losses.sparse_categorical_crossentropy(t.cast(y_true[:, 0], t.int32), student, from_logits=True)
+        if kd_weight == 0.0:
+            return ce
+        soft_teacher = t.nn.softmax(y_true[:, 1:] / temp)
+        soft_student = t.nn.softmax(student / temp)
+        kd = k.losses.kl_divergence(soft_teacher, soft_student) * (temp * temp)
+        return kd_weight * kd + (1.0 - kd_weight) * ce
+
+    ds = (
+        t.data.Dataset.from_tensor_slices((data.x_train, y))
+        .shuffle(len(y), seed=seed, reshuffle_each_iteration=True)
+        .batch(BATCH_SIZE)
+        .prefetch(t.data.AUTOTUNE)
+    )
+    model.compile(optimizer=k.optimizers.Adam(learning_rate), loss=loss)
+    with native_stderr_silenced():
+        model.fit(ds, epochs=epochs, verbose=0, callbacks=list(callbacks))
+
+
+def steps_per_epoch(data: Dataset) -> int:
+    return -(-len(data.x_train) // BATCH_SIZE)
+
+
+def save_entry(model: Any, facts: dict[str, Any], folder: Path) -> None:
+    """Write a cache entry: the model and what the technique recorded about it."""
+    quantized = any(type(layer).__name__.startswith("Quantize") for layer in model.layers)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # h5 is "legacy", but the only format QAT reloads from
+        model.save(folder / (H5_FILE if quantized else KERAS_FILE))
+    (folder / FACTS_FILE).write_text(json.dumps(facts, sort_keys=True))
+
+
+def load_facts(folder: Path) -> dict[str, Any]:
+    return json.loads((folder / FACTS_FILE).read_text())
+
+
+def load_entry(folder: Path) -> Any:
+    """Load a model written by ``save_entry`` (our own cache: QAT custom objects in scope)."""
+    import tensorflow_model_optimization as tfmot
+
+    k = keras()
+    with tfmot.quantization.keras.quantize_scope(), native_stderr_silenced():
+        if (folder / H5_FILE).is_file():
+            return k.models.load_model(folder / H5_FILE, compile=False)
+        return k.models.load_model(folder / KERAS_FILE, compile=False, safe_mode=True)
+
+
+def count_params(model: Any) -> int:
+    return int(sum(np.prod(w.shape) for w in model.weights if w.trainable))
