@@ -28,10 +28,14 @@ def main() -> None:
     parser.add_argument("--budget", type=int, default=50)
     parser.add_argument("--space", default="default")
     parser.add_argument("--max-accuracy-drop", type=float, default=0.01)
+    parser.add_argument("--keep", type=Path, help="run in this new directory and keep it (for `autotune front demo` there)")
     args = parser.parse_args()
 
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
+        if args.keep:
+            args.keep.mkdir(parents=True)
+            work = args.keep.resolve()
         t0 = time.perf_counter()
         subprocess.run(
             [sys.executable, "-c", "from pathlib import Path; from autotune.demo import ensure_demo; ensure_demo(Path('studies'))"],

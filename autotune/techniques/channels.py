@@ -105,9 +105,33 @@ def _inbound(model: Any) -> tuple[dict[str, list[str]], list[str]]:
         nodes = entry.get("inbound_nodes", [])
         if len(nodes) > 1:
             raise CandidateFailed(f"layer {entry['name']} is shared (called {len(nodes)} times); channel surgery needs each layer once")
-        inputs[entry["name"]] = [ref[0] for ref in nodes[0]] if nodes else []
+        inputs[entry["name"]] = _node_inputs(nodes[0]) if nodes else []
     outputs = [ref[0] for ref in config["output_layers"]]
     return inputs, outputs
+
+
+def _node_inputs(node: Any) -> list[str]:
+    """Layer names a serialised node reads, including tensors passed as keyword arguments
+    (``x + y`` and ``tf.*`` calls become TFOpLambda layers that do this)."""
+    refs = [node] if node and isinstance(node[0], str) else list(node)
+    names: list[str] = []
+
+    def visit(value: Any) -> None:
+        if isinstance(value, (list, tuple)):
+            if len(value) >= 3 and isinstance(value[0], str) and isinstance(value[1], int) and isinstance(value[2], int):
+                names.append(value[0])
+                if len(value) > 3:
+                    visit(value[3])
+            else:
+                for v in value:
+                    visit(v)
+        elif isinstance(value, dict):
+            for v in value.values():
+                visit(v)
+
+    for ref in refs:
+        visit(ref)
+    return list(dict.fromkeys(names))
 
 
 def plan(model: Any) -> ChannelPlan:
@@ -126,10 +150,12 @@ def plan(model: Any) -> ChannelPlan:
     for layer in model.layers:
         cls = type(layer).__name__
         ins = [flows[n] for n in inputs.get(layer.name, []) if n in flows]
+        if not ins and cls != "InputLayer":  # the first layer of a Sequential reads the model input
+            ins = [_Channels("fixed")]
         cfg = layer.get_config()
         single = ins[0] if len(ins) == 1 else None
         channels_last = cfg.get("data_format", "channels_last") == "channels_last"
-        if cls == "InputLayer" or not ins:
+        if cls == "InputLayer":
             flows[layer.name] = _Channels("fixed")
         elif cls in ("Conv2D", "SeparableConv2D", "Dense") and single and channels_last and cfg.get("groups", 1) == 1 and cfg.get("depth_multiplier", 1) == 1:
             if single.kind == "flat" and cls != "Dense":
@@ -148,7 +174,11 @@ def plan(model: Any) -> ChannelPlan:
         elif cls == "Flatten" and single and single.kind == "group" and channels_last:
             spatial = int(np.prod(layer.input_shape[1:-1]))
             flows[layer.name] = _Channels("flat", single.group, spatial)
-        elif cls in _MERGE and ins and all(f.kind == "group" for f in ins):
+        elif (
+            cls in _MERGE
+            and all(f.kind == "group" for f in ins)
+            and len({groups.size[groups.find(f.group)] for f in ins}) == 1  # no broadcasting merge
+        ):
             g = ins[0].group
             for f in ins[1:]:
                 g = groups.union(g, f.group)
@@ -218,6 +248,13 @@ def thinned(model: Any, keep: float) -> Any:
             cfg["units" if "units" in cfg else "filters"] = len(idx)
         return layer.__class__.from_config(cfg)
 
+    try:
+        return _rebuild(k, model, clone, in_index, out_index)
+    except (ValueError, IndexError, TypeError) as e:
+        raise CandidateFailed(f"channel surgery failed: {str(e).splitlines()[0][:300] if str(e) else type(e).__name__}") from None
+
+
+def _rebuild(k: Any, model: Any, clone: Any, in_index: Any, out_index: Any) -> Any:
     new = k.models.clone_model(model, clone_function=clone)
     for old_layer in model.layers:
         weights = old_layer.get_weights()

@@ -13,6 +13,7 @@ import numpy as np
 
 from autotune._keras import keras, native_stderr_silenced, tf
 from autotune.data import Dataset
+from autotune.errors import CandidateFailed
 
 BATCH_SIZE = 64
 KERAS_FILE = "model.keras"
@@ -97,8 +98,11 @@ def fine_tune(
         .prefetch(t.data.AUTOTUNE)
     )
     model.compile(optimizer=k.optimizers.Adam(learning_rate), loss=loss)
-    with native_stderr_silenced():
-        model.fit(ds, epochs=epochs, verbose=0, callbacks=list(callbacks))
+    try:
+        with native_stderr_silenced():
+            model.fit(ds, epochs=epochs, verbose=0, callbacks=list(callbacks))
+    except (ValueError, TypeError, t.errors.OpError) as e:
+        raise CandidateFailed(f"fine-tuning failed: {_first_line(e)}") from None
 
 
 def steps_per_epoch(data: Dataset) -> int:
@@ -122,11 +126,25 @@ def load_entry(folder: Path) -> Any:
     """Load a model written by ``save_entry`` (our own cache: QAT custom objects in scope)."""
     import tensorflow_model_optimization as tfmot
 
+    from tensorflow_model_optimization.python.core.quantization.keras.collab_opts.prune_preserve import (
+        prune_preserve_quantize_registry as preserve,
+    )
+
     k = keras()
-    with tfmot.quantization.keras.quantize_scope(), native_stderr_silenced():
-        if (folder / H5_FILE).is_file():
-            return k.models.load_model(folder / H5_FILE, compile=False)
-        return k.models.load_model(folder / KERAS_FILE, compile=False, safe_mode=True)
+    # The sparsity-preserving QAT scheme's quantizers are not in TF-MOT's quantize_scope.
+    extra = {name: getattr(preserve, name) for name in dir(preserve) if name.startswith("PrunePreserve")}
+    try:
+        with tfmot.quantization.keras.quantize_scope(extra), native_stderr_silenced():
+            if (folder / H5_FILE).is_file():
+                return k.models.load_model(folder / H5_FILE, compile=False)
+            return k.models.load_model(folder / KERAS_FILE, compile=False, safe_mode=True)
+    except (OSError, ValueError, TypeError, KeyError) as e:
+        raise CandidateFailed(f"cannot reload the cached model in {folder.name}: {_first_line(e)}") from None
+
+
+def _first_line(e: BaseException) -> str:
+    text = str(e).strip()
+    return text.splitlines()[0][:300] if text else type(e).__name__
 
 
 def count_params(model: Any) -> int:
