@@ -165,6 +165,31 @@ def test_removing_dead_channels_leaves_the_function_unchanged(data, make):
     assert thin.count_params() < model.count_params()
 
 
+def test_the_first_layer_of_a_sequential_model_is_thinned_too():
+    from autotune.techniques.channels import thinned
+
+    thin = thinned(_sequential(), 0.5)
+    assert [layer.output_shape[-1] for layer in thin.layers if type(layer).__name__ in ("Conv2D", "Dense")] == [8, 8, 16, 4]
+
+
+def test_a_broadcasting_merge_does_not_tie_channels_of_different_widths(data):
+    """Spatial attention: x * sigmoid(conv1x1(x)) with one filter broadcast over x's channels."""
+    from autotune._keras import keras
+    from autotune.techniques.channels import thinned
+
+    k = keras()
+    L = k.layers
+    x0 = L.Input((8, 8, 3))
+    x = L.Conv2D(16, 3, padding="same", activation="relu")(x0)
+    attention = L.Conv2D(1, 1, activation="sigmoid")(x)
+    x = L.Multiply()([x, attention])
+    out = L.Dense(4)(L.GlobalAveragePooling2D()(x))
+    model = k.Model(x0, out)
+    thin = thinned(model, 0.5)
+    assert thin.output_shape == model.output_shape
+    assert thin.predict(data.x_val[:2], verbose=0).shape == (2, 4)
+
+
 def test_a_model_whose_channels_all_reach_unsupported_layers_fails_clearly(tmp_path, data):
     from autotune._keras import keras
     from autotune.errors import CandidateFailed

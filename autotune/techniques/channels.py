@@ -134,6 +134,15 @@ def _node_inputs(node: Any) -> list[str]:
     return list(dict.fromkeys(names))
 
 
+def _mergeable(groups: _Groups, ins: list[_Channels]) -> bool:
+    """Inputs of an element-wise merge can share one group if their widths agree, apart from
+    one-channel inputs that broadcast."""
+    if not ins:
+        return False
+    widths = {groups.size[groups.find(f.group)] for f in ins if f.group is not None}
+    return len(widths - {1}) <= 1
+
+
 def plan(model: Any) -> ChannelPlan:
     """Trace channels through the model (see the module docstring)."""
     if type(model).__name__ != "Sequential" and not getattr(model, "_is_graph_network", False):
@@ -174,13 +183,15 @@ def plan(model: Any) -> ChannelPlan:
         elif cls == "Flatten" and single and single.kind == "group" and channels_last:
             spatial = int(np.prod(layer.input_shape[1:-1]))
             flows[layer.name] = _Channels("flat", single.group, spatial)
-        elif (
-            cls in _MERGE
-            and all(f.kind == "group" for f in ins)
-            and len({groups.size[groups.find(f.group)] for f in ins}) == 1  # no broadcasting merge
-        ):
-            g = ins[0].group
-            for f in ins[1:]:
+        elif cls in _MERGE and all(f.kind == "group" for f in ins) and _mergeable(groups, ins):
+            # A one-channel input (attention, a gate) is broadcast: it keeps its channel and
+            # the merge carries the others' group.
+            wide = [f for f in ins if groups.size[groups.find(f.group)] > 1] or ins[:1]
+            for f in ins:
+                if f not in wide:
+                    lock_flow(f)
+            g = wide[0].group
+            for f in wide[1:]:
                 g = groups.union(g, f.group)
             flows[layer.name] = _Channels("group", g)
         else:  # unknown, Concatenate, Reshape, nested models, ...: keep what flows in
