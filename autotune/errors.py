@@ -12,6 +12,16 @@ Anything else is a bug and propagates with its traceback.
 """
 
 
+def first_line(e: BaseException) -> str:
+    """The line of an exception's message worth showing a user (at most 300 characters)."""
+    lines = [ln.strip() for ln in str(e).splitlines() if ln.strip()]
+    # TFLite's converter puts the useful "error: ..." line somewhere in a long message.
+    for ln in lines:
+        if "error:" in ln.lower():
+            return ln[:300]
+    return (lines[0] if lines else type(e).__name__)[:300]
+
+
 class AutotuneError(Exception):
     """Base of every error autotune raises deliberately; its message is one line for the user."""
 

@@ -54,6 +54,11 @@ def pareto_trials(trials: list[FrozenTrial], directions: list[str]) -> list[Froz
     return [t for t in done if not any(_dominates(o.values, t.values, directions) for o in done if o is not t)]
 
 
+def timed(t: FrozenTrial) -> bool:
+    """A complete trial with measured metrics (not one the accuracy gate stopped)."""
+    return t.state == TrialState.COMPLETE and store.METRICS in t.user_attrs and store.GATED not in t.user_attrs
+
+
 def row(t: FrozenTrial, on_front: bool = True) -> FrontRow:
     m = t.user_attrs[store.METRICS]
     return FrontRow(
@@ -83,9 +88,7 @@ def front_rows(study: optuna.Study, *, with_references: bool = True) -> list[Fro
     shown = [
         t
         for t in trials
-        if store.METRICS in t.user_attrs
-        and store.GATED not in t.user_attrs
-        and t.state == TrialState.COMPLETE
+        if timed(t)
         and (t.number in members or (with_references and store.REFERENCE in t.user_attrs))
     ]
     rows = (row(t, on_front=t.number in members) for t in shown)
@@ -115,8 +118,7 @@ def summarize(study: optuna.Study) -> StudySummary:
     count = {s: sum(t.state == s for t in trials) for s in TrialState}
     config = study.user_attrs.get(store.CONFIG, {})
     limit = config.get("max_accuracy_drop", 0.01)
-    timed = [t for t in trials if t.state == TrialState.COMPLETE and store.METRICS in t.user_attrs and store.GATED not in t.user_attrs]
-    best = fastest_feasible([row(t) for t in timed], limit)
+    best = fastest_feasible([row(t) for t in trials if timed(t)], limit)
     return StudySummary(
         name=study.study_name,
         complete=count[TrialState.COMPLETE],

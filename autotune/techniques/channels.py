@@ -21,7 +21,7 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from autotune.errors import CandidateFailed, InvalidRecipe
+from autotune.errors import CandidateFailed, InvalidRecipe, first_line
 from autotune.recipe import Technique
 from autotune.techniques.training import count_params, fine_tune, keras_accuracy, predict_logits
 
@@ -262,7 +262,7 @@ def thinned(model: Any, keep: float) -> Any:
     try:
         return _rebuild(k, model, clone, in_index, out_index)
     except (ValueError, IndexError, TypeError) as e:
-        raise CandidateFailed(f"channel surgery failed: {str(e).splitlines()[0][:300] if str(e) else type(e).__name__}") from None
+        raise CandidateFailed(f"channel surgery failed: {first_line(e)}") from None
 
 
 def _rebuild(k: Any, model: Any, clone: Any, in_index: Any, out_index: Any) -> Any:
@@ -310,6 +310,16 @@ def _take(weights: list[np.ndarray], kernel: list[tuple[int, Any]], bias: list[t
     return out
 
 
+def _train_thinner(model: Any, ratio: float, context: Any, **training: Any) -> Any:
+    """Thin ``model`` to ``ratio`` of its channels (a copy at 1.0), fine-tune it, record facts."""
+    student = thinned(model, ratio) if ratio < 1.0 else _copy(model)
+    fine_tune(student, context.data, seed=context.seed, **training)
+    context.facts.update(
+        params_before=count_params(model), params=count_params(student), accuracy_keras=keras_accuracy(student, context.data)
+    )
+    return student
+
+
 def _check_ratio(name: str, value: float, low: float, high: float) -> None:
     if not low <= value <= high:
         raise InvalidRecipe(f"{name} must be between {low} and {high}, got {value}")
@@ -334,11 +344,7 @@ class ChannelPrune(Technique):
         return f"channel-prune keep {self.keep:g}"
 
     def apply(self, model: Any, context: Any) -> Any:
-        before = count_params(model)
-        student = thinned(model, self.keep)
-        fine_tune(student, context.data, epochs=self.epochs, seed=context.seed, learning_rate=self.learning_rate)
-        context.facts.update(params_before=before, params=count_params(student), accuracy_keras=keras_accuracy(student, context.data))
-        return student
+        return _train_thinner(model, self.keep, context, learning_rate=self.learning_rate, epochs=self.epochs)
 
 
 @dataclass(frozen=True)
@@ -367,18 +373,13 @@ class Distill(Technique):
         return f"distill w{self.width:g} T{self.temperature:g} α{self.alpha:g}"
 
     def apply(self, model: Any, context: Any) -> Any:
-        teacher_logits = predict_logits(model, context.data.x_train)
-        before = count_params(model)
-        student = thinned(model, self.width) if self.width < 1.0 else _copy(model)
-        fine_tune(
-            student,
-            context.data,
-            epochs=self.epochs,
-            seed=context.seed,
+        return _train_thinner(
+            model,
+            self.width,
+            context,
             learning_rate=self.learning_rate,
-            teacher_logits=teacher_logits,
+            epochs=self.epochs,
+            teacher_logits=predict_logits(model, context.data.x_train),
             temperature=self.temperature,
             alpha=self.alpha,
         )
-        context.facts.update(params_before=before, params=count_params(student), accuracy_keras=keras_accuracy(student, context.data))
-        return student

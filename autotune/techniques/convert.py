@@ -11,7 +11,7 @@ import numpy as np
 
 from autotune._keras import native_stderr_silenced, tf
 from autotune.artifact import SAVED_MODEL_DIR, TFLITE_FILE
-from autotune.errors import CandidateFailed
+from autotune.errors import CandidateFailed, first_line
 
 REPRESENTATIVE_SAMPLES = 100
 
@@ -49,7 +49,7 @@ def to_tflite(model: Any, precision: str, calibration: np.ndarray, out_dir: Path
             warnings.simplefilter("ignore", UserWarning)
             blob = converter.convert()
     except (ConverterError, RuntimeError, ValueError) as e:
-        raise CandidateFailed(f"TFLite {precision} conversion failed: {_first_line(e)}") from e
+        raise CandidateFailed(f"TFLite {precision} conversion failed: {first_line(e)}") from e
     path = out_dir / TFLITE_FILE
     path.write_bytes(blob)
     return path
@@ -71,14 +71,6 @@ def to_saved_model(model: Any, xla: bool, out_dir: Path) -> Path:
         with native_stderr_silenced():
             t.saved_model.save(module, str(path), signatures={"serving_default": module.serve})
     except (ValueError, TypeError) as e:
-        raise CandidateFailed(f"SavedModel export failed: {_first_line(e)}") from e
+        raise CandidateFailed(f"SavedModel export failed: {first_line(e)}") from e
     return path
 
-
-def _first_line(e: BaseException) -> str:
-    lines = [ln.strip() for ln in str(e).splitlines() if ln.strip()]
-    # TFLite's converter puts the useful "error: ..." line somewhere in a long message.
-    for ln in lines:
-        if "error:" in ln.lower():
-            return ln[:300]
-    return (lines[0] if lines else type(e).__name__)[:300]

@@ -12,7 +12,7 @@ from typing import Any, ClassVar, Literal
 
 import numpy as np
 
-from autotune.errors import CandidateFailed, InvalidRecipe
+from autotune.errors import CandidateFailed, InvalidRecipe, first_line
 from autotune.recipe import Technique
 from autotune.techniques.training import fine_tune, keras_accuracy, steps_per_epoch
 
@@ -36,14 +36,16 @@ def schedule_for(schedule: str, sparsity: float, total_steps: int) -> Any:
     return s.PolynomialDecay(0.0, sparsity, begin_step=0, end_step=end, frequency=frequency)
 
 
-def layer_sparsity(model: Any) -> dict[str, float]:
-    """Fraction of exact zeros in each layer's kernel."""
-    out = {}
+def sparsity_of(model: Any) -> tuple[dict[str, float], float]:
+    """Fraction of exact zeros in each layer's kernel, and over all kernels together."""
+    per_layer, zeros, size = {}, 0, 0
     for layer in model.layers:
         for w in layer.weights:
             if "kernel" in w.name and "depthwise" not in w.name:
-                out[layer.name] = round(float(np.mean(w.numpy() == 0.0)), 4)
-    return out
+                k = w.numpy()
+                per_layer[layer.name] = round(float(np.mean(k == 0.0)), 4)
+                zeros, size = zeros + int(np.sum(k == 0.0)), size + k.size
+    return per_layer, round(zeros / max(1, size), 4)
 
 
 @dataclass(frozen=True)
@@ -76,7 +78,6 @@ class MagnitudePrune(Technique):
 
         s = tfmot.sparsity.keras
         total = self.epochs * steps_per_epoch(context.data)
-        kwargs: dict[str, Any] = {}
         if self.structure == "2:4":
             kwargs = {"sparsity_m_by_n": (2, 4), "pruning_schedule": schedule_for("constant", 0.5, total)}
         else:
@@ -84,7 +85,7 @@ class MagnitudePrune(Technique):
         try:
             wrapped = s.prune_low_magnitude(model, **kwargs)
         except ValueError as e:
-            raise CandidateFailed(f"TF-MOT cannot prune this model: {str(e).splitlines()[0][:300]}") from None
+            raise CandidateFailed(f"TF-MOT cannot prune this model: {first_line(e)}") from None
         fine_tune(
             wrapped,
             context.data,
@@ -94,13 +95,8 @@ class MagnitudePrune(Technique):
             callbacks=(s.UpdatePruningStep(),),
         )
         stripped = s.strip_pruning(wrapped)
-        per_layer = layer_sparsity(stripped)
-        kernels = [w.numpy() for layer in stripped.layers for w in layer.weights if "kernel" in w.name and "depthwise" not in w.name]
-        total_zeros = sum(int(np.sum(k == 0.0)) for k in kernels)
-        total_size = sum(k.size for k in kernels)
+        per_layer, overall = sparsity_of(stripped)
         context.facts.update(
-            sparsity_per_layer=per_layer,
-            sparsity=round(total_zeros / max(1, total_size), 4),
-            accuracy_keras=keras_accuracy(stripped, context.data),
+            sparsity_per_layer=per_layer, sparsity=overall, accuracy_keras=keras_accuracy(stripped, context.data)
         )
         return stripped

@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
-from autotune.errors import CandidateFailed, InvalidRecipe
+from autotune.errors import CandidateFailed, InvalidRecipe, first_line
 from autotune.recipe import Technique
 from autotune.techniques.training import fine_tune, keras_accuracy
 
@@ -43,7 +43,7 @@ class QuantizeAware(Technique):
             else:
                 quantized = q.quantize_model(model)
         except (ValueError, RuntimeError, TypeError) as e:
-            raise CandidateFailed(f"TF-MOT cannot quantise this model: {str(e).splitlines()[0][:300]}") from None
+            raise CandidateFailed(f"TF-MOT cannot quantise this model: {first_line(e)}") from None
         fine_tune(quantized, context.data, epochs=self.epochs, seed=context.seed, learning_rate=self.learning_rate)
         context.facts.update(accuracy_keras=keras_accuracy(quantized, context.data))
         return quantized

@@ -13,7 +13,7 @@ import numpy as np
 
 from autotune._keras import keras, native_stderr_silenced, tf
 from autotune.data import Dataset
-from autotune.errors import CandidateFailed
+from autotune.errors import CandidateFailed, first_line
 
 BATCH_SIZE = 64
 KERAS_FILE = "model.keras"
@@ -102,7 +102,7 @@ def fine_tune(
         with native_stderr_silenced():
             model.fit(ds, epochs=epochs, verbose=0, callbacks=list(callbacks))
     except (ValueError, TypeError, t.errors.OpError) as e:
-        raise CandidateFailed(f"fine-tuning failed: {_first_line(e)}") from None
+        raise CandidateFailed(f"fine-tuning failed: {first_line(e)}") from None
 
 
 def steps_per_epoch(data: Dataset) -> int:
@@ -126,25 +126,15 @@ def load_entry(folder: Path) -> Any:
     """Load a model written by ``save_entry`` (our own cache: QAT custom objects in scope)."""
     import tensorflow_model_optimization as tfmot
 
-    from tensorflow_model_optimization.python.core.quantization.keras.collab_opts.prune_preserve import (
-        prune_preserve_quantize_registry as preserve,
-    )
-
     k = keras()
-    # The sparsity-preserving QAT scheme's quantizers are not in TF-MOT's quantize_scope.
-    extra = {name: getattr(preserve, name) for name in dir(preserve) if name.startswith("PrunePreserve")}
     try:
-        with tfmot.quantization.keras.quantize_scope(extra), native_stderr_silenced():
+        with tfmot.quantization.keras.quantize_scope(), native_stderr_silenced():
             if (folder / H5_FILE).is_file():
                 return k.models.load_model(folder / H5_FILE, compile=False)
             return k.models.load_model(folder / KERAS_FILE, compile=False, safe_mode=True)
     except (OSError, ValueError, TypeError, KeyError) as e:
-        raise CandidateFailed(f"cannot reload the cached model in {folder.name}: {_first_line(e)}") from None
+        raise CandidateFailed(f"cannot reload the cached model in {folder.name}: {first_line(e)}") from None
 
-
-def _first_line(e: BaseException) -> str:
-    text = str(e).strip()
-    return text.splitlines()[0][:300] if text else type(e).__name__
 
 
 def count_params(model: Any) -> int:
