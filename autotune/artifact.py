@@ -28,6 +28,9 @@ class Executor(Protocol):
     def timed_call(self, sample: np.ndarray) -> Callable[[], object]:
         """A call that runs one inference on ``sample`` exactly as a deployment would."""
 
+    def macs(self, sample: np.ndarray) -> int | None:
+        """Multiply-accumulates per sample, counted from the executed graph (None: unknown)."""
+
 
 class LiteRTExecutor:
     def __init__(self, path: Path, threads: int) -> None:
@@ -88,6 +91,15 @@ class LiteRTExecutor:
         # Quantising the float input is part of what a deployment of an int8-input model does.
         return lambda: self._run(sample)
 
+    def macs(self, sample: np.ndarray) -> int | None:
+        from autotune.compute import litert_macs
+
+        # Counted at batch 1 where the batch can change: LiteRT's tensor details do not all
+        # follow a resize until the next invoke.
+        if int(self._in["shape_signature"][0]) == -1:
+            self._resize(1)
+        return litert_macs(self._interp)
+
 
 class TensorFlowExecutor:
     def __init__(self, path: Path) -> None:
@@ -111,6 +123,11 @@ class TensorFlowExecutor:
 
     def timed_call(self, sample: np.ndarray) -> Callable[[], object]:
         return lambda: self._fn(sample).numpy()
+
+    def macs(self, sample: np.ndarray) -> int | None:
+        from autotune.compute import saved_model_macs
+
+        return saved_model_macs(self._fn, [1, *sample.shape[1:]])
 
 
 def artifact_file(root: Path, fmt: str) -> Path:

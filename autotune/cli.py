@@ -31,6 +31,11 @@ StorageOpt = Annotated[
     typer.Option("--storage", help="Optuna RDB URL [default: $AUTOTUNE_STORAGE or sqlite:///studies/autotune.db]"),
 ]
 
+EnvOpt = Annotated[
+    str | None,
+    typer.Option("--env", help="Environment fingerprint whose trials to use when a study was measured on several, or 'all'"),
+]
+
 
 def _guarded(fn: F) -> F:
     """One place that turns autotune's errors into one line and an exit code."""
@@ -120,7 +125,9 @@ def _search(name: str, given: dict[str, Any], storage: str | None, run_study: Ca
     report.run_done(result.study, result.evaluated, result.budget, result.trials_run, result.wall_s)
     study = store.load_study(store.open_storage(url), name)
     config = store.stored_config(study)
-    report.front(front_rows(study), "table", title=f"Pareto front of {name}", limit=config.max_accuracy_drop)
+    report.front(
+        front_rows(study), "table", title=f"Pareto front of {name}", limit=config.max_accuracy_drop, objectives=study.metric_names or ()
+    )
 
 
 @app.command()
@@ -142,6 +149,7 @@ def studies(storage: StorageOpt = None) -> None:
 def front(
     name: Annotated[str, typer.Argument(help="Study name")],
     format: Annotated[str, typer.Option("--format", help="table, json or csv")] = "table",
+    env: EnvOpt = None,
     storage: StorageOpt = None,
 ) -> None:
     """Show the Pareto front: latency against accuracy of the deployed artifacts."""
@@ -154,8 +162,8 @@ def front(
     with store.database_errors(url):
         study = store.load_study(store.open_storage(url), name)
         config = store.stored_config(study)
-        rows = front_rows(study)
-    report.front(rows, format, title=f"Pareto front of {name}", limit=config.max_accuracy_drop)
+        rows = front_rows(study, env=env)
+    report.front(rows, format, title=f"Pareto front of {name}", limit=config.max_accuracy_drop, objectives=study.metric_names or ())
 
 
 @app.command()
@@ -166,12 +174,13 @@ def export(
     trial: Annotated[int | None, typer.Option(help="Export this trial instead of the fastest feasible one")] = None,
     max_accuracy_drop: Annotated[float | None, typer.Option(help="Accuracy limit for choosing [default: the study's]")] = None,
     force: Annotated[bool, typer.Option(help="Write into a non-empty --out")] = False,
+    env: EnvOpt = None,
     storage: StorageOpt = None,
 ) -> None:
     """Write the fastest front member within the accuracy limit (or --trial) and verify it."""
     from autotune.export import export as do_export
 
-    r = do_export(storage_url(storage), name, out, trial_number=trial, max_accuracy_drop=max_accuracy_drop, force=force)
+    r = do_export(storage_url(storage), name, out, trial_number=trial, max_accuracy_drop=max_accuracy_drop, force=force, env=env)
     report.exported(r.trial, r.recipe, str(r.artifact), str(r.manifest), r.accuracy, r.why)
 
 

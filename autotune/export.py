@@ -56,6 +56,7 @@ def export(
     trial_number: int | None = None,
     max_accuracy_drop: float | None = None,
     force: bool = False,
+    env: str | None = None,
     settings: Settings | None = None,
 ) -> ExportResult:
     settings = settings or Settings()
@@ -65,7 +66,7 @@ def export(
         config = store.stored_config(study)
         limit = config.max_accuracy_drop if max_accuracy_drop is None else max_accuracy_drop
         if trial_number is None:
-            choice = fastest_feasible(front_rows(study), limit)
+            choice = fastest_feasible(front_rows(study, env=env), limit)
             if choice is None:
                 raise ConfigError(
                     f"no front member of {name!r} is within an accuracy drop of {limit}; "
@@ -114,6 +115,8 @@ def export(
         "lineage": trial.user_attrs.get(store.LINEAGE, []),
         "artifact": artifact.name,
         "metrics": trial.user_attrs[store.METRICS],
+        "final_metrics": store.finals(study).get(trial_number),
+        "measurement": trial.user_attrs.get(store.MEASUREMENT),
         "verified_accuracy": measured,
         "baseline": baseline,
         "environment": study_env,

@@ -9,10 +9,14 @@ import optuna
 from optuna.trial import FrozenTrial, TrialState
 
 from autotune import store
+from autotune.errors import ConfigError
 
 
 @dataclass(frozen=True)
 class FrontRow:
+    """One row of the front table. Latency and speed-up are the end-of-run re-measurement
+    when there is one (``remeasured``), else the search's; ``search_*`` keep the search's."""
+
     trial: int
     recipe: str
     params: dict[str, Any]
@@ -20,13 +24,25 @@ class FrontRow:
     latency_p90_ms: float
     latency_p99_ms: float
     speedup: float
+    speedup_low: float | None
+    speedup_high: float | None
+    noisy: bool
+    remeasured: bool
+    search_latency_p50_ms: float
+    search_speedup: float
     accuracy: float
     accuracy_drop: float
     size_bytes: int
     gzip_bytes: int
+    cold_start_ms: float | None
+    throughput_sps: float | None
+    batch_size: int
+    macs: int | None
+    floor_ratio: float | None
     feasible: bool
     reference: str | None
     on_front: bool
+    env_id: str | None
 
     def as_dict(self) -> dict[str, Any]:
         return dict(vars(self))
@@ -59,39 +75,87 @@ def timed(t: FrozenTrial) -> bool:
     return t.state == TrialState.COMPLETE and store.METRICS in t.user_attrs and store.GATED not in t.user_attrs
 
 
-def row(t: FrozenTrial, on_front: bool = True) -> FrontRow:
+def row(t: FrozenTrial, on_front: bool = True, final: dict[str, Any] | None = None) -> FrontRow:
     m = t.user_attrs[store.METRICS]
+    shown = final if final and "failed" not in final else m
+    floor = m.get("compute_floor_ms")
     return FrontRow(
         trial=t.number,
         recipe=t.user_attrs.get(store.RECIPE_TEXT, "?"),
         params=dict(t.params),
-        latency_p50_ms=m["latency_p50_ms"],
-        latency_p90_ms=m["latency_p90_ms"],
-        latency_p99_ms=m["latency_p99_ms"],
-        speedup=m["speedup"],
+        latency_p50_ms=shown["latency_p50_ms"],
+        latency_p90_ms=shown["latency_p90_ms"],
+        latency_p99_ms=shown["latency_p99_ms"],
+        speedup=shown["speedup"],
+        speedup_low=shown.get("speedup_low"),
+        speedup_high=shown.get("speedup_high"),
+        noisy=bool(shown.get("noisy", False)),
+        remeasured=shown is final,
+        search_latency_p50_ms=m["latency_p50_ms"],
+        search_speedup=m["speedup"],
         accuracy=m["accuracy"],
         accuracy_drop=m["accuracy_drop"],
         size_bytes=int(m["size_bytes"]),
         gzip_bytes=int(m["gzip_bytes"]),
+        cold_start_ms=m.get("cold_start_ms"),
+        throughput_sps=shown.get("throughput_sps"),
+        batch_size=int(m.get("batch_size", 1)),
+        macs=m.get("macs"),
+        floor_ratio=shown["latency_p50_ms"] / floor if floor else None,
         feasible=bool(m["feasible"]),
         reference=t.user_attrs.get(store.REFERENCE),
         on_front=on_front,
+        env_id=t.user_attrs.get(store.ENV_ID),
     )
 
 
-def front_rows(study: optuna.Study, *, with_references: bool = True) -> list[FrontRow]:
+def environments(trials: list[FrozenTrial]) -> dict[str, int]:
+    """How many timed trials each environment fingerprint measured."""
+    counts: dict[str, int] = {}
+    for t in trials:
+        if timed(t):
+            env = str(t.user_attrs.get(store.ENV_ID, "unknown"))
+            counts[env] = counts.get(env, 0) + 1
+    return counts
+
+
+def _one_environment(trials: list[FrozenTrial], env: str | None) -> list[FrozenTrial]:
+    """The trials measured on ``env`` ("all": every one). Latency from two machines is not
+    comparable, so with several fingerprints and no choice this refuses rather than mixes."""
+    counts = environments(trials)
+    if env == "all":
+        return trials
+    if env is None:
+        if len(counts) <= 1:
+            return trials
+        listed = ", ".join(f"{e} ({n} trials)" for e, n in sorted(counts.items(), key=lambda kv: -kv[1]))
+        raise ConfigError(
+            f"this study's latencies were measured on {len(counts)} different environments: {listed}; "
+            "choose one with --env ID, or mix them knowingly with --env all"
+        )
+    if env not in counts:
+        raise ConfigError(f"no trial was measured on environment {env!r}; this study has {', '.join(sorted(counts))}")
+    return [t for t in trials if not timed(t) or t.user_attrs.get(store.ENV_ID) == env]
+
+
+def front_rows(study: optuna.Study, *, with_references: bool = True, env: str | None = None) -> list[FrontRow]:
     """The front, fastest first; the reference recipes are listed even when dominated, so
-    every table shows what the search bought over them (``on_front`` tells them apart)."""
-    trials = study.get_trials(deepcopy=False)
+    every table shows what the search bought over them (``on_front`` tells them apart).
+
+    Membership is decided on the values the search saw; the figures shown are the end-of-run
+    re-measurement where there is one.
+    """
+    trials = _one_environment(study.get_trials(deepcopy=False), env)
     directions = [d.name.lower() for d in study.directions]
-    members = {t.number for t in pareto_trials(trials, directions)}
+    members = {t.number for t in pareto_trials(trials, directions) if timed(t)}
     shown = [
         t
         for t in trials
         if timed(t)
         and (t.number in members or (with_references and store.REFERENCE in t.user_attrs))
     ]
-    rows = (row(t, on_front=t.number in members) for t in shown)
+    finals = store.finals(study)
+    rows = (row(t, on_front=t.number in members, final=finals.get(t.number)) for t in shown)
     return sorted(rows, key=lambda r: (r.latency_p50_ms, -r.accuracy))
 
 

@@ -8,12 +8,14 @@ from __future__ import annotations
 
 import gzip
 import hashlib
+import math
 import os
 import platform
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Literal
 
 import numpy as np
 
@@ -33,12 +35,19 @@ class LatencyProtocol:
     min_calls: int = 100
     min_seconds: float = 1.0
     max_seconds: float = 20.0
+    # Interleaved measurement: the calls of each side are split into this many blocks,
+    # alternated candidate/baseline, baseline/candidate, ... Each block gives one ratio.
+    rounds: int = 10
+    confidence: float = 0.95
 
     def __post_init__(self) -> None:
         if self.min_calls < 1 or self.warmup_calls < 0:
             raise ValueError("min_calls must be at least 1 and warmup_calls at least 0")
         if self.max_seconds < self.min_seconds:
             raise ValueError("max_seconds must be at least min_seconds")
+        if not 0.5 < self.confidence < 1:
+            raise ValueError("confidence must be between 0.5 and 1")
+        _ci_rank(self.rounds, self.confidence)  # raises if the rounds cannot give the interval
 
 
 @dataclass(frozen=True)
@@ -75,6 +84,28 @@ def summarize(samples_s: list[float] | np.ndarray, cold_start_s: float) -> Laten
     )
 
 
+def _warm_up(call: Callable[[], object], protocol: LatencyProtocol, clock: Clock) -> None:
+    start = clock()
+    done = 0
+    while done < protocol.warmup_calls or clock() - start < protocol.warmup_seconds:
+        call()
+        done += 1
+
+
+def _timed_block(call: Callable[[], object], calls: int, seconds: float, cap_s: float, clock: Clock) -> list[float]:
+    """Durations of single calls until both ``calls`` and ``seconds`` are met, or ``cap_s``."""
+    samples: list[float] = []
+    start = clock()
+    while True:
+        t0 = clock()
+        call()
+        t1 = clock()
+        samples.append(t1 - t0)
+        elapsed = t1 - start
+        if (len(samples) >= calls and elapsed >= seconds) or elapsed >= cap_s:
+            return samples
+
+
 def measure_latency(
     call: Callable[[], object],
     protocol: LatencyProtocol,
@@ -87,23 +118,110 @@ def measure_latency(
     ``cold_start_s`` is what the caller measured for loading and the first call; it is
     stored apart so that a slow start never leaks into the steady-state percentiles.
     """
-    start = clock()
-    done = 0
-    while done < protocol.warmup_calls or clock() - start < protocol.warmup_seconds:
-        call()
-        done += 1
-    samples: list[float] = []
-    start = clock()
-    while True:
-        t0 = clock()
-        call()
-        t1 = clock()
-        samples.append(t1 - t0)
-        elapsed = t1 - start
-        enough = len(samples) >= protocol.min_calls and elapsed >= protocol.min_seconds
-        if enough or elapsed >= protocol.max_seconds:
-            break
+    _warm_up(call, protocol, clock)
+    samples = _timed_block(call, protocol.min_calls, protocol.min_seconds, protocol.max_seconds, clock)
     return summarize(samples, cold_start_s)
+
+
+def _ci_rank(n: int, confidence: float) -> int:
+    """The rank k (1-based) such that the k-th smallest and k-th largest of n values bound
+    their median with at least ``confidence`` (the sign test's order statistics)."""
+    alpha = 1 - confidence
+    tail, k = 0.0, 0
+    for j in range(n):
+        tail += math.comb(n, j) / 2**n
+        if tail > alpha / 2:
+            break
+        k = j + 1
+    if k == 0:
+        raise ValueError(f"{n} rounds cannot give a {confidence:.0%} interval of the median; use more rounds")
+    return k
+
+
+def median_interval(values: list[float] | np.ndarray, confidence: float) -> tuple[float, float]:
+    """A distribution-free confidence interval of the median: no normality assumed, which
+    matters for timings (skewed, with outliers when the machine is busy)."""
+    x = np.sort(np.asarray(values, dtype=np.float64))
+    k = _ci_rank(len(x), confidence)
+    return float(x[k - 1]), float(x[len(x) - k])
+
+
+Side = Literal["candidate", "baseline"]
+
+
+@dataclass(frozen=True)
+class Comparison:
+    """A candidate timed alternately with the study's baseline, in one process, one sitting.
+
+    ``speedup`` is the median over rounds of (baseline p50 / candidate p50) in that round;
+    drift of the machine between rounds moves both sides of a round alike and cancels.
+    """
+
+    candidate: LatencyStats
+    baseline: LatencyStats
+    speedup: float
+    speedup_low: float
+    speedup_high: float
+    rounds: int
+    confidence: float
+
+    @property
+    def relative_width(self) -> float:
+        """Width of the speed-up's interval over the speed-up: the measurement's noise."""
+        return (self.speedup_high - self.speedup_low) / self.speedup
+
+    def as_metrics(self) -> dict[str, float]:
+        return self.candidate.as_metrics() | {
+            "baseline_p50_ms": self.baseline.p50_ms,
+            "speedup": self.speedup,
+            "speedup_low": self.speedup_low,
+            "speedup_high": self.speedup_high,
+            "speedup_rounds": self.rounds,
+            "speedup_confidence": self.confidence,
+        }
+
+
+def measure_interleaved(
+    candidate: Callable[[], object],
+    baseline: Callable[[], object],
+    protocol: LatencyProtocol,
+    *,
+    cold_start_s: float = 0.0,
+    clock: Clock = time.perf_counter,
+    before_block: Callable[[Side], None] | None = None,
+) -> Comparison:
+    """Time ``candidate`` and ``baseline`` in alternating blocks (ABBA order, so a trend in
+    the machine's speed favours neither side) and return both and their ratio.
+
+    Each side gets the whole protocol (``min_calls`` and ``min_seconds`` split over
+    ``rounds`` blocks). ``before_block`` runs untimed before each block (e.g. to pin the
+    process to that side's cores); one untimed call then re-warms the side's caches.
+    """
+    _warm_up(candidate, protocol, clock)
+    _warm_up(baseline, protocol, clock)
+    calls = math.ceil(protocol.min_calls / protocol.rounds)
+    seconds = protocol.min_seconds / protocol.rounds
+    cap = protocol.max_seconds / protocol.rounds
+    blocks: dict[Side, list[list[float]]] = {"candidate": [], "baseline": []}
+    fns: dict[Side, Callable[[], object]] = {"candidate": candidate, "baseline": baseline}
+    for r in range(protocol.rounds):
+        order: tuple[Side, Side] = ("candidate", "baseline") if r % 2 == 0 else ("baseline", "candidate")
+        for side in order:
+            if before_block is not None:
+                before_block(side)
+            fns[side]()
+            blocks[side].append(_timed_block(fns[side], calls, seconds, cap, clock))
+    ratios = [float(np.median(b) / np.median(c)) for c, b in zip(blocks["candidate"], blocks["baseline"])]
+    low, high = median_interval(ratios, protocol.confidence)
+    return Comparison(
+        candidate=summarize([s for b in blocks["candidate"] for s in b], cold_start_s),
+        baseline=summarize([s for b in blocks["baseline"] for s in b], 0.0),
+        speedup=float(np.median(ratios)),
+        speedup_low=low,
+        speedup_high=high,
+        rounds=protocol.rounds,
+        confidence=protocol.confidence,
+    )
 
 
 def accuracy(predict: Callable[[np.ndarray], np.ndarray], x: np.ndarray, y: np.ndarray) -> float:

@@ -37,6 +37,12 @@ class Objective:
     name: str
     metrics: tuple[Metric, ...]
     constraints: tuple[Constraint, ...] = ()
+    # Batch sizes to search (the runner suggests one per trial); empty: the space's batch.
+    batch_sizes: tuple[int, ...] = ()
+
+    def __post_init__(self) -> None:
+        if any(b < 1 for b in self.batch_sizes):
+            raise ValueError(f"batch sizes must be at least 1, got {self.batch_sizes}")
 
     @property
     def directions(self) -> list[str]:

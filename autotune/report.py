@@ -105,7 +105,8 @@ class RunProgress:
             mark = "[green]✓[/]" if m["feasible"] else "[yellow]✗[/]"
             line = (
                 f"{mark} #{trial.number:<3} {recipe:<34} p50 {m['latency_p50_ms']:.3f} ms  "
-                f"×{m['speedup']:.2f}  acc {m['accuracy']:.4f} (drop {m['accuracy_drop']:+.4f})"
+                f"{_speedup(m)}  acc {m['accuracy']:.4f} (drop {m['accuracy_drop']:+.4f})"
+                + ("  [yellow]noisy[/]" if m.get("noisy") else "")
             )
         else:
             reason = trial.user_attrs.get(store.FAIL_REASON, "")
@@ -113,8 +114,25 @@ class RunProgress:
         console.print(line)
         self._refresh()
 
+    def front_remeasured(self, number: int, recipe: str, search: dict, final: dict) -> None:
+        if "failed" in final:
+            console.print(f"[red]re-measure failed[/] #{number:<3} {recipe}: {final['failed']}")
+        else:
+            console.print(
+                f"re-measured #{number:<3} {recipe:<34} p50 {search['latency_p50_ms']:.3f} → "
+                f"{final['latency_p50_ms']:.3f} ms  {_speedup(final)}" + ("  [yellow]noisy[/]" if final.get("noisy") else "")
+            )
+        self._refresh()
 
-def front(rows: Sequence[FrontRow], fmt: str, *, title: str, limit: float) -> None:
+
+def _speedup(m: dict) -> str:
+    """×2.41 [2.38–2.45]: the interleaved speed-up and its confidence interval."""
+    low, high = m.get("speedup_low"), m.get("speedup_high")
+    ci = f" [{low:.2f}–{high:.2f}]" if low is not None and high is not None else ""
+    return f"×{m['speedup']:.2f}{ci}"
+
+
+def front(rows: Sequence[FrontRow], fmt: str, *, title: str, limit: float, objectives: Sequence[str] = ()) -> None:
     if fmt == "json":
         sys.stdout.write(json.dumps([r.as_dict() for r in rows], indent=2) + "\n")
         return
@@ -127,32 +145,37 @@ def front(rows: Sequence[FrontRow], fmt: str, *, title: str, limit: float) -> No
             writer.writerow(r.as_dict() | {"params": json.dumps(r.params, sort_keys=True)})
         sys.stdout.write(buf.getvalue())
         return
-    table = Table(title=title, caption=f"✓ within an accuracy drop of {limit}; speed-up over the fp32 baseline")
-    for col, justify in [
-        ("trial", "right"),
-        ("recipe", "left"),
-        ("p50 ms", "right"),
-        ("p90 ms", "right"),
-        ("speed-up", "right"),
-        ("accuracy", "right"),
-        ("drop", "right"),
-        ("size KB", "right"),
-        ("", "center"),
-    ]:
+    remeasured = any(r.remeasured for r in rows)
+    throughput = "throughput_sps" in objectives or any(r.batch_size != 1 for r in rows)
+    caption = (
+        f"✓ within an accuracy drop of {limit}; speed-up over the fp32 baseline, timed interleaved with it "
+        "(95% interval); × floor: p50 over the time the MACs take at this machine's measured peak"
+        + ("; p50 and speed-up re-measured at the end of the run (* not re-measured)" if remeasured else "")
+        + "; ~ noisy"
+    )
+    table = Table(title=title, caption=caption)
+    columns = [("trial", "right"), ("recipe", "left"), ("p50 ms", "right"), ("p99 ms", "right")]
+    if throughput:
+        columns += [("samples/s", "right")]
+    columns += [("speed-up", "right"), ("× floor", "right"), ("accuracy", "right"), ("drop", "right"), ("size KB", "right"), ("", "left")]
+    for col, justify in columns:
         table.add_column(col, justify=justify)  # type: ignore[arg-type]
     for r in rows:
         recipe = r.recipe + (f"  [dim]({r.reference}{'' if r.on_front else ', dominated'})[/]" if r.reference else "")
-        table.add_row(
-            str(r.trial),
-            recipe,
-            f"{r.latency_p50_ms:.3f}",
-            f"{r.latency_p90_ms:.3f}",
-            f"×{r.speedup:.2f}",
+        ci = f" [{r.speedup_low:.2f}–{r.speedup_high:.2f}]" if r.speedup_low is not None and r.speedup_high is not None else ""
+        cells = [str(r.trial), recipe, f"{r.latency_p50_ms:.3f}", f"{r.latency_p99_ms:.3f}"]
+        if throughput:
+            cells.append("—" if r.throughput_sps is None else f"{r.throughput_sps:,.0f}")
+        marks = ("[green]✓[/]" if r.feasible else "[yellow]✗[/]") + ("*" if remeasured and not r.remeasured else "") + ("~" if r.noisy else "")
+        cells += [
+            f"×{r.speedup:.2f}{ci}",
+            "—" if r.floor_ratio is None else f"{r.floor_ratio:.1f}",
             f"{r.accuracy:.4f}",
             f"{r.accuracy_drop:+.4f}",
             f"{r.size_bytes / 1024:.0f}",
-            "[green]✓[/]" if r.feasible else "[yellow]✗[/]",
-        )
+            marks,
+        ]
+        table.add_row(*cells)
     console.print(table)
 
 

@@ -3,6 +3,8 @@ is met, and the failure policy around it."""
 
 from __future__ import annotations
 
+import dataclasses
+import datetime as dt
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -19,10 +21,12 @@ from autotune.candidate import Builder
 from autotune.config import StudyConfig, make_config, merge_with_stored
 from autotune.data import Dataset, check_compatible, file_key, load_model, load_npz
 from autotune.errors import CandidateFailed, ConfigError, InvalidRecipe, SearchStopped
-from autotune.measure import LatencyProtocol, accuracy, artifact_size, environment, measure_latency, usable_cores
+from autotune.host import HostLock, default_host_dir, load_peak, save_peak
+from autotune.measure import accuracy, artifact_size, environment, usable_cores
 from autotune.objective import Objective
 from autotune.plugins import load_objective, load_space
 from autotune.recipe import Recipe, reference_recipes
+from autotune.timing import Timer, TimingPolicy
 
 BASELINE_REF = "fp32-baseline"
 
@@ -34,6 +38,7 @@ class Reporter(Protocol):
     def trial_started(self, number: int, recipe: str) -> None: ...
     def stage(self, name: str) -> None: ...
     def trial_finished(self, trial: FrozenTrial, evaluated: int, best_feasible_ms: float | None) -> None: ...
+    def front_remeasured(self, number: int, recipe: str, search: dict[str, Any], final: dict[str, Any]) -> None: ...
 
 
 class SilentReporter:
@@ -49,15 +54,24 @@ class SilentReporter:
     def trial_finished(self, trial: FrozenTrial, evaluated: int, best_feasible_ms: float | None) -> None:
         pass
 
+    def front_remeasured(self, number: int, recipe: str, search: dict[str, Any], final: dict[str, Any]) -> None:
+        pass
+
 
 @dataclass(frozen=True)
 class Settings:
     studies_dir: Path = field(default_factory=lambda: Path.cwd() / "studies")
-    protocol: LatencyProtocol = LatencyProtocol()
+    timing: TimingPolicy = TimingPolicy()
     max_failures_in_row: int = 5
     # The accuracy gate stops a trained candidate whose drop exceeds
     # max(2 × limit, limit + gate_margin) before it is converted and timed.
     gate_margin: float = 0.02
+    # Re-time the front at the end of a run that ran trials (both numbers are kept).
+    remeasure_front: bool = True
+    lock: HostLock = field(default_factory=HostLock)
+    host_dir: Path = field(default_factory=default_host_dir)
+    # Which sampler a new or resumed study uses (benchmarks compare others); None: store's TPE.
+    sampler: Callable[[StudyConfig, int], optuna.samplers.BaseSampler] | None = None
 
 
 @dataclass(frozen=True)
@@ -81,6 +95,20 @@ class _Workspace:
     objective: Objective
     references: dict[str, Recipe]
     env: dict[str, Any]
+    peak: dict[str, float]
+    lock: HostLock
+    policy: TimingPolicy
+    _timer: Timer | None = None
+
+    def timer(self) -> Timer:
+        """The study's timer; its baseline artifact comes from the cache (the baseline trial
+        built it first)."""
+        if self._timer is None:
+            baseline = self.references[BASELINE_REF]
+            path = self.builder.build(baseline).path
+            assert path is not None
+            self._timer = Timer(path, baseline.runtime, self.peak, self.lock, self.policy)
+        return self._timer
 
 
 def resolve_inputs(config: StudyConfig, studies_dir: Path) -> tuple[Path, Path]:
@@ -106,6 +134,7 @@ def open_workspace(config: StudyConfig, settings: Settings) -> _Workspace:
     check_compatible(model, data, model_path, data_path)
     cache = ContentCache(settings.studies_dir / config.study / "cache")
     builder = Builder(model_path, file_key(model_path), data, file_key(data_path), cache, config.seed, model=model)
+    env = environment()
     return _Workspace(
         config=config,
         data=data,
@@ -114,8 +143,22 @@ def open_workspace(config: StudyConfig, settings: Settings) -> _Workspace:
         space=space,
         objective=objective,
         references=reference_recipes(usable_cores()),
-        env=environment(),
+        env=env,
+        peak=host_peak(settings, str(env["id"])),
+        lock=settings.lock,
+        policy=settings.timing,
     )
+
+
+def host_peak(settings: Settings, env_id: str) -> dict[str, float]:
+    """The machine's compute peak, measured once per host and environment and kept."""
+    peak = load_peak(settings.host_dir, env_id)
+    if peak is None:
+        from autotune.compute import measure_peak
+
+        peak = measure_peak(settings.lock)
+        save_peak(settings.host_dir, env_id, peak)
+    return peak
 
 
 def gate_limit(max_accuracy_drop: float, margin: float) -> float:
@@ -131,50 +174,49 @@ def _evaluate(
     deployed artifact; return all metrics."""
     timings: dict[str, float] = {}
     try:
-        t0 = time.perf_counter()
-        reporter.stage("train" if recipe.steps else "build")
-        try:
-            built = ws.builder.build_model(recipe)
-        finally:
-            timings["train_s"] = time.perf_counter() - t0
-        trial.set_user_attr(store.LINEAGE, list(built.lineage))
-        if baseline is not None and recipe.steps:
-            gated = _gate(ws, trial, built.facts, baseline, settings)
-            if gated is not None:
-                return gated
+        with ws.lock.shared() as waited:
+            timings["work_lock_wait_s"] = waited
+            t0 = time.perf_counter()
+            reporter.stage("train" if recipe.steps else "build")
+            try:
+                built = ws.builder.build_model(recipe)
+            finally:
+                timings["train_s"] = time.perf_counter() - t0
+            trial.set_user_attr(store.LINEAGE, list(built.lineage))
+            if baseline is not None and recipe.steps:
+                gated = _gate(ws, trial, built.facts, baseline, settings)
+                if gated is not None:
+                    return gated
 
-        t0 = time.perf_counter()
-        reporter.stage("convert")
-        try:
-            candidate = ws.builder.convert(built, recipe)
-        finally:
-            timings["convert_s"] = time.perf_counter() - t0
-        trial.set_user_attr(store.LINEAGE, list(candidate.lineage))
+            t0 = time.perf_counter()
+            reporter.stage("convert")
+            try:
+                candidate = ws.builder.convert(built, recipe)
+            finally:
+                timings["convert_s"] = time.perf_counter() - t0
+            trial.set_user_attr(store.LINEAGE, list(candidate.lineage))
+            assert candidate.path is not None
 
-        t0 = time.perf_counter()
-        reporter.stage("accuracy")
-        executor, _ = open_executor(candidate.path, recipe.runtime)
-        acc = accuracy(executor.predict, ws.data.x_val, ws.data.y_val)
-        del executor
-        timings["accuracy_s"] = time.perf_counter() - t0
+            t0 = time.perf_counter()
+            reporter.stage("accuracy")
+            executor, _ = open_executor(candidate.path, recipe.runtime)
+            acc = accuracy(executor.predict, ws.data.x_val, ws.data.y_val)
+            del executor
+            timings["accuracy_s"] = time.perf_counter() - t0
 
         t0 = time.perf_counter()
         reporter.stage("latency")
-        executor, load_s = open_executor(candidate.path, recipe.runtime)
-        sample = ws.data.x_val[: recipe.runtime.batch_size]
-        call = executor.timed_call(sample)
-        first = time.perf_counter()
-        call()
-        cold_s = load_s + time.perf_counter() - first
-        latency = measure_latency(call, settings.protocol, cold_start_s=cold_s)
+        timed = ws.timer().time(candidate.path, recipe, ws.data.x_val)
         timings["latency_s"] = time.perf_counter() - t0
+        timings["measure_lock_wait_s"] = timed.lock_wait_s
+        trial.set_user_attr(store.MEASUREMENT, timed.record())
     finally:
         counts = ws.cache.take_counts()
         trial.set_user_attr(store.CACHE, counts.as_dict())
         trial.set_user_attr(store.TIMINGS, timings)
 
     size, gz = artifact_size(candidate.path)
-    return {"accuracy": acc, "size_bytes": size, "gzip_bytes": gz, **latency.as_metrics()}
+    return {"accuracy": acc, "size_bytes": size, "gzip_bytes": gz, **timed.metrics()}
 
 
 def _gate(
@@ -205,6 +247,10 @@ def _objective_fn(ws: _Workspace, settings: Settings, reporter: Reporter) -> Cal
         recipe = ws.references[reference] if reference else ws.space(trial)
         if not isinstance(recipe, Recipe):
             raise ConfigError(f"space {ws.config.space!r} returned {type(recipe).__name__}, not a Recipe")
+        if ws.objective.batch_sizes and not reference:
+            # Throughput objectives search the batch: it belongs to the runtime, not to the space.
+            batch = trial.suggest_categorical("batch_size", list(ws.objective.batch_sizes))
+            recipe = dataclasses.replace(recipe, runtime=dataclasses.replace(recipe.runtime, batch_size=batch))
         trial.set_user_attr(store.RECIPE_TEXT, recipe.describe())
         reporter.trial_started(trial.number, recipe.describe())
         try:
@@ -226,8 +272,9 @@ def _objective_fn(ws: _Workspace, settings: Settings, reporter: Reporter) -> Cal
             trial.study.set_user_attr(store.BASELINE, baseline)
         else:
             baseline = known_baseline
+        # The speed-up is the interleaved ratio the measurement took (for the baseline trial,
+        # the baseline against itself: how close to 1 the method gets).
         metrics["accuracy_drop"] = baseline["accuracy"] - metrics["accuracy"]
-        metrics["speedup"] = baseline["latency_p50_ms"] / metrics["latency_p50_ms"]
         metrics["feasible"] = ws.objective.feasible(metrics)
         trial.set_user_attr(store.METRICS, metrics)
         for c in ws.objective.constraints:
@@ -280,6 +327,35 @@ def _best_feasible_ms(study: optuna.Study) -> float | None:
     return best
 
 
+def remeasure_front(study: optuna.Study, ws: _Workspace, reporter: Reporter) -> int:
+    """Time every row of the front table again (members and references), against the baseline
+    as in a trial, and keep the result beside the search's figures. Returns the rows timed."""
+    from autotune.front import environments, front_rows
+
+    env = str(ws.env["id"])
+    if env not in environments(study.get_trials(deepcopy=False)):
+        return 0
+    rows = front_rows(study, env=env)
+    for r in rows:
+        t = study.trials[r.trial]
+        recipe = Recipe.from_dict(t.user_attrs[store.RECIPE])
+        reporter.trial_started(r.trial, f"re-measuring {r.recipe}")
+        reporter.stage("latency")
+        with ws.lock.shared():
+            candidate = ws.builder.build(recipe)
+        ws.cache.take_counts()
+        assert candidate.path is not None
+        try:
+            timed = ws.timer().time(candidate.path, recipe, ws.data.x_val)
+        except CandidateFailed as e:  # it ran in the search; if it fails now, say so
+            final: dict[str, Any] = {"failed": str(e)}
+        else:
+            final = timed.metrics() | {"env_id": ws.env["id"], "measured_at": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")}
+        study.set_user_attr(store.final_key(r.trial), final)
+        reporter.front_remeasured(r.trial, r.recipe, t.user_attrs[store.METRICS], final)
+    return len(rows)
+
+
 def run(
     name: str,
     given: dict[str, Any],
@@ -309,10 +385,13 @@ def run(
 
     with store.database_errors(storage_url):
         if exists:
-            study = store.load_study(storage, name, config)
+            study = store.load_study(storage, name, config, settings.sampler)
             store.save_config(study, config)
         else:
-            study = store.create_study(storage, config, ws.objective, ws.env)
+            first = settings.sampler(config, 0) if settings.sampler else None
+            study = store.create_study(storage, config, ws.objective, ws.env, first)
+        if store.PEAK not in study.user_attrs:
+            study.set_user_attr(store.PEAK, ws.peak)
         done = store.evaluated(study.get_trials(deepcopy=False))
     reporter.search_started(name, config.budget, done)
     started = time.perf_counter()
@@ -346,6 +425,9 @@ def run(
                 gc_after_trial=False,
             )
             done = store.evaluated(study.get_trials(deepcopy=False))
+    if settings.remeasure_front and trials_run and not stop_reason:
+        with store.database_errors(storage_url):
+            remeasure_front(study, ws, reporter)
     if stop_reason:
         raise SearchStopped(f"study {name!r} stopped at {done}/{config.budget} trials: {stop_reason}")
     return RunResult(study=name, evaluated=done, budget=config.budget, trials_run=trials_run, wall_s=time.perf_counter() - started)

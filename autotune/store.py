@@ -12,7 +12,7 @@ import datetime as dt
 import re
 import sqlite3
 import warnings
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -41,6 +41,19 @@ CACHE = "autotune:cache"
 LINEAGE = "autotune:lineage"
 ENV_ID = "autotune:env_id"
 GATED = "autotune:gated"  # why the accuracy gate stopped the trial before timing
+MEASUREMENT = "autotune:measurement"  # how the latency was taken: cores, lock wait, attempts
+PEAK = "autotune:peak"  # the host's measured MACs per second, by kernel kind and threads
+FINAL_PREFIX = "autotune:final:"  # + trial number: the front's re-measurement at a run's end
+
+
+def final_key(number: int) -> str:
+    return f"{FINAL_PREFIX}{number}"
+
+
+def finals(study: optuna.Study) -> dict[int, dict[str, Any]]:
+    """The end-of-run re-measurements, by trial number (trials are immutable once finished,
+    so they live on the study)."""
+    return {int(k.removeprefix(FINAL_PREFIX)): v for k, v in study.user_attrs.items() if k.startswith(FINAL_PREFIX)}
 
 optuna.logging.set_verbosity(optuna.logging.ERROR)
 # TPE's ``group`` option is marked experimental; it is what makes conditional spaces work well.
@@ -88,11 +101,16 @@ def open_storage(url: str) -> optuna.storages.RDBStorage:
 
 
 def sampler_for(config: StudyConfig, trials_so_far: int) -> optuna.samplers.BaseSampler:
+    # A resumed study must not replay its first proposals, hence the offset.
+    return tpe_sampler(config.seed + trials_so_far)
+
+
+def tpe_sampler(seed: int) -> optuna.samplers.BaseSampler:
     """Multi-objective TPE: models good and bad regions from few trials, handles conditional
     (tree-structured) spaces and reads ``trial.set_constraint`` values. NSGA-II would spend a
     50-trial budget on its first generation; the GP sampler needs PyTorch."""
     return optuna.samplers.TPESampler(
-        seed=config.seed + trials_so_far,  # a resumed study must not replay its first proposals
+        seed=seed,
         multivariate=True,
         group=True,
         n_startup_trials=10,
@@ -109,12 +127,13 @@ def create_study(
     config: StudyConfig,
     objective: Objective,
     env: dict[str, Any],
+    sampler: optuna.samplers.BaseSampler | None = None,
 ) -> optuna.Study:
     study = optuna.create_study(
         study_name=config.study,
         storage=storage,
         directions=objective.directions,
-        sampler=sampler_for(config, 0),
+        sampler=sampler or sampler_for(config, 0),
     )
     study.set_metric_names(objective.metric_names)
     study.set_user_attr(CONFIG, config.to_json())
@@ -124,12 +143,17 @@ def create_study(
     return study
 
 
-def load_study(storage: optuna.storages.RDBStorage, name: str, config: StudyConfig | None = None) -> optuna.Study:
+def load_study(
+    storage: optuna.storages.RDBStorage,
+    name: str,
+    config: StudyConfig | None = None,
+    sampler: Callable[[StudyConfig, int], optuna.samplers.BaseSampler] | None = None,
+) -> optuna.Study:
     if not study_exists(storage, name):
         raise ConfigError(f"no study named {name!r} in this storage (see `autotune studies`)")
     study = optuna.load_study(study_name=name, storage=storage)
     if config is not None:
-        study.sampler = sampler_for(config, len(study.get_trials(deepcopy=False)))
+        study.sampler = (sampler or sampler_for)(config, len(study.get_trials(deepcopy=False)))
     return study
 
 

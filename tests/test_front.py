@@ -1,9 +1,11 @@
 """The Pareto front over real Optuna trials (in-memory storage, no TensorFlow)."""
 
 import optuna
+import pytest
 from optuna.trial import TrialState, create_trial
 
 from autotune import store
+from autotune.errors import ConfigError
 from autotune.front import fastest_feasible, front_rows, pareto_trials
 
 
@@ -62,3 +64,31 @@ def test_failed_and_pruned_trials_are_never_on_the_front():
     study.add_trial(create_trial(state=TrialState.FAIL))
     study.add_trial(create_trial(state=TrialState.PRUNED))
     assert [t.number for t in pareto_trials(study.get_trials(), ["minimize", "maximize"])] == [0]
+
+
+def _on_env(t, env):
+    t.user_attrs[store.ENV_ID] = env
+    return t
+
+
+def test_front_refuses_to_mix_machines_unless_told():
+    study = _study([_on_env(_trial(0, 1.0, 0.99), "aaa"), _on_env(_trial(1, 0.3, 0.985), "aaa"), _on_env(_trial(2, 0.1, 0.99), "bbb")])
+    with pytest.raises(ConfigError, match=r"2 different environments: aaa \(2 trials\), bbb \(1 trials\)"):
+        front_rows(study)
+    assert [r.trial for r in front_rows(study, env="aaa", with_references=False)] == [1, 0]
+    assert [r.trial for r in front_rows(study, env="bbb", with_references=False)] == [2]
+    assert [r.trial for r in front_rows(study, env="all", with_references=False)] == [2]  # 2 dominates on mixed figures
+    with pytest.raises(ConfigError, match="no trial was measured on environment 'ccc'"):
+        front_rows(study, env="ccc")
+
+
+def test_the_table_shows_the_end_of_run_measurement_and_keeps_the_search_one():
+    study = _study([_trial(0, 1.0, 0.99, reference="fp32-baseline"), _trial(1, 0.3, 0.985)])
+    study.set_user_attr(
+        store.final_key(1),
+        {"latency_p50_ms": 0.33, "latency_p90_ms": 0.4, "latency_p99_ms": 0.5, "speedup": 3.1, "speedup_low": 3.0, "speedup_high": 3.2, "noisy": True},
+    )
+    rows = {r.trial: r for r in front_rows(study)}
+    assert rows[1].remeasured and rows[1].latency_p50_ms == 0.33 and rows[1].search_latency_p50_ms == 0.3
+    assert (rows[1].speedup, rows[1].speedup_low, rows[1].noisy) == (3.1, 3.0, True)
+    assert not rows[0].remeasured and rows[0].latency_p50_ms == 1.0

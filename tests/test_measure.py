@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from autotune.measure import LatencyProtocol, artifact_size, measure_latency, summarize
+from autotune.measure import LatencyProtocol, artifact_size, measure_interleaved, measure_latency, median_interval, summarize
 
 
 class FakeClock:
@@ -80,3 +80,79 @@ def test_size_and_gzip_size_show_compressibility(tmp_path):
     dense.write_bytes(np.random.default_rng(0).integers(0, 256, 100_000, dtype=np.uint8).tobytes())
     assert artifact_size(sparse)[0] == artifact_size(dense)[0] == 100_000
     assert artifact_size(sparse)[1] < 1_000 < 90_000 < artifact_size(dense)[1]
+
+
+class TwoSidedClock:
+    """A fake clock for interleaved timing: each side's call advances time by its own
+    duration, which may change per block (set by the before_block hook) and may drift."""
+
+    def __init__(self, candidate_s, baseline_s, drift_per_s=0.0):
+        self.now = 0.0
+        self.duration = {"candidate": candidate_s, "baseline": baseline_s}
+        self.drift = drift_per_s
+        self.blocks: list[str] = []
+
+    def __call__(self) -> float:
+        return self.now
+
+    def caller(self, side):
+        def call():
+            # A machine that slows down over time: every call takes (1 + drift·t) longer.
+            self.now += self.duration[side] * (1 + self.drift * self.now)
+
+        return call
+
+    def before_block(self, side):
+        self.blocks.append(side)
+
+
+def _proto(**kw):
+    base = dict(warmup_calls=5, warmup_seconds=0.0, min_calls=50, min_seconds=0.0, max_seconds=100.0, rounds=10)
+    return LatencyProtocol(**(base | kw))
+
+
+def test_interleaved_ratio_is_the_speedup_and_blocks_alternate_abba():
+    clock = TwoSidedClock(0.001, 0.003)
+    c = measure_interleaved(clock.caller("candidate"), clock.caller("baseline"), _proto(), clock=clock, before_block=clock.before_block)
+    assert c.speedup == pytest.approx(3.0)
+    assert (c.speedup_low, c.speedup_high) == (pytest.approx(3.0), pytest.approx(3.0))
+    assert c.candidate.p50_ms == pytest.approx(1.0) and c.baseline.p50_ms == pytest.approx(3.0)
+    assert c.candidate.calls == c.baseline.calls == 50  # 10 rounds of 5 timed calls each
+    assert clock.blocks[:4] == ["candidate", "baseline", "baseline", "candidate"]
+    assert len(clock.blocks) == 20
+
+
+def test_interleaving_cancels_a_machine_that_slows_down():
+    # The machine slows by 2 % per second of timing: over the run the absolute p50 of the
+    # candidate is far off its 1 ms, but each round's ratio stays near 3.
+    clock = TwoSidedClock(0.001, 0.003, drift_per_s=0.02)
+    proto = _proto(min_calls=2000, rounds=10)
+    c = measure_interleaved(clock.caller("candidate"), clock.caller("baseline"), proto, clock=clock)
+    assert c.candidate.p50_ms > 1.05  # the absolute time drifted by more than 5 %
+    assert c.speedup == pytest.approx(3.0, rel=0.01)
+    assert c.speedup_low <= 3.0 * 1.001 and c.speedup_high >= 3.0 * 0.99
+
+
+def test_the_interval_is_the_order_statistics_of_the_round_ratios():
+    ratios = [2.0, 2.4, 2.1, 2.9, 2.2, 2.3, 2.5, 2.6, 1.5, 2.7]  # per round, in order
+    clock = TwoSidedClock(0.001, 0.002)
+    blocks = iter(range(100))
+
+    def before(side):
+        if side == "candidate":  # set this round's candidate speed so its ratio is ratios[k]
+            clock.duration["candidate"] = 0.002 / ratios[next(blocks)]
+
+    c = measure_interleaved(clock.caller("candidate"), clock.caller("baseline"), _proto(), clock=clock, before_block=before)
+    assert c.speedup == pytest.approx(np.median(ratios))
+    # 10 rounds at 95 %: the 2nd smallest and 2nd largest (sign test, coverage 97.9 %).
+    assert (c.speedup_low, c.speedup_high) == (pytest.approx(2.0), pytest.approx(2.7))
+    assert c.relative_width == pytest.approx(0.7 / np.median(ratios))
+
+
+def test_median_interval_ranks_and_too_few_rounds():
+    assert median_interval([5, 1, 4, 2, 3, 6], 0.95) == (1, 6)  # n=6: the extremes (96.9 %)
+    assert median_interval(list(range(1, 21)), 0.95) == (6, 15)  # n=20: 6th and 15th
+    with pytest.raises(ValueError, match="rounds"):
+        median_interval([1, 2, 3, 4, 5], 0.95)  # 5 values cannot give 95 %
+    with pytest.raises(ValueError):
+        LatencyProtocol(rounds=4)

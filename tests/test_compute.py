@@ -1,0 +1,55 @@
+"""Multiply-accumulates counted from a deployed graph's ops (fast: synthetic op lists; slow:
+real TFLite and SavedModel graphs of a model whose count is known by hand)."""
+
+import numpy as np
+import pytest
+
+from autotune.compute import conv_macs, tflite_macs
+
+
+def test_tflite_op_counts():
+    shapes = {
+        0: (1, 8, 8, 3),  # input
+        1: (16, 3, 3, 3),  # conv filter [out, kh, kw, in]
+        2: (1, 8, 8, 16),  # conv out
+        3: (1, 3, 3, 16),  # depthwise filter
+        4: (1, 4, 4, 16),  # depthwise out (stride 2)
+        5: (10, 256),  # dense weights [units, depth]
+        6: (1, 10),  # dense out
+        7: (1, 4, 4, 16),
+    }
+    ops = [
+        {"op_name": "CONV_2D", "inputs": [0, 1, -1], "outputs": [2]},
+        {"op_name": "DEPTHWISE_CONV_2D", "inputs": [2, 3, -1], "outputs": [4]},
+        {"op_name": "RELU", "inputs": [4], "outputs": [7]},  # element-wise: not counted
+        {"op_name": "FULLY_CONNECTED", "inputs": [7, 5, -1], "outputs": [6]},
+    ]
+    conv = 8 * 8 * 16 * 3 * 3 * 3
+    depthwise = 4 * 4 * 16 * 3 * 3
+    dense = 10 * 256
+    assert tflite_macs(ops, shapes) == conv + depthwise + dense
+    assert conv_macs((2, 8, 8, 16), (3, 3), 3) == 2 * conv  # batch counts
+
+
+@pytest.mark.slow
+def test_the_artifact_and_the_saved_model_count_the_same_known_macs(tmp_path):
+    from autotune._keras import keras
+    from autotune.artifact import LiteRTExecutor, TensorFlowExecutor
+    from autotune.techniques.convert import to_saved_model, to_tflite
+
+    k = keras()
+    inp = k.Input((16, 16, 3))
+    x = k.layers.Conv2D(8, 3, padding="same")(inp)  # 16·16·8 · 3·3·3 = 55 296
+    x = k.layers.DepthwiseConv2D(3, strides=2, padding="same")(x)  # 8·8·8 · 9 = 4 608
+    x = k.layers.GlobalAveragePooling2D()(x)
+    out = k.layers.Dense(4)(x)  # 4 · 8 = 32
+    model = k.Model(inp, out)
+    expected = 55_296 + 4_608 + 32
+    calib = np.random.default_rng(0).standard_normal((8, 16, 16, 3)).astype(np.float32)
+    sample = calib[:2]
+    for precision in ("fp32", "int8"):
+        d = tmp_path / precision
+        d.mkdir()
+        assert LiteRTExecutor(to_tflite(model, precision, calib, d), 1).macs(sample) == expected
+    saved = to_saved_model(model, False, tmp_path)
+    assert TensorFlowExecutor(saved).macs(sample) == expected
