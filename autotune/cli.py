@@ -114,8 +114,9 @@ def resume(
 
 
 def _search(name: str, given: dict[str, Any], storage: str | None, run_study: Callable[..., Any], *, must_exist: bool) -> None:
-    from autotune.front import front_rows
     from autotune import store
+    from autotune.front import environments, front_rows
+    from autotune.measure import environment
 
     if given.get("budget") is not None and given["budget"] < 1:
         raise ConfigError(f"--budget must be at least 1, got {given['budget']}")
@@ -125,8 +126,11 @@ def _search(name: str, given: dict[str, Any], storage: str | None, run_study: Ca
     report.run_done(result.study, result.evaluated, result.budget, result.trials_run, result.wall_s)
     study = store.load_study(store.open_storage(url), name)
     config = store.stored_config(study)
+    # The trials just run are this machine's: show its front even if others measured too.
+    here = str(environment()["id"])
+    env = here if here in environments(study.get_trials(deepcopy=False)) else None
     report.front(
-        front_rows(study), "table", title=f"Pareto front of {name}", limit=config.max_accuracy_drop, objectives=study.metric_names or ()
+        front_rows(study, env=env), "table", title=f"Pareto front of {name}", limit=config.max_accuracy_drop, objectives=study.metric_names or ()
     )
 
 

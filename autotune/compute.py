@@ -169,7 +169,9 @@ def measure_peak(lock: HostLock | None = None) -> dict[str, float]:
     peak: dict[str, float] = {}
     x = np.random.default_rng(1).standard_normal((PEAK_ROWS, PEAK_DEPTH)).astype(np.float32)
     with tempfile.TemporaryDirectory(prefix="autotune-peak-") as tmp:
-        for kind, path in _peak_models(Path(tmp)).items():
+        with lock.shared():
+            models = _peak_models(Path(tmp))
+        for kind, path in models.items():
             for threads in range(1, len(ALLOWED_CORES) + 1):
                 executor = LiteRTExecutor(path, threads)
                 call = executor.timed_call(x)

@@ -17,7 +17,7 @@ from autotune.cache import ContentCache
 from autotune.candidate import Builder, copy_artifact
 from autotune.data import file_key, load_npz
 from autotune.errors import ConfigError, ExportMismatch
-from autotune.front import fastest_feasible, front_rows
+from autotune.front import fastest_feasible, front_rows, ranking_metric
 from autotune.measure import accuracy, environment
 from autotune.recipe import Recipe
 from autotune.runner import Settings, resolve_inputs
@@ -66,14 +66,16 @@ def export(
         config = store.stored_config(study)
         limit = config.max_accuracy_drop if max_accuracy_drop is None else max_accuracy_drop
         if trial_number is None:
-            choice = fastest_feasible(front_rows(study, env=env), limit)
+            by = ranking_metric(study)
+            choice = fastest_feasible(front_rows(study, env=env), limit, by)
             if choice is None:
                 raise ConfigError(
                     f"no front member of {name!r} is within an accuracy drop of {limit}; "
                     "raise --max-accuracy-drop or pick one with --trial N (see `autotune front`)"
                 )
             trial_number = choice.trial
-            why = f"fastest Pareto-front member within an accuracy drop of {limit}"
+            best = "highest-throughput" if by == "throughput_sps" else "fastest"
+            why = f"{best} Pareto-front member within an accuracy drop of {limit}"
         else:
             why = f"trial {trial_number} chosen with --trial"
         trials = {t.number: t for t in study.get_trials(deepcopy=False)}

@@ -147,7 +147,7 @@ def front_rows(study: optuna.Study, *, with_references: bool = True, env: str | 
     """
     trials = _one_environment(study.get_trials(deepcopy=False), env)
     directions = [d.name.lower() for d in study.directions]
-    members = {t.number for t in pareto_trials(trials, directions) if timed(t)}
+    members = {t.number for t in pareto_trials([t for t in trials if timed(t)], directions)}
     shown = [
         t
         for t in trials
@@ -159,9 +159,19 @@ def front_rows(study: optuna.Study, *, with_references: bool = True, env: str | 
     return sorted(rows, key=lambda r: (r.latency_p50_ms, -r.accuracy))
 
 
-def fastest_feasible(rows: list[FrontRow], max_accuracy_drop: float) -> FrontRow | None:
+def fastest_feasible(rows: list[FrontRow], max_accuracy_drop: float, by: str = "latency_p50_ms") -> FrontRow | None:
+    """The best row within the accuracy limit: lowest p50, or with ``by="throughput_sps"``
+    (a throughput study) the most samples per second."""
     within = [r for r in rows if r.accuracy_drop <= max_accuracy_drop + 1e-12]
+    if by == "throughput_sps":
+        return max(within, key=lambda r: r.throughput_sps or 0.0, default=None)
     return min(within, key=lambda r: r.latency_p50_ms, default=None)
+
+
+def ranking_metric(study: optuna.Study) -> str:
+    """What "fastest" means for a study: its throughput objective, else p50 latency."""
+    names = study.metric_names or []
+    return "throughput_sps" if names and names[0] == "throughput_sps" else "latency_p50_ms"
 
 
 @dataclass(frozen=True)
@@ -182,7 +192,8 @@ def summarize(study: optuna.Study) -> StudySummary:
     count = {s: sum(t.state == s for t in trials) for s in TrialState}
     config = study.user_attrs.get(store.CONFIG, {})
     limit = config.get("max_accuracy_drop", 0.01)
-    best = fastest_feasible([row(t) for t in trials if timed(t)], limit)
+    finals = store.finals(study)
+    best = fastest_feasible([row(t, final=finals.get(t.number)) for t in trials if timed(t)], limit)
     return StudySummary(
         name=study.study_name,
         complete=count[TrialState.COMPLETE],

@@ -71,7 +71,13 @@ class HostLock:
     @contextlib.contextmanager
     def _hold(self, mode: int) -> Iterator[float]:
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o666)
+        # flock needs no write access: read-only lets every user of the host share one file.
+        try:
+            fd = os.open(self.path, os.O_RDONLY)
+        except FileNotFoundError:
+            fd = os.open(self.path, os.O_RDONLY | os.O_CREAT, 0o666)
+            with contextlib.suppress(OSError):
+                os.fchmod(fd, 0o666)  # past the umask, so other users can open it too
         try:
             t0 = time.perf_counter()
             fcntl.flock(fd, mode)

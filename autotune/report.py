@@ -149,7 +149,7 @@ def front(rows: Sequence[FrontRow], fmt: str, *, title: str, limit: float, objec
     throughput = "throughput_sps" in objectives or any(r.batch_size != 1 for r in rows)
     caption = (
         f"✓ within an accuracy drop of {limit}; speed-up over the fp32 baseline, timed interleaved with it "
-        "(95% interval); × floor: p50 over the time the MACs take at this machine's measured peak"
+        "(interval: ≥ 95 % confidence); × floor: p50 over the time the MACs take at this machine's measured peak"
         + ("; p50 and speed-up re-measured at the end of the run (* not re-measured)" if remeasured else "")
         + "; ~ noisy"
     )

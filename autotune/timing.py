@@ -118,7 +118,11 @@ class Timer:
                 if best.relative_width <= self.policy.noise_limit:
                     break
         assert best is not None
-        macs = executor.macs(sample)
+        with self.lock.shared():  # freezing a graph is work: not while another process times
+            try:
+                macs = executor.macs(sample)
+            except Exception:  # an auxiliary figure: an op layout we cannot read costs only it
+                macs = None
         peak = self.peak.get(peak_key(recipe.precision, runtime.engine, runtime.threads))
         floor = macs * runtime.batch_size / peak * 1e3 if macs and peak else None
         return Timed(

@@ -6,7 +6,7 @@ from optuna.trial import TrialState, create_trial
 
 from autotune import store
 from autotune.errors import ConfigError
-from autotune.front import fastest_feasible, front_rows, pareto_trials
+from autotune.front import FrontRow, fastest_feasible, front_rows, pareto_trials, row
 
 
 def _trial(number_hint, p50, acc, baseline_acc=0.99, baseline_p50=1.0, reference=None):
@@ -92,3 +92,11 @@ def test_the_table_shows_the_end_of_run_measurement_and_keeps_the_search_one():
     assert rows[1].remeasured and rows[1].latency_p50_ms == 0.33 and rows[1].search_latency_p50_ms == 0.3
     assert (rows[1].speedup, rows[1].speedup_low, rows[1].noisy) == (3.1, 3.0, True)
     assert not rows[0].remeasured and rows[0].latency_p50_ms == 1.0
+
+
+def test_a_throughput_study_picks_the_most_samples_per_second():
+    study = _study([_trial(0, 1.0, 0.99), _trial(1, 0.3, 0.985), _trial(2, 2.0, 0.99)])
+    rows = [row(t) for t in study.get_trials()]
+    rows = [FrontRow(**(r.as_dict() | {"throughput_sps": {0: 1000.0, 1: 3300.0, 2: 8000.0}[r.trial]})) for r in rows]
+    assert fastest_feasible(rows, 0.01).trial == 1  # lowest p50
+    assert fastest_feasible(rows, 0.01, by="throughput_sps").trial == 2  # most samples per second
