@@ -1,5 +1,6 @@
 """The host-wide measurement lock (held by real separate processes), pinning, and the peak key."""
 
+import contextlib
 import fcntl
 import os
 import signal
@@ -26,10 +27,16 @@ HOLDER = textwrap.dedent(
 )
 
 
-def _hold(path, mode):
+@contextlib.contextmanager
+def _held(path, mode):
+    """Another process holding the lock in ``mode`` until the block ends (or it is killed)."""
     p = subprocess.Popen([sys.executable, "-c", HOLDER, str(path), mode], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
-    assert p.stdout.readline().strip() == "held"
-    return p
+    try:
+        assert p.stdout.readline().strip() == "held"
+        yield p
+    finally:
+        p.kill()
+        p.wait()
 
 
 def _can_take(path, mode):
@@ -45,35 +52,27 @@ def _can_take(path, mode):
 
 def test_a_measuring_process_excludes_everyone_else(tmp_path):
     path = tmp_path / "measure.lock"
-    holder = _hold(path, "exclusive")
-    try:
+    with _held(path, "exclusive") as holder:
         assert not _can_take(path, fcntl.LOCK_EX)
         assert not _can_take(path, fcntl.LOCK_SH)  # nor may anyone train meanwhile
         holder.stdin.write("\n")
         holder.stdin.flush()
         assert holder.stdout.readline().strip() == "released"
         assert _can_take(path, fcntl.LOCK_EX)
-    finally:
-        holder.kill()
-        holder.wait()
 
 
 def test_workers_share_the_lock_for_work_but_a_measurement_waits_for_them(tmp_path):
     path = tmp_path / "measure.lock"
-    holder = _hold(path, "shared")
-    try:
+    with _held(path, "shared"):
         assert _can_take(path, fcntl.LOCK_SH)
         assert not _can_take(path, fcntl.LOCK_EX)
-    finally:
-        holder.kill()
-        holder.wait()
 
 
 def test_a_killed_holder_leaves_the_lock_free(tmp_path):
     path = tmp_path / "measure.lock"
-    holder = _hold(path, "exclusive")
-    os.kill(holder.pid, signal.SIGKILL)
-    holder.wait()
+    with _held(path, "exclusive") as holder:
+        os.kill(holder.pid, signal.SIGKILL)
+        holder.wait()
     with HostLock(path).exclusive() as waited:
         assert waited >= 0.0
         assert not _can_take(path, fcntl.LOCK_SH)  # and this process now holds it
