@@ -60,6 +60,15 @@ def _as_path(value: str | None) -> str | None:
     return None if value is None else str(Path(value).expanduser().resolve())
 
 
+def _as_data(value: str | None) -> str | None:
+    """A data path becomes absolute; a ``module:function`` loader stays as it is."""
+    from autotune.data import is_loader
+
+    if value is None or is_loader(value):
+        return value
+    return _as_path(value)
+
+
 def _as_plugin(value: str | None) -> str | None:
     """A name stays a name; a path becomes absolute so a resume from elsewhere finds it."""
     if value is None or not (value.endswith(".py") or "/" in value):
@@ -67,37 +76,67 @@ def _as_plugin(value: str | None) -> str | None:
     return _as_path(value)
 
 
+PLUGIN_NOTE = "a .py file or a name found in ./{0}/ or the built-ins; the file is Python and autotune runs it"
+
+
 @app.command()
 @_guarded
 def run(
-    study: Annotated[str | None, typer.Option(help="Study name [default: demo, or the model file's name]")] = None,
+    study_file: Annotated[
+        Path | None, typer.Argument(help="A study file (studies/NAME.toml); flags given here override its values")
+    ] = None,
+    study: Annotated[str | None, typer.Option(help="Study name [default: the study file's, demo, or the model file's name]")] = None,
     budget: Annotated[int | None, typer.Option(help="Total evaluated trials the study should hold [default: 50]")] = None,
-    model: Annotated[str | None, typer.Option(help="tf_keras .keras/.h5 file or SavedModel directory [default: the demo]")] = None,
-    data: Annotated[str | None, typer.Option(help=".npz with x_train, y_train, x_val, y_val")] = None,
-    space: Annotated[str | None, typer.Option(help="Search space: built-in name or a .py file (it is imported and run)")] = None,
-    objective: Annotated[str | None, typer.Option(help="Objective: built-in name or a .py file (it is imported and run)")] = None,
+    model: Annotated[str | None, typer.Option(help="tf_keras or Keras 3 .keras, .h5, or a Keras SavedModel directory [default: the demo]")] = None,
+    data: Annotated[
+        str | None,
+        typer.Option(help=".npz (x_train, y_train, x_val, y_val), an image directory (a folder per class), or module:function returning arrays or tf.data datasets (Python autotune runs)"),
+    ] = None,
+    val_data: Annotated[str | None, typer.Option(help="Separate validation .npz (x_val, y_val or x, y) or image directory")] = None,
+    space: Annotated[str | None, typer.Option(help="Search space: " + PLUGIN_NOTE.format("search_spaces"))] = None,
+    objective: Annotated[str | None, typer.Option(help="Objective: " + PLUGIN_NOTE.format("objectives"))] = None,
     storage: StorageOpt = None,
-    max_accuracy_drop: Annotated[float | None, typer.Option(help="Largest allowed accuracy drop from the fp32 baseline [default: 0.01]")] = None,
+    max_accuracy_drop: Annotated[
+        float | None, typer.Option(help="Largest allowed loss of quality from the fp32 baseline: accuracy points, or MAE for regression [default: 0.01]")
+    ] = None,
+    max_p99_ms: Annotated[float | None, typer.Option(help="Feasible only if the per-call p99 latency is at most this")] = None,
+    max_size_kb: Annotated[float | None, typer.Option(help="Feasible only if the artifact is at most this many KiB")] = None,
     seed: Annotated[int | None, typer.Option(help="Seed of the sampler and of every trial [default: 0]")] = None,
+    warm_start: Annotated[
+        str | None, typer.Option(help="Seed a new study with the front configurations of this earlier study (same storage)")
+    ] = None,
 ) -> None:
-    """Create a study, or continue one, and search until it holds BUDGET evaluated trials."""
+    """Create a study, or continue one, and search until it holds BUDGET evaluated trials.
+
+    Settings come from the command line, then the study file, then the defaults.
+    """
+    from autotune.config import layered, read_study_file
     from autotune.runner import run as run_study
 
-    if data is not None and model is None:
-        raise ConfigError("--data needs --model (the demo brings its own data)")
-    if model is not None and data is None:
-        raise ConfigError("--model needs --data: an .npz with x_train, y_train, x_val, y_val")
-    name = check_study_name(study or study_name_for(model))
-    given = {
+    file_values = read_study_file(study_file.expanduser()) if study_file is not None else {}
+    flags = {
+        "study": study,
         "budget": budget,
         "model": _as_path(model),
-        "data": _as_path(data),
+        "data": _as_data(data),
+        "val_data": _as_data(val_data),
         "space": _as_plugin(space),
         "objective": _as_plugin(objective),
         "max_accuracy_drop": max_accuracy_drop,
+        "max_p99_ms": max_p99_ms,
+        "max_size_kb": max_size_kb,
         "seed": seed,
     }
-    _search(name, given, storage, run_study, must_exist=False)
+    given = layered(flags, file_values)
+    file_storage = given.pop("storage", None)
+    if given.get("data") is not None and given.get("model") is None:
+        raise ConfigError("--data needs --model (the demo brings its own data)")
+    if given.get("model") is not None and given.get("data") is None:
+        raise ConfigError("--model needs --data: an .npz, an image directory or a module:function loader")
+    if given.get("val_data") is not None and given.get("data") is None:
+        raise ConfigError("--val-data needs --data (the training data)")
+    name = check_study_name(given.pop("study", None) or study_name_for(given.get("model")))
+    _search(name, given, storage or file_storage, run_study, must_exist=False, warm_start=warm_start)
 
 
 @app.command()
@@ -113,7 +152,9 @@ def resume(
     _search(name, {"budget": budget}, storage, run_study, must_exist=True)
 
 
-def _search(name: str, given: dict[str, Any], storage: str | None, run_study: Callable[..., Any], *, must_exist: bool) -> None:
+def _search(
+    name: str, given: dict[str, Any], storage: str | None, run_study: Callable[..., Any], *, must_exist: bool, warm_start: str | None = None
+) -> None:
     from autotune import store
     from autotune.front import environments, front_rows
     from autotune.measure import environment
@@ -122,7 +163,7 @@ def _search(name: str, given: dict[str, Any], storage: str | None, run_study: Ca
         raise ConfigError(f"--budget must be at least 1, got {given['budget']}")
     url = storage_url(storage)
     with report.RunProgress() as progress:
-        result = run_study(name, given, url, must_exist=must_exist, reporter=progress)
+        result = run_study(name, given, url, must_exist=must_exist, reporter=progress, warm_start=warm_start)
     report.run_done(result.study, result.evaluated, result.budget, result.trials_run, result.wall_s)
     study = store.load_study(store.open_storage(url), name)
     config = store.stored_config(study)
@@ -174,18 +215,95 @@ def front(
 @_guarded
 def export(
     name: Annotated[str, typer.Argument(help="Study name")],
-    out: Annotated[Path, typer.Option(help="Directory to write the artifact and manifest.json into")],
-    trial: Annotated[int | None, typer.Option(help="Export this trial instead of the fastest feasible one")] = None,
-    max_accuracy_drop: Annotated[float | None, typer.Option(help="Accuracy limit for choosing [default: the study's]")] = None,
+    out: Annotated[Path, typer.Option(help="Directory to write the artifact, manifest.json and MODEL_CARD.md into")],
+    trial: Annotated[int | None, typer.Option(help="Export this trial instead of choosing one")] = None,
+    prefer: Annotated[str, typer.Option(help="Among trials within the limits: latency (fastest), accuracy, size, or knee")] = "latency",
+    max_accuracy_drop: Annotated[float | None, typer.Option(help="Quality limit for choosing [default: the study's]")] = None,
+    max_latency_ms: Annotated[float | None, typer.Option(help="Choose only among trials with p50 at most this")] = None,
+    max_size_kb: Annotated[float | None, typer.Option(help="Choose only among artifacts of at most this many KiB")] = None,
+    closest: Annotated[bool, typer.Option(help="If no trial meets the limits, export the closest one (and say so)")] = False,
     force: Annotated[bool, typer.Option(help="Write into a non-empty --out")] = False,
     env: EnvOpt = None,
     storage: StorageOpt = None,
 ) -> None:
-    """Write the fastest front member within the accuracy limit (or --trial) and verify it."""
+    """Write the chosen trial's artifact, verify it reproduces its recorded quality, and describe it."""
     from autotune.export import export as do_export
 
-    r = do_export(storage_url(storage), name, out, trial_number=trial, max_accuracy_drop=max_accuracy_drop, force=force, env=env)
-    report.exported(r.trial, r.recipe, str(r.artifact), str(r.manifest), r.accuracy, r.why)
+    for flag, value in (("--max-latency-ms", max_latency_ms), ("--max-size-kb", max_size_kb), ("--max-accuracy-drop", max_accuracy_drop)):
+        if value is not None and value < 0:
+            raise ConfigError(f"{flag} must not be negative, got {value}")
+    r = do_export(
+        storage_url(storage),
+        name,
+        out,
+        trial_number=trial,
+        max_accuracy_drop=max_accuracy_drop,
+        max_latency_ms=max_latency_ms,
+        max_size_kb=max_size_kb,
+        prefer=prefer,
+        closest=closest,
+        force=force,
+        env=env,
+    )
+    report.exported(r.trial, r.recipe, str(r.artifact), str(r.manifest), f"{r.quality_name} {r.quality:.4f}", r.why)
+
+
+@app.command()
+@_guarded
+def show(
+    name: Annotated[str, typer.Argument(help="Study name")],
+    trial: Annotated[int, typer.Argument(help="Trial number")],
+    storage: StorageOpt = None,
+) -> None:
+    """One trial in full: its lineage step by step, metrics, stage timings, cache use, and why it failed."""
+    from autotune import store
+
+    url = storage_url(storage)
+    with store.database_errors(url):
+        study = store.load_study(store.open_storage(url), name)
+        trials = study.get_trials(deepcopy=False)
+        if not 0 <= trial < len(trials):
+            raise ConfigError(f"study {name!r} has no trial {trial} (it has 0..{len(trials) - 1})")
+        report.trial_detail(trials[trial], store.finals(study).get(trial))
+
+
+@app.command()
+@_guarded
+def plot(
+    name: Annotated[str, typer.Argument(help="Study name")],
+    out: Annotated[Path, typer.Option(help="PNG file to write")] = Path("front.png"),
+    env: EnvOpt = None,
+    storage: StorageOpt = None,
+) -> None:
+    """Draw every trial, the front with its recipes, the references and the limit, and the hypervolume over trials."""
+    from autotune import store
+    from autotune.plot import plot_study
+
+    url = storage_url(storage)
+    with store.database_errors(url):
+        study = store.load_study(store.open_storage(url), name)
+        path = plot_study(study, out.expanduser(), limit=store.stored_config(study).max_accuracy_drop, env=env)
+    report.console.print(f"wrote {path}")
+
+
+@app.command()
+@_guarded
+def dashboard(
+    storage: StorageOpt = None,
+    host: Annotated[str, typer.Option(help="Address to listen on")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port to listen on")] = 8080,
+) -> None:
+    """Open optuna-dashboard on the same storage (studies show with named objectives)."""
+    from autotune import store
+
+    try:
+        from optuna_dashboard import run_server
+    except ImportError:
+        raise ConfigError("optuna-dashboard is not installed; pip install optuna-dashboard") from None
+    url = storage_url(storage)
+    st = store.open_storage(url)
+    report.console.print(f"optuna-dashboard on http://{host}:{port}/ for {store.redact(url)} (Ctrl-C stops it)")
+    run_server(st, host=host, port=port)
 
 
 def main() -> None:

@@ -1,13 +1,19 @@
-"""StudyConfig: everything that defines a study, checked at the boundary (CLI, stored JSON).
+"""StudyConfig: everything that defines a study, checked at the boundary (CLI, study file,
+stored JSON).
 
 The fields in ``IDENTITY`` define what a study measures; a later run or resume may not change
 them. ``budget`` may grow.
+
+One precedence rule everywhere: the command line over the study file over the defaults
+(for the storage, the defaults are ``$AUTOTUNE_STORAGE`` and then the SQLite file). Study
+files are TOML, parsed and never executed.
 """
 
 from __future__ import annotations
 
 import os
 import re
+import tomllib
 from pathlib import Path
 from typing import Any
 
@@ -17,7 +23,7 @@ from autotune.errors import ConfigError
 
 DEFAULT_STORAGE = "sqlite:///studies/autotune.db"
 DEFAULT_BUDGET = 50
-IDENTITY = ("model", "data", "space", "objective", "max_accuracy_drop", "seed")
+IDENTITY = ("model", "data", "val_data", "space", "objective", "max_accuracy_drop", "max_p99_ms", "max_size_kb", "seed")
 _STUDY_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$")
 
 
@@ -26,10 +32,14 @@ class StudyConfig(BaseModel):
 
     study: str
     model: str | None = None  # None: the embedded demo
-    data: str | None = None
+    data: str | None = None  # .npz, image directory, or module:function loader
+    val_data: str | None = None  # a separate validation .npz or image directory
     space: str = "default"
     objective: str = "latency"
-    max_accuracy_drop: float = Field(default=0.01, ge=0.0, le=1.0)
+    # The quality limit: accuracy points for classification, MAE units for regression.
+    max_accuracy_drop: float = Field(default=0.01, ge=0.0)
+    max_p99_ms: float | None = Field(default=None, gt=0.0)
+    max_size_kb: float | None = Field(default=None, gt=0.0)
     seed: int = Field(default=0, ge=0)
     budget: int = Field(default=DEFAULT_BUDGET, ge=1)
 
@@ -66,9 +76,74 @@ def check_study_name(name: str) -> str:
     return name
 
 
-def storage_url(flag: str | None) -> str:
-    """--storage, then AUTOTUNE_STORAGE, then the SQLite file under ./studies."""
-    return flag or os.environ.get("AUTOTUNE_STORAGE") or DEFAULT_STORAGE
+def storage_url(flag: str | None, file_value: str | None = None) -> str:
+    """--storage, then the study file's, then AUTOTUNE_STORAGE, then the SQLite file under ./studies."""
+    return flag or file_value or os.environ.get("AUTOTUNE_STORAGE") or DEFAULT_STORAGE
+
+
+# Keys a study file may hold: top level, and the [constraints] table.
+FILE_KEYS = ("study", "model", "data", "val_data", "space", "objective", "budget", "seed", "storage")
+CONSTRAINT_KEYS = ("max_accuracy_drop", "max_p99_ms", "max_size_kb")
+_PATH_KEYS = ("model", "data", "val_data")
+
+
+def _relative_to(folder: Path, value: str, *, plugin: bool = False) -> str:
+    """A path in a study file is relative to the file's folder; a name stays a name, and a
+    ``module:function`` loader stays as it is (a ``file.py:function`` gets its file resolved)."""
+    if plugin:
+        return value if not (value.endswith(".py") or "/" in value) else str((folder / value).resolve())
+    loader = re.match(r"^(?P<file>.+\.py):(?P<fn>[A-Za-z_]\w*)$", value)
+    if loader:
+        return f"{(folder / loader['file']).resolve()}:{loader['fn']}"
+    if re.match(r"^[\w.]+:[A-Za-z_]\w*$", value):
+        return value
+    return str((folder / Path(value).expanduser()).resolve())
+
+
+def read_study_file(path: Path) -> dict[str, Any]:
+    """The settings of a ``studies/NAME.toml``, flattened to the command line's names.
+
+    The study name defaults to the file's stem; relative paths are resolved against the
+    file's folder, so the file works from any working directory.
+    """
+    if not path.is_file():
+        raise ConfigError(f"study file not found: {path}")
+    try:
+        raw = tomllib.loads(path.read_text())
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as e:
+        raise ConfigError(f"study file {path} is not valid TOML: {e}") from None
+    constraints = raw.pop("constraints", {})
+    if not isinstance(constraints, dict):
+        raise ConfigError(f"study file {path}: 'constraints' must be a table ([constraints])")
+    unknown = sorted(set(raw) - set(FILE_KEYS) - set(CONSTRAINT_KEYS)) + sorted(f"constraints.{k}" for k in set(constraints) - set(CONSTRAINT_KEYS))
+    if unknown:
+        raise ConfigError(
+            f"study file {path}: unknown key {unknown[0]!r}; known: {', '.join(FILE_KEYS)}, "
+            f"[constraints] {', '.join(CONSTRAINT_KEYS)}"
+        )
+    clash = sorted(set(raw) & set(constraints))
+    if clash:
+        raise ConfigError(f"study file {path}: {clash[0]!r} is set both at the top and in [constraints]")
+    values: dict[str, Any] = {**raw, **constraints}
+    folder = path.parent.resolve()
+    for key, value in values.items():
+        expected = (int,) if key in ("budget", "seed") else (int, float) if key in CONSTRAINT_KEYS else (str,)
+        if isinstance(value, bool) or not isinstance(value, expected):
+            kind = "an integer" if expected == (int,) else "a number" if expected == (int, float) else "a string"
+            raise ConfigError(f"study file {path}: {key} must be {kind}, got {value!r}")
+        if key in _PATH_KEYS:
+            values[key] = _relative_to(folder, value)
+        elif key in ("space", "objective"):
+            values[key] = _relative_to(folder, value, plugin=True)
+    values.setdefault("study", path.stem)
+    return values
+
+
+def layered(flags: dict[str, Any], file_values: dict[str, Any]) -> dict[str, Any]:
+    """The command line over the study file; unset flags are None and let the file speak."""
+    merged = dict(file_values)
+    merged.update({k: v for k, v in flags.items() if v is not None})
+    return merged
 
 
 def make_config(**fields: Any) -> StudyConfig:

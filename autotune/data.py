@@ -1,22 +1,36 @@
-"""The user's model and validation data: loaded, checked, and given content keys.
+"""The user's model and data: loaded from whatever they keep it in, checked, and keyed by content.
 
-Every check raises ConfigError with one line that says what is wrong and where, before any
-study is created or any trial spends time.
+Data comes from an ``.npz`` (``x_train, y_train, x_val, y_val``; or ``x, y`` in each of two
+files), an image directory (one folder per class), or a Python loader ``module:function``
+returning arrays or ``tf.data`` datasets. Whatever the source, the result is one in-memory
+``Dataset`` checked against the model and the task before any study is created: every check
+raises ConfigError with one line that says what is wrong and where.
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
+import importlib
+import io
+import importlib.util
+import re
+import sys
 import zipfile
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 
 from autotune.errors import ConfigError
 
 SPLITS = ("x_train", "y_train", "x_val", "y_val")
+Task = Literal["classification", "regression"]
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif")
+# `pkg.module:function` or `path/to/file.py:function`
+_LOADER = re.compile(r"^(?P<module>[\w.]+|.+\.py):(?P<function>[A-Za-z_]\w*)$")
+_READ_BATCH = 256
 
 
 @dataclass(frozen=True)
@@ -25,46 +39,270 @@ class Dataset:
     y_train: np.ndarray
     x_val: np.ndarray
     y_val: np.ndarray
+    task: Task = "classification"
+    _key: list[str] = field(default_factory=list, repr=False, compare=False)
 
     @property
     def num_classes(self) -> int:
         return int(max(self.y_train.max(), self.y_val.max())) + 1
 
+    @property
+    def key(self) -> str:
+        """Content hash of the four arrays: the same data from any source shares a cache."""
+        if not self._key:
+            h = hashlib.sha256(self.task.encode())
+            for a in (self.x_train, self.y_train, self.x_val, self.y_val):
+                h.update(f"{a.dtype}{a.shape}".encode())
+                h.update(np.ascontiguousarray(a).data)
+            self._key.append(h.hexdigest()[:24])
+        return self._key[0]
 
-def load_npz(path: Path) -> Dataset:
-    """Read ``x_train, y_train, x_val, y_val`` (classification, integer labels) from an npz."""
+
+# --- checks shared by every source ------------------------------------------------------
+
+
+def _checked(arrays: dict[str, Any], source: str, task: Task) -> Dataset:
+    for k in SPLITS:
+        try:
+            arrays[k] = np.asarray(arrays[k])
+        except (ValueError, TypeError) as e:
+            raise ConfigError(f"data {source}: {k} is not an array: {e}") from None
+    for split in ("train", "val"):
+        x, y = arrays[f"x_{split}"], arrays[f"y_{split}"]
+        if x.ndim == 0 or len(x) == 0:
+            raise ConfigError(f"data {source}: the {split} split is empty")
+        if len(x) != len(y):
+            raise ConfigError(f"data {source}: x_{split} has {len(x)} rows but y_{split} has {len(y)}")
+        if not np.issubdtype(x.dtype, np.number):
+            raise ConfigError(f"data {source}: x_{split} is not numeric ({x.dtype})")
+        if not np.all(np.isfinite(x)):
+            raise ConfigError(f"data {source}: x_{split} holds NaN or infinite values")
+        if task == "classification":
+            if y.ndim == 2 and y.shape[1] == 1:
+                y = arrays[f"y_{split}"] = y[:, 0]
+            integral = np.issubdtype(y.dtype, np.integer) or (
+                np.issubdtype(y.dtype, np.floating) and np.all(np.isfinite(y)) and np.all(y == np.round(y))
+            )
+            if y.ndim != 1 or not integral:
+                raise ConfigError(f"data {source}: y_{split} must be a 1-D array of integer class labels")
+            if y.min() < 0:
+                raise ConfigError(f"data {source}: y_{split} holds negative labels")
+        else:
+            if not np.issubdtype(y.dtype, np.number):
+                raise ConfigError(f"data {source}: y_{split} must be numeric regression targets ({y.dtype})")
+            if not np.all(np.isfinite(y)):
+                raise ConfigError(f"data {source}: y_{split} holds NaN or infinite values")
+    if arrays["x_train"].shape[1:] != arrays["x_val"].shape[1:]:
+        raise ConfigError(f"data {source}: x_train and x_val samples differ in shape")
+    label = np.int64 if task == "classification" else np.float32
+    return Dataset(
+        x_train=arrays["x_train"].astype(np.float32),
+        y_train=arrays["y_train"].astype(label),
+        x_val=arrays["x_val"].astype(np.float32),
+        y_val=arrays["y_val"].astype(label),
+        task=task,
+    )
+
+
+# --- .npz -----------------------------------------------------------------------------
+
+
+def _read_npz(path: Path, keys: tuple[str, ...], alternatives: tuple[str, ...] = ()) -> dict[str, np.ndarray]:
+    """``keys`` from the file, or ``alternatives`` (same order) when it holds those instead."""
     if not path.is_file():
         raise ConfigError(f"data file not found: {path}")
     try:
         with np.load(path, allow_pickle=False) as f:
-            missing = [k for k in SPLITS if k not in f.files]
-            if missing:
-                raise ConfigError(f"data file {path} lacks {', '.join(missing)} (it needs {', '.join(SPLITS)})")
-            arrays = {k: f[k] for k in SPLITS}
+            for wanted in (keys, alternatives):
+                if wanted and all(k in f.files for k in wanted):
+                    return {k: f[a] for k, a in zip(keys, wanted)}
+            missing = [k for k in keys if k not in f.files]
+            also = f" (or {', '.join(alternatives)})" if alternatives else ""
+            raise ConfigError(f"data file {path} lacks {', '.join(missing)}; it needs {', '.join(keys)}{also}")
     except (OSError, ValueError, zipfile.BadZipFile) as e:
         raise ConfigError(f"data file {path} is not a readable .npz: {e}") from None
-    for split in ("train", "val"):
-        x, y = arrays[f"x_{split}"], arrays[f"y_{split}"]
-        if len(x) == 0:
-            raise ConfigError(f"data file {path}: the {split} split is empty")
-        if len(x) != len(y):
-            raise ConfigError(f"data file {path}: x_{split} has {len(x)} rows but y_{split} has {len(y)}")
-        if not np.issubdtype(x.dtype, np.number):
-            raise ConfigError(f"data file {path}: x_{split} is not numeric ({x.dtype})")
-        if not np.all(np.isfinite(x)):
-            raise ConfigError(f"data file {path}: x_{split} holds NaN or infinite values")
-        if not np.issubdtype(y.dtype, np.integer) or y.ndim != 1:
-            raise ConfigError(f"data file {path}: y_{split} must be a 1-D array of integer class labels")
-        if y.min() < 0:
-            raise ConfigError(f"data file {path}: y_{split} holds negative labels")
-    if arrays["x_train"].shape[1:] != arrays["x_val"].shape[1:]:
-        raise ConfigError(f"data file {path}: x_train and x_val samples differ in shape")
-    return Dataset(
-        x_train=arrays["x_train"].astype(np.float32),
-        y_train=arrays["y_train"].astype(np.int64),
-        x_val=arrays["x_val"].astype(np.float32),
-        y_val=arrays["y_val"].astype(np.int64),
-    )
+
+
+def load_npz(path: Path, val_path: Path | None = None, task: Task = "classification") -> Dataset:
+    """One .npz with all four splits, or a training file and a validation file."""
+    if val_path is None:
+        return _checked(_read_npz(path, SPLITS), str(path), task)
+    arrays = _read_npz(path, ("x_train", "y_train"), ("x", "y")) | _read_npz(val_path, ("x_val", "y_val"), ("x", "y"))
+    return _checked(arrays, f"{path} + {val_path}", task)
+
+
+# --- image directories ----------------------------------------------------------------
+
+
+def _class_dirs(root: Path) -> list[str]:
+    return sorted(p.name for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
+
+
+def _read_images(root: Path, input_shape: tuple[Any, ...], **split: Any) -> tuple[np.ndarray, np.ndarray, list[str]]:
+    from autotune._keras import keras, native_stderr_silenced, tf
+
+    if len(input_shape) != 3 or input_shape[0] is None or input_shape[1] is None or input_shape[2] not in (1, 3, 4):
+        raise ConfigError(
+            f"image directory {root} needs a model whose input is (height, width, 1|3|4 channels) with a fixed size; "
+            f"this model takes {input_shape}"
+        )
+    height, width, channels = input_shape
+    try:
+        # Keras prints "Found N files belonging to K classes." to stdout: not ours to show.
+        with native_stderr_silenced(), contextlib.redirect_stdout(io.StringIO()):
+            ds = keras().utils.image_dataset_from_directory(
+                str(root),
+                labels="inferred",
+                label_mode="int",
+                color_mode={1: "grayscale", 3: "rgb", 4: "rgba"}[channels],
+                image_size=(height, width),
+                batch_size=_READ_BATCH,
+                shuffle=bool(split),  # a validation split needs a shuffled, seeded order
+                seed=0 if split else None,
+                **split,
+            )
+    except (ValueError, OSError, tf().errors.OpError) as e:
+        raise ConfigError(f"image directory {root} cannot be read: {str(e).splitlines()[0]}") from None
+    xs, ys = _collect(ds.prefetch(tf().data.AUTOTUNE), 4, str(root))
+    return xs, ys, list(ds.class_names)
+
+
+def load_image_dir(root: Path, input_shape: tuple[Any, ...], val_root: Path | None = None) -> Dataset:
+    """``root/train/<class>/`` and ``root/val/<class>/`` (or ``validation/``); or ``root/<class>/``
+    with a seeded 20 % validation split; or ``val_root`` as a second class directory. Images are
+    resized to the model's input; pixel values stay 0..255 (Keras' convention), so a model that
+    expects 0..1 should begin with a Rescaling layer."""
+    if val_root is None:
+        val_dir = next((root / n for n in ("val", "validation") if (root / n).is_dir()), None)
+        if (root / "train").is_dir() and val_dir is not None:
+            root, val_root = root / "train", val_dir
+    if val_root is not None:
+        x_train, y_train, classes = _read_images(root, input_shape)
+        x_val, y_val, val_classes = _read_images(val_root, input_shape)
+        if val_classes != classes:
+            raise ConfigError(f"image directories {root} and {val_root} name different classes: {classes} vs {val_classes}")
+    else:
+        x_train, y_train, classes = _read_images(root, input_shape, validation_split=0.2, subset="training")
+        x_val, y_val, _ = _read_images(root, input_shape, validation_split=0.2, subset="validation")
+    return _checked({"x_train": x_train, "y_train": y_train, "x_val": x_val, "y_val": y_val}, str(root), "classification")
+
+
+# --- Python loaders and tf.data --------------------------------------------------------
+
+
+def is_loader(spec: str) -> bool:
+    return bool(_LOADER.match(spec)) and not Path(spec).exists()
+
+
+def _import_loader(spec: str) -> Any:
+    m = _LOADER.match(spec)
+    assert m is not None
+    module_ref, name = m["module"], m["function"]
+    try:
+        if module_ref.endswith(".py"):
+            path = Path(module_ref).expanduser()
+            if not path.is_file():
+                raise ConfigError(f"data loader file not found: {path}")
+            module_spec = importlib.util.spec_from_file_location(f"autotune_loader_{path.stem}", path)
+            assert module_spec is not None and module_spec.loader is not None
+            module = importlib.util.module_from_spec(module_spec)
+            module_spec.loader.exec_module(module)
+        else:
+            if str(Path.cwd()) not in sys.path:
+                sys.path.insert(0, str(Path.cwd()))
+            module = importlib.import_module(module_ref)
+    except ConfigError:
+        raise
+    except Exception as e:  # noqa: BLE001 - the user's code may raise anything; say which and why
+        raise ConfigError(f"data loader {spec}: importing {module_ref} raised {type(e).__name__}: {e}") from None
+    fn = getattr(module, name, None)
+    if not callable(fn):
+        raise ConfigError(f"data loader {spec}: {module_ref} defines no function {name}()")
+    return fn
+
+
+def _collect(ds: Any, x_rank: int, source: str) -> tuple[np.ndarray, np.ndarray]:
+    """Arrays from a tf.data dataset of (x, y) pairs, read in batches (batched if it is not)."""
+    spec = ds.element_spec
+    if not isinstance(spec, tuple) or len(spec) != 2:
+        raise ConfigError(f"data {source}: a tf.data dataset must yield (x, y) pairs")
+    rank = spec[0].shape.rank
+    if rank == x_rank - 1:
+        ds = ds.batch(_READ_BATCH)
+    elif rank != x_rank:
+        raise ConfigError(f"data {source}: dataset samples have rank {rank}, the model's input has rank {x_rank - 1}")
+    xs, ys = [], []
+    for x, y in ds.as_numpy_iterator():
+        xs.append(x)
+        ys.append(y)
+    if not xs:
+        raise ConfigError(f"data {source}: a dataset is empty")
+    return np.concatenate(xs), np.concatenate(ys)
+
+
+def _is_tf_dataset(obj: Any) -> bool:
+    return type(obj).__module__.startswith("tensorflow") and hasattr(obj, "element_spec")
+
+
+def _split(obj: Any, name: str, input_rank: int, source: str) -> tuple[Any, Any]:
+    if _is_tf_dataset(obj):
+        from autotune._keras import tf
+
+        return _collect(obj.prefetch(tf().data.AUTOTUNE), input_rank + 1, f"{source} ({name})")
+    if isinstance(obj, (tuple, list)) and len(obj) == 2:
+        return obj[0], obj[1]
+    raise ConfigError(f"data loader {source}: the {name} split must be an (x, y) pair or a tf.data dataset")
+
+
+def load_from_loader(spec: str, input_shape: tuple[Any, ...], task: Task) -> Dataset:
+    """Call a loader; it returns a dict with x_train, y_train, x_val, y_val, or the tuple
+    (x_train, y_train, x_val, y_val), or (train, val) with each an (x, y) pair or a tf.data
+    dataset of (x, y)."""
+    fn = _import_loader(spec)
+    try:
+        out = fn()
+    except Exception as e:  # noqa: BLE001
+        raise ConfigError(f"data loader {spec} raised {type(e).__name__}: {e}") from None
+    if isinstance(out, dict):
+        missing = [k for k in SPLITS if k not in out]
+        if missing:
+            raise ConfigError(f"data loader {spec} returned a dict without {', '.join(missing)}")
+        arrays = {k: out[k] for k in SPLITS}
+    elif isinstance(out, (tuple, list)) and len(out) == 4:
+        arrays = dict(zip(SPLITS, out))
+    elif isinstance(out, (tuple, list)) and len(out) == 2:
+        (xt, yt), (xv, yv) = (_split(part, name, len(input_shape), spec) for part, name in zip(out, ("train", "val")))
+        arrays = {"x_train": xt, "y_train": yt, "x_val": xv, "y_val": yv}
+    else:
+        raise ConfigError(
+            f"data loader {spec} returned {type(out).__name__}; return a dict of x_train, y_train, x_val, y_val, "
+            "a 4-tuple of those arrays, or (train, val) pairs or tf.data datasets"
+        )
+    return _checked(arrays, spec, task)
+
+
+def load_data(spec: str, val_spec: str | None, input_shape: tuple[Any, ...], task: Task) -> Dataset:
+    """Any supported source, decided by what ``spec`` is."""
+    if is_loader(spec):
+        if val_spec is not None:
+            raise ConfigError(f"data loader {spec} returns both splits; drop the validation data setting")
+        return load_from_loader(spec, input_shape, task)
+    path = Path(spec).expanduser()
+    val_path = None if val_spec is None else Path(val_spec).expanduser()
+    if not path.exists():
+        raise ConfigError(f"data not found: {path}")
+    if val_path is not None and not val_path.exists():
+        raise ConfigError(f"validation data not found: {val_path}")
+    if path.is_dir():
+        if task != "classification":
+            raise ConfigError(f"an image directory ({path}) gives class labels; the objective wants {task}")
+        return load_image_dir(path, input_shape, val_path)
+    if path.suffix == ".npz":
+        return load_npz(path, val_path, task)
+    raise ConfigError(f"data {path} is not an .npz, an image directory, or a module:function loader")
+
+
+# --- models ----------------------------------------------------------------------------
 
 
 def file_key(path: Path) -> str:
@@ -78,7 +316,9 @@ def file_key(path: Path) -> str:
 
 
 def load_model(path: Path) -> Any:
-    """Load a tf_keras model from ``.keras``, ``.h5`` or a SavedModel directory, in safe mode."""
+    """A tf_keras model from a tf_keras ``.keras``/``.h5`` file, a Keras SavedModel directory,
+    or a Keras 3 ``.keras`` file of standard layers (rebuilt in tf_keras and verified), loaded
+    in safe mode."""
     from autotune._keras import keras, native_stderr_silenced
 
     if not path.exists():
@@ -87,28 +327,50 @@ def load_model(path: Path) -> Any:
         raise ConfigError(f"model {path} is neither a .keras/.h5 file nor a SavedModel directory")
     if path.is_dir() and not (path / "saved_model.pb").is_file():
         raise ConfigError(f"model directory {path} holds no saved_model.pb")
+    if path.is_dir() and not (path / "keras_metadata.pb").is_file():
+        raise ConfigError(
+            f"SavedModel {path} was not written by Keras (no keras_metadata.pb), so its layers cannot be "
+            "pruned or distilled; save the Keras model itself (model.save('m.keras'))"
+        )
+    if path.suffix == ".keras":
+        from autotune.keras3 import is_keras3_file, rebuild_in_tf_keras
+
+        if is_keras3_file(path):
+            model = rebuild_in_tf_keras(path)
+            return _one_in_one_out(model, path)
     k = keras()
     try:
         with native_stderr_silenced():
             model = k.models.load_model(str(path), compile=False, safe_mode=True)
-    except (OSError, ValueError, TypeError, KeyError, zipfile.BadZipFile) as e:
+    except (OSError, ValueError, TypeError, KeyError, AttributeError, zipfile.BadZipFile) as e:
         reason = str(e).splitlines()[0] if str(e) else type(e).__name__
         raise ConfigError(f"cannot load model {path}: {reason}") from None
     if not isinstance(model, k.Model):
         raise ConfigError(f"{path} loaded as {type(model).__name__}, not a Keras model")
+    return _one_in_one_out(model, path)
+
+
+def _one_in_one_out(model: Any, path: Path) -> Any:
     if len(model.inputs) != 1 or len(model.outputs) != 1:
         raise ConfigError(f"model {path} must have one input and one output (has {len(model.inputs)} and {len(model.outputs)})")
     return model
 
 
-def check_compatible(model: Any, data: Dataset, model_path: Path, data_path: Path) -> None:
-    """The data must fit the model's input, and its labels the model's output."""
+def check_compatible(model: Any, data: Dataset, model_path: Path, data_source: str) -> None:
+    """The data must fit the model's input, and its labels or targets the model's output."""
     expected = tuple(model.input_shape[1:])
     got = tuple(data.x_val.shape[1:])
     if len(expected) != len(got) or any(e is not None and e != g for e, g in zip(expected, got)):
-        raise ConfigError(f"data {data_path} samples have shape {got} but model {model_path} expects {expected}")
-    classes = model.output_shape[-1]
-    if classes is not None and data.num_classes > classes:
+        raise ConfigError(f"data {data_source} samples have shape {got} but model {model_path} expects {expected}")
+    outputs = model.output_shape[-1]
+    if data.task == "classification":
+        if outputs is not None and data.num_classes > outputs:
+            raise ConfigError(
+                f"data {data_source} has labels up to {data.num_classes - 1} but model {model_path} outputs {outputs} classes"
+            )
+        return
+    target = tuple(data.y_val.shape[1:]) or (1,)
+    if tuple(model.output_shape[1:]) != target:
         raise ConfigError(
-            f"data {data_path} has labels up to {data.num_classes - 1} but model {model_path} outputs {classes} classes"
+            f"data {data_source} has regression targets of shape {target} but model {model_path} outputs {tuple(model.output_shape[1:])}"
         )

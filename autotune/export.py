@@ -15,14 +15,16 @@ from autotune import __version__, store
 from autotune.artifact import open_executor
 from autotune.cache import ContentCache
 from autotune.candidate import Builder, copy_artifact
-from autotune.data import file_key, load_npz
+from autotune.choose import Limits, choose
+from autotune.data import file_key
 from autotune.errors import ConfigError, ExportMismatch
-from autotune.front import fastest_feasible, front_rows, ranking_metric
-from autotune.measure import accuracy, environment
+from autotune.front import ranking_metric, timed_rows
+from autotune.measure import environment, quality
 from autotune.recipe import Recipe
-from autotune.runner import Settings, resolve_inputs
+from autotune.runner import Settings, build_objective, load_inputs
 
 MANIFEST = "manifest.json"
+MODEL_CARD = "MODEL_CARD.md"
 
 
 @dataclass(frozen=True)
@@ -31,7 +33,8 @@ class ExportResult:
     recipe: str
     artifact: Path
     manifest: Path
-    accuracy: float
+    quality_name: str
+    quality: float
     why: str
 
 
@@ -55,6 +58,10 @@ def export(
     *,
     trial_number: int | None = None,
     max_accuracy_drop: float | None = None,
+    max_latency_ms: float | None = None,
+    max_size_kb: float | None = None,
+    prefer: str = "latency",
+    closest: bool = False,
     force: bool = False,
     env: str | None = None,
     settings: Settings | None = None,
@@ -64,20 +71,16 @@ def export(
     with store.database_errors(storage_url):
         study = store.load_study(storage, name)
         config = store.stored_config(study)
-        limit = config.max_accuracy_drop if max_accuracy_drop is None else max_accuracy_drop
         if trial_number is None:
-            by = ranking_metric(study)
-            choice = fastest_feasible(front_rows(study, env=env), limit, by)
-            if choice is None:
-                raise ConfigError(
-                    f"no front member of {name!r} is within an accuracy drop of {limit}; "
-                    "raise --max-accuracy-drop or pick one with --trial N (see `autotune front`)"
-                )
-            trial_number = choice.trial
-            best = "highest-throughput" if by == "throughput_sps" else "fastest"
-            why = f"{best} Pareto-front member within an accuracy drop of {limit}"
+            limits = Limits(
+                config.max_accuracy_drop if max_accuracy_drop is None else max_accuracy_drop,
+                max_latency_ms,
+                config.max_size_kb if max_size_kb is None else max_size_kb,
+            )
+            choice = choose(timed_rows(study, env=env), limits, prefer=prefer, by=ranking_metric(study), closest=closest, study=name)
+            trial_number, why, feasible = choice.row.trial, choice.why, choice.feasible
         else:
-            why = f"trial {trial_number} chosen with --trial"
+            why, feasible = f"trial {trial_number} chosen with --trial", None
         trials = {t.number: t for t in study.get_trials(deepcopy=False)}
         trial = trials.get(trial_number)
         if trial is None or trial.state != TrialState.COMPLETE or store.METRICS not in trial.user_attrs:
@@ -86,23 +89,25 @@ def export(
             raise ConfigError(f"trial {trial_number} was stopped by the accuracy gate and never timed: {trial.user_attrs[store.GATED]}")
         baseline = study.user_attrs.get(store.BASELINE, {})
         study_env = study.user_attrs.get(store.ENV, {})
+        final = store.finals(study).get(trial_number)
 
     _check_out_dir(out, force)
     recipe = Recipe.from_dict(trial.user_attrs[store.RECIPE])
-    model_path, data_path = resolve_inputs(config, settings.studies_dir)
-    data = load_npz(data_path)
+    objective = build_objective(config)
+    model_path, model, data = load_inputs(config, settings, objective)
     cache = ContentCache(settings.studies_dir / config.study / "cache")
-    builder = Builder(model_path, file_key(model_path), data, file_key(data_path), cache, config.seed)
+    builder = Builder(model_path, file_key(model_path), data, data.key, cache, config.seed, model=model)
     candidate = builder.build(recipe)
     artifact = copy_artifact(candidate, out)
 
     executor, _ = open_executor(artifact, recipe.runtime)
-    measured = accuracy(executor.predict, data.x_val, data.y_val)
-    recorded = trial.user_attrs[store.METRICS]["accuracy"]
-    if abs(measured - recorded) > 1e-9:
+    measured = quality(executor.predict, data.x_val, data.y_val, data.task)
+    recorded = trial.user_attrs[store.METRICS]
+    quality_name = "mae" if data.task == "regression" else "accuracy"
+    if abs(measured[quality_name] - recorded[quality_name]) > 1e-6:
         raise ExportMismatch(
-            f"the exported {artifact.name} scores accuracy {measured:.4f} on the validation set, "
-            f"but trial {trial_number} recorded {recorded:.4f}; the artifact was left in {out} for inspection"
+            f"the exported {artifact.name} scores {quality_name} {measured[quality_name]:.4f} on the validation set, "
+            f"but trial {trial_number} recorded {recorded[quality_name]:.4f}; the artifact was left in {out} for inspection"
         )
 
     manifest: dict[str, Any] = {
@@ -110,24 +115,98 @@ def export(
         "study": name,
         "trial": trial_number,
         "why": why,
+        "meets_limits": feasible,
         "recipe": recipe.describe(),
         "recipe_spec": recipe.to_dict(),
         "params": dict(trial.params),
         "reference": trial.user_attrs.get(store.REFERENCE),
         "lineage": trial.user_attrs.get(store.LINEAGE, []),
         "artifact": artifact.name,
-        "metrics": trial.user_attrs[store.METRICS],
-        "final_metrics": store.finals(study).get(trial_number),
+        "task": data.task,
+        "metrics": recorded,
+        "final_metrics": final,
         "measurement": trial.user_attrs.get(store.MEASUREMENT),
-        "verified_accuracy": measured,
+        f"verified_{quality_name}": measured[quality_name],
         "baseline": baseline,
+        "source": {"model": str(model_path), "data": config.data or "demo (scikit-learn digits)", "val_data": config.val_data},
         "environment": study_env,
         "export_environment": environment(),
         "usage": _usage(recipe),
     }
     manifest_path = out / MANIFEST
-    manifest_path.write_text(json.dumps(manifest, indent=2, default=str) + "\n")
-    return ExportResult(trial_number, recipe.describe(), artifact, manifest_path, measured, why)
+    _write_atomically(manifest_path, json.dumps(manifest, indent=2, default=str) + "\n")
+    _write_atomically(out / MODEL_CARD, model_card(manifest))
+    return ExportResult(trial_number, recipe.describe(), artifact, manifest_path, quality_name, measured[quality_name], why)
+
+
+def _write_atomically(path: Path, text: str) -> None:
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    tmp.write_text(text)
+    os.replace(tmp, path)
+
+
+def _fmt(value: Any, spec: str, unit: str = "") -> str:
+    return "—" if value is None else f"{value:{spec}}{unit}"
+
+
+def model_card(m: dict[str, Any]) -> str:
+    """A short MODEL_CARD.md from the manifest: what was done, what was measured, where."""
+    metrics = m["metrics"]
+    shown = m["final_metrics"] if m["final_metrics"] and "failed" not in m["final_metrics"] else metrics
+    base = m["baseline"]
+    env = m["environment"]
+    quality_name = "mae" if m["task"] == "regression" else "accuracy"
+    verified = m[f"verified_{quality_name}"]
+    steps = [s for s in m["lineage"] if s.get("step") not in ("base",)]
+    lines = [
+        f"# Model card: {m['study']}, trial {m['trial']}",
+        "",
+        f"Exported by autotune {m['autotune_version']}. Artifact: `{m['artifact']}`. Recipe: **{m['recipe']}**.",
+        "",
+        f"Chosen because: {m['why']}.",
+        "",
+        "## What was done to the model",
+        "",
+        f"Source model `{Path(m['source']['model']).name}`, trained data `{m['source']['data']}`.",
+        "",
+    ]
+    if steps:
+        for i, step in enumerate(steps, 1):
+            params = ", ".join(f"{k}={v}" for k, v in step.items() if k != "step" and not isinstance(v, (dict, list)))
+            lines.append(f"{i}. **{step['step']}**: {params}")
+    else:
+        lines.append("Nothing but conversion: the weights are the source model's.")
+    lines += ["", f"Run it: {m['usage']}.", "", "## Measured against the fp32 baseline", ""]
+    q_label = "MAE (validation)" if quality_name == "mae" else "accuracy (validation)"
+    ci = ""
+    if shown.get("speedup_low") is not None and shown.get("speedup_high") is not None:
+        ci = f" [{shown['speedup_low']:.2f}–{shown['speedup_high']:.2f}]"
+    lines += [
+        "| | this model | fp32 baseline |",
+        "|---|---|---|",
+        f"| p50 latency, one call at batch {metrics.get('batch_size', 1)} | {_fmt(shown.get('latency_p50_ms'), '.3f', ' ms')} | {_fmt(base.get('latency_p50_ms'), '.3f', ' ms')} |",
+        f"| p99 latency | {_fmt(shown.get('latency_p99_ms'), '.3f', ' ms')} | {_fmt(base.get('latency_p99_ms'), '.3f', ' ms')} |",
+        f"| speed-up (interleaved, ≥ 95 % interval) | ×{shown['speedup']:.2f}{ci} | ×1.00 |",
+        f"| {q_label} | {verified:.4f} (re-measured on the exported file) | {_fmt(base.get(quality_name), '.4f')} |",
+        f"| size on disk | {metrics['size_bytes'] / 1024:.0f} KiB | {_fmt(base.get('size_bytes') and base['size_bytes'] / 1024, '.0f', ' KiB')} |",
+        f"| cold start (load and first call) | {_fmt(metrics.get('cold_start_ms'), '.1f', ' ms')} | {_fmt(base.get('cold_start_ms'), '.1f', ' ms')} |",
+    ]
+    if metrics.get("throughput_sps"):
+        lines.append(f"| throughput | {shown.get('throughput_sps', metrics['throughput_sps']):,.0f} samples/s | — |")
+    if m["meets_limits"] is False:
+        lines += ["", "**This model does not meet the limits asked for**; it is the closest the study found."]
+    runtimes = ", ".join(f"{k} {env[k]}" for k in ("tensorflow", "tf-keras", "ai-edge-litert", "tensorflow-model-optimization") if k in env)
+    lines += [
+        "",
+        "## Where this was measured",
+        "",
+        f"{env.get('cpu', '?')}, {env.get('cores', '?')} usable cores, {env.get('system', '?')} {env.get('machine', '')}, "
+        f"Python {env.get('python', '?')}; {runtimes}. Environment fingerprint `{env.get('id', '?')}`.",
+        "",
+        "Latency is a property of the machine: on other hardware, measure again (`autotune run` there).",
+        "",
+    ]
+    return "\n".join(lines)
 
 
 def _usage(recipe: Recipe) -> str:

@@ -30,8 +30,15 @@ class FrontRow:
     remeasured: bool
     search_latency_p50_ms: float
     search_speedup: float
-    accuracy: float
-    accuracy_drop: float
+    # The quality the limit applies to: "accuracy" (higher is better) or "mae" (lower is
+    # better), and how much worse than the baseline the row is (accuracy drop, MAE increase).
+    quality_name: str
+    quality: float
+    quality_loss: float
+    accuracy: float | None
+    accuracy_drop: float | None
+    top5_accuracy: float | None
+    mae: float | None
     size_bytes: int
     gzip_bytes: int
     cold_start_ms: float | None
@@ -46,6 +53,10 @@ class FrontRow:
 
     def as_dict(self) -> dict[str, Any]:
         return dict(vars(self))
+
+    @property
+    def higher_is_better(self) -> bool:
+        return self.quality_name != "mae"
 
 
 def _dominates(a: list[float], b: list[float], directions: list[str]) -> bool:
@@ -79,6 +90,7 @@ def row(t: FrozenTrial, on_front: bool = True, final: dict[str, Any] | None = No
     m = t.user_attrs[store.METRICS]
     shown = final if final and "failed" not in final else m
     floor = m.get("compute_floor_ms")
+    name = "mae" if "mae" in m else "accuracy"
     return FrontRow(
         trial=t.number,
         recipe=t.user_attrs.get(store.RECIPE_TEXT, "?"),
@@ -93,8 +105,13 @@ def row(t: FrozenTrial, on_front: bool = True, final: dict[str, Any] | None = No
         remeasured=shown is final,
         search_latency_p50_ms=m["latency_p50_ms"],
         search_speedup=m["speedup"],
-        accuracy=m["accuracy"],
-        accuracy_drop=m["accuracy_drop"],
+        quality_name=name,
+        quality=m[name],
+        quality_loss=m.get("quality_loss", m.get("accuracy_drop", 0.0)),
+        accuracy=m.get("accuracy"),
+        accuracy_drop=m.get("accuracy_drop"),
+        top5_accuracy=m.get("top5_accuracy"),
+        mae=m.get("mae"),
         size_bytes=int(m["size_bytes"]),
         gzip_bytes=int(m["gzip_bytes"]),
         cold_start_ms=m.get("cold_start_ms"),
@@ -138,6 +155,17 @@ def _one_environment(trials: list[FrozenTrial], env: str | None) -> list[FrozenT
     return [t for t in trials if not timed(t) or t.user_attrs.get(store.ENV_ID) == env]
 
 
+def timed_rows(study: optuna.Study, env: str | None = None) -> list[FrontRow]:
+    """Every timed trial of ``env`` as a row (``on_front`` marks the front's members): what
+    export chooses from when a size or latency limit may rule out every front member."""
+    trials = _one_environment(study.get_trials(deepcopy=False), env)
+    directions = [d.name.lower() for d in study.directions]
+    done = [t for t in trials if timed(t)]
+    members = {t.number for t in pareto_trials(done, directions)}
+    finals = store.finals(study)
+    return sorted((row(t, on_front=t.number in members, final=finals.get(t.number)) for t in done), key=lambda r: r.latency_p50_ms)
+
+
 def front_rows(study: optuna.Study, *, with_references: bool = True, env: str | None = None) -> list[FrontRow]:
     """The front, fastest first; the reference recipes are listed even when dominated, so
     every table shows what the search bought over them (``on_front`` tells them apart).
@@ -156,13 +184,13 @@ def front_rows(study: optuna.Study, *, with_references: bool = True, env: str | 
     ]
     finals = store.finals(study)
     rows = (row(t, on_front=t.number in members, final=finals.get(t.number)) for t in shown)
-    return sorted(rows, key=lambda r: (r.latency_p50_ms, -r.accuracy))
+    return sorted(rows, key=lambda r: (r.latency_p50_ms, r.quality_loss))
 
 
 def fastest_feasible(rows: list[FrontRow], max_accuracy_drop: float, by: str = "latency_p50_ms") -> FrontRow | None:
-    """The best row within the accuracy limit: lowest p50, or with ``by="throughput_sps"``
+    """The best row within the quality limit: lowest p50, or with ``by="throughput_sps"``
     (a throughput study) the most samples per second."""
-    within = [r for r in rows if r.accuracy_drop <= max_accuracy_drop + 1e-12]
+    within = [r for r in rows if r.quality_loss <= max_accuracy_drop + 1e-12]
     if by == "throughput_sps":
         return max(within, key=lambda r: r.throughput_sps or 0.0, default=None)
     return min(within, key=lambda r: r.latency_p50_ms, default=None)

@@ -39,8 +39,14 @@ class Objective:
     constraints: tuple[Constraint, ...] = ()
     # Batch sizes to search (the runner suggests one per trial); empty: the space's batch.
     batch_sizes: tuple[int, ...] = ()
+    # What the model does: classification (integer labels, accuracy) or regression (targets, MAE).
+    task: Literal["classification", "regression"] = "classification"
 
     def __post_init__(self) -> None:
+        if self.task not in ("classification", "regression"):
+            raise ValueError(f"task must be 'classification' or 'regression', got {self.task!r}")
+        if not self.metrics:
+            raise ValueError("an objective needs at least one metric")
         if any(b < 1 for b in self.batch_sizes):
             raise ValueError(f"batch sizes must be at least 1, got {self.batch_sizes}")
 

@@ -97,15 +97,12 @@ class RunProgress:
         recipe = trial.user_attrs.get(store.RECIPE_TEXT, "?")
         m = trial.user_attrs.get(store.METRICS)
         if trial.state == TrialState.COMPLETE and m and m.get("gated"):
-            line = (
-                f"[yellow]gated[/] #{trial.number:<3} {recipe:<34} acc {m['accuracy']:.4f} "
-                f"(drop {m['accuracy_drop']:+.4f}) after training: not converted or timed"
-            )
+            line = f"[yellow]gated[/] #{trial.number:<3} {recipe:<34} {_quality(m)} after training: not converted or timed"
         elif trial.state == TrialState.COMPLETE and m:
             mark = "[green]✓[/]" if m["feasible"] else "[yellow]✗[/]"
             line = (
                 f"{mark} #{trial.number:<3} {recipe:<34} p50 {m['latency_p50_ms']:.3f} ms  "
-                f"{_speedup(m)}  acc {m['accuracy']:.4f} (drop {m['accuracy_drop']:+.4f})"
+                f"{_speedup(m)}  {_quality(m)}"
                 + ("  [yellow]noisy[/]" if m.get("noisy") else "")
             )
         else:
@@ -123,6 +120,13 @@ class RunProgress:
                 f"{final['latency_p50_ms']:.3f} ms  {_speedup(final)}" + ("  [yellow]noisy[/]" if final.get("noisy") else "")
             )
         self._refresh()
+
+
+def _quality(m: dict) -> str:
+    """acc 0.9861 (drop +0.0028), or mae 0.1520 (+0.0031) for a regressor."""
+    if "mae" in m:
+        return f"mae {m['mae']:.4f} ({m['mae_increase']:+.4f})" if "mae_increase" in m else f"mae {m['mae']:.4f}"
+    return f"acc {m['accuracy']:.4f} (drop {m['accuracy_drop']:+.4f})" if "accuracy_drop" in m else f"acc {m['accuracy']:.4f}"
 
 
 def _speedup(m: dict) -> str:
@@ -147,8 +151,10 @@ def front(rows: Sequence[FrontRow], fmt: str, *, title: str, limit: float, objec
         return
     remeasured = any(r.remeasured for r in rows)
     throughput = "throughput_sps" in objectives or any(r.batch_size != 1 for r in rows)
+    regression = any(r.quality_name == "mae" for r in rows)
+    within = f"an MAE increase of {limit}" if regression else f"an accuracy drop of {limit}"
     caption = (
-        f"✓ within an accuracy drop of {limit}; speed-up over the fp32 baseline, timed interleaved with it "
+        f"✓ within {within}; speed-up over the fp32 baseline, timed interleaved with it "
         "(interval: ≥ 95 % confidence); × floor: p50 over the time the MACs take at this machine's measured peak"
         + ("; p50 and speed-up re-measured at the end of the run (* not re-measured)" if remeasured else "")
         + "; ~ noisy"
@@ -157,7 +163,8 @@ def front(rows: Sequence[FrontRow], fmt: str, *, title: str, limit: float, objec
     columns = [("trial", "right"), ("recipe", "left"), ("p50 ms", "right"), ("p99 ms", "right")]
     if throughput:
         columns += [("samples/s", "right")]
-    columns += [("speed-up", "right"), ("× floor", "right"), ("accuracy", "right"), ("drop", "right"), ("size KB", "right"), ("", "left")]
+    quality = ("mae", "increase") if regression else ("accuracy", "drop")
+    columns += [("speed-up", "right"), ("× floor", "right"), (quality[0], "right"), (quality[1], "right"), ("size KB", "right"), ("", "left")]
     for col, justify in columns:
         table.add_column(col, justify=justify)  # type: ignore[arg-type]
     for r in rows:
@@ -170,8 +177,8 @@ def front(rows: Sequence[FrontRow], fmt: str, *, title: str, limit: float, objec
         cells += [
             f"×{r.speedup:.2f}{ci}",
             "—" if r.floor_ratio is None else f"{r.floor_ratio:.1f}",
-            f"{r.accuracy:.4f}",
-            f"{r.accuracy_drop:+.4f}",
+            f"{r.quality:.4f}",
+            f"{r.quality_loss:+.4f}",
             f"{r.size_bytes / 1024:.0f}",
             marks,
         ]
@@ -197,10 +204,69 @@ def studies(summaries: Sequence[StudySummary]) -> None:
     console.print(table)
 
 
-def exported(trial: int, recipe: str, artifact: str, manifest: str, accuracy: float, why: str) -> None:
+def exported(trial: int, recipe: str, artifact: str, manifest: str, quality: str, why: str) -> None:
     console.print(f"exported trial {trial} ([bold]{recipe}[/]): {why}")
-    console.print(f"  artifact  {artifact}\n  manifest  {manifest}\n  accuracy re-measured on the written file: {accuracy:.4f} (matches the record)")
+    console.print(f"  artifact  {artifact}\n  manifest  {manifest}\n  {quality} re-measured on the written file (matches the record)")
 
 
 def run_done(study: str, evaluated: int, budget: int, trials_run: int, wall_s: float) -> None:
     console.print(f"study [bold]{study}[/]: {evaluated} of {budget} trials ({trials_run} run now in {wall_s:.1f} s)")
+
+
+def _value(v: object) -> str:
+    if isinstance(v, bool) or v is None:
+        return str(v)
+    if isinstance(v, float):
+        return f"{v:.4g}" if abs(v) < 1e5 else f"{v:,.0f}"
+    if isinstance(v, int):
+        return f"{v:,}"
+    if isinstance(v, dict):
+        return ", ".join(f"{k}={_value(x)}" for k, x in v.items())
+    if isinstance(v, list):
+        return f"[{len(v)} values]" if len(v) > 6 else ", ".join(_value(x) for x in v)
+    return str(v)
+
+
+def _pairs(title: str, data: dict) -> Table:
+    table = Table(title=title, show_header=False, title_justify="left")
+    table.add_column(style="dim")
+    table.add_column()
+    for k, v in data.items():
+        table.add_row(str(k), _value(v))
+    return table
+
+
+def trial_detail(trial: FrozenTrial, final: dict | None) -> None:
+    """`autotune show`: everything stored about one trial."""
+    a = trial.user_attrs
+    head = f"trial {trial.number}: [bold]{a.get(store.RECIPE_TEXT, '?')}[/]  ({trial.state.name.lower()})"
+    if a.get(store.REFERENCE):
+        head += f"  reference {a[store.REFERENCE]}"
+    if a.get(store.WARM_START):
+        head += f"  warm-started from {a[store.WARM_START]}"
+    console.print(head)
+    if trial.datetime_start and trial.datetime_complete:
+        console.print(f"started {trial.datetime_start:%Y-%m-%d %H:%M:%S}, took {(trial.datetime_complete - trial.datetime_start).total_seconds():.1f} s")
+    if a.get(store.FAIL_REASON):
+        console.print(f"[red]failed[/]: {a[store.FAIL_REASON]}")
+    if a.get(store.GATED):
+        console.print(f"[yellow]gated[/]: {a[store.GATED]}")
+    if trial.params:
+        console.print(_pairs("parameters", dict(trial.params)))
+    lineage = a.get(store.LINEAGE, [])
+    if lineage:
+        table = Table(title="lineage", title_justify="left")
+        for col in ("#", "step", "parameters and facts"):
+            table.add_column(col)
+        for i, step in enumerate(lineage):
+            facts = {k: v for k, v in step.items() if k != "step" and k != "sparsity_per_layer"}
+            table.add_row(str(i), str(step.get("step", "?")), _value(facts))
+        console.print(table)
+    metrics = a.get(store.METRICS)
+    if metrics:
+        console.print(_pairs("metrics (search)", metrics))
+    if final:
+        console.print(_pairs("metrics (re-measured at the end of the run)", final))
+    for key, title in ((store.TIMINGS, "stage timings (s)"), (store.CACHE, "cache"), (store.MEASUREMENT, "measurement")):
+        if a.get(key):
+            console.print(_pairs(title, a[key]))

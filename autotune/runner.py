@@ -19,11 +19,11 @@ from autotune.artifact import open_executor
 from autotune.cache import ContentCache
 from autotune.candidate import Builder
 from autotune.config import StudyConfig, make_config, merge_with_stored
-from autotune.data import Dataset, check_compatible, file_key, load_model, load_npz
+from autotune.data import Dataset, check_compatible, file_key, load_data, load_model
 from autotune.errors import CandidateFailed, ConfigError, InvalidRecipe, SearchStopped
 from autotune.host import HostLock, default_host_dir, load_peak, save_peak
-from autotune.measure import accuracy, artifact_size, environment, usable_cores
-from autotune.objective import Objective
+from autotune.measure import artifact_size, environment, quality, quality_loss, usable_cores
+from autotune.objective import Constraint, Objective
 from autotune.plugins import load_objective, load_space
 from autotune.recipe import Recipe, reference_recipes
 from autotune.timing import Timer, TimingPolicy
@@ -111,29 +111,51 @@ class _Workspace:
         return self._timer
 
 
-def resolve_inputs(config: StudyConfig, studies_dir: Path) -> tuple[Path, Path]:
+def resolve_inputs(config: StudyConfig, studies_dir: Path) -> tuple[Path, str]:
+    """The model file and the data source (a path or a ``module:function`` loader)."""
     if config.is_demo:
         from autotune.demo import ensure_demo
 
-        return ensure_demo(studies_dir)
+        model_path, data_path = ensure_demo(studies_dir)
+        return model_path, str(data_path)
     if config.data is None:
-        raise ConfigError("--model needs --data: an .npz with x_train, y_train, x_val, y_val")
-    return Path(config.model), Path(config.data)
+        raise ConfigError("--model needs --data: an .npz, an image directory or a module:function loader")
+    return Path(config.model), config.data
+
+
+def build_objective(config: StudyConfig) -> Objective:
+    """The study's objective, with the study's own limits (p99, size) added as constraints."""
+    make_objective = load_objective(config.objective)
+    try:
+        objective = make_objective(config.max_accuracy_drop)
+    except Exception as e:  # noqa: BLE001 - the user's file may raise anything; say which and why
+        raise ConfigError(f"objective {config.objective!r} raised {type(e).__name__}: {e}") from None
+    if not isinstance(objective, Objective):
+        raise ConfigError(f"objective {config.objective!r} returned {type(objective).__name__}, not an Objective")
+    extra = []
+    if config.max_p99_ms is not None:
+        extra.append(Constraint("latency_p99_ms", config.max_p99_ms))
+    if config.max_size_kb is not None:
+        extra.append(Constraint("size_bytes", config.max_size_kb * 1024))
+    return dataclasses.replace(objective, constraints=(*objective.constraints, *extra)) if extra else objective
+
+
+def load_inputs(config: StudyConfig, settings: Settings, objective: Objective) -> tuple[Path, Any, Dataset]:
+    """Model path, loaded model and checked data of a study."""
+    model_path, data_source = resolve_inputs(config, settings.studies_dir)
+    model = load_model(model_path)
+    data = load_data(data_source, config.val_data, tuple(model.input_shape[1:]), objective.task)
+    check_compatible(model, data, model_path, data_source)
+    return model_path, model, data
 
 
 def open_workspace(config: StudyConfig, settings: Settings) -> _Workspace:
     """Load and check model, data, space and objective; raises ConfigError before any write."""
     space = load_space(config.space)
-    make_objective = load_objective(config.objective)
-    objective = make_objective(config.max_accuracy_drop)
-    if not isinstance(objective, Objective):
-        raise ConfigError(f"objective {config.objective!r} returned {type(objective).__name__}, not an Objective")
-    model_path, data_path = resolve_inputs(config, settings.studies_dir)
-    data = load_npz(data_path)
-    model = load_model(model_path)
-    check_compatible(model, data, model_path, data_path)
+    objective = build_objective(config)
+    model_path, model, data = load_inputs(config, settings, objective)
     cache = ContentCache(settings.studies_dir / config.study / "cache")
-    builder = Builder(model_path, file_key(model_path), data, file_key(data_path), cache, config.seed, model=model)
+    builder = Builder(model_path, file_key(model_path), data, data.key, cache, config.seed, model=model)
     env = environment()
     return _Workspace(
         config=config,
@@ -200,7 +222,7 @@ def _evaluate(
             t0 = time.perf_counter()
             reporter.stage("accuracy")
             executor, _ = open_executor(candidate.path, recipe.runtime)
-            acc = accuracy(executor.predict, ws.data.x_val, ws.data.y_val)
+            scores = quality(executor.predict, ws.data.x_val, ws.data.y_val, ws.data.task)
             del executor
             timings["accuracy_s"] = time.perf_counter() - t0
 
@@ -216,7 +238,7 @@ def _evaluate(
         trial.set_user_attr(store.TIMINGS, timings)
 
     size, gz = artifact_size(candidate.path)
-    return {"accuracy": acc, "size_bytes": size, "gzip_bytes": gz, **timed.metrics()}
+    return {**scores, "size_bytes": size, "gzip_bytes": gz, **timed.metrics()}
 
 
 def _gate(
@@ -224,21 +246,23 @@ def _gate(
 ) -> dict[str, Any] | None:
     """Metrics of a trial stopped by the accuracy gate, or None if it may go on.
 
-    A gated trial is complete, so the sampler learns from it: its accuracy is the trained
-    model's, its constraint is violated by that much, and its latency and size are the
+    A gated trial is complete, so the sampler learns from it: its accuracy (or MAE) is the
+    trained model's, its constraint is violated by that much, and its latency and size are the
     baseline's (not measured: the sampler sees no gain there). It never shows on the front.
     """
-    acc = facts.get("accuracy_keras")
-    if acc is None:
+    name = "mae" if ws.data.task == "regression" else "accuracy"
+    value = facts.get(f"{name}_keras")
+    if value is None:
         return None
-    drop = baseline["accuracy"] - acc
+    loss = quality_loss(ws.data.task, {name: value}, baseline)["quality_loss"]
     limit = gate_limit(ws.config.max_accuracy_drop, settings.gate_margin)
-    if drop <= limit:
+    if loss <= limit:
         return None
-    reason = f"accuracy {acc:.4f} after training, a drop of {drop:.4f}, is past the gate at {limit:.4f}: not converted or timed"
+    worse = "an MAE increase" if name == "mae" else "a drop"
+    reason = f"{name} {value:.4f} after training, {worse} of {loss:.4f}, is past the gate at {limit:.4f}: not converted or timed"
     trial.set_user_attr(store.GATED, reason)
     keep = {k: v for k, v in baseline.items() if k != "trial"}
-    return {**keep, "accuracy": acc, "gated": True}
+    return {**keep, name: value, "gated": True}
 
 
 def _objective_fn(ws: _Workspace, settings: Settings, reporter: Reporter) -> Callable[[optuna.Trial], list[float]]:
@@ -274,7 +298,7 @@ def _objective_fn(ws: _Workspace, settings: Settings, reporter: Reporter) -> Cal
             baseline = known_baseline
         # The speed-up is the interleaved ratio the measurement took (for the baseline trial,
         # the baseline against itself: how close to 1 the method gets).
-        metrics["accuracy_drop"] = baseline["accuracy"] - metrics["accuracy"]
+        metrics |= quality_loss(ws.data.task, metrics, baseline)
         metrics["feasible"] = ws.objective.feasible(metrics)
         trial.set_user_attr(store.METRICS, metrics)
         for c in ws.objective.constraints:
@@ -356,6 +380,27 @@ def remeasure_front(study: optuna.Study, ws: _Workspace, reporter: Reporter) -> 
     return len(rows)
 
 
+def _warm_start_params(
+    storage: optuna.storages.BaseStorage, url: str, other: str | None, name: str, exists: bool
+) -> list[tuple[str, dict[str, Any]]]:
+    """The parameters of the searched front of ``other``: its non-dominated trials among those
+    the space sampled (the reference recipes run in every study anyway), to enqueue first."""
+    from autotune.front import pareto_trials, timed
+
+    if other is None:
+        return []
+    if exists:
+        raise ConfigError(f"--warm-start seeds a new study, and {name!r} already exists; give a new --study name")
+    if not store.study_exists(storage, other):
+        raise ConfigError(f"--warm-start: no study named {other!r} in {store.redact(url)} (see `autotune studies`)")
+    source = store.load_study(storage, other)
+    searched = [t for t in source.get_trials(deepcopy=False) if timed(t) and store.REFERENCE not in t.user_attrs and t.params]
+    front = pareto_trials(searched, [d.name.lower() for d in source.directions])
+    if not front:
+        raise ConfigError(f"--warm-start: study {other!r} has no searched trial to start from")
+    return [(f"{other}#{t.number}", dict(t.params)) for t in sorted(front, key=lambda t: t.number)]
+
+
 def run(
     name: str,
     given: dict[str, Any],
@@ -364,11 +409,13 @@ def run(
     must_exist: bool = False,
     settings: Settings | None = None,
     reporter: Reporter | None = None,
+    warm_start: str | None = None,
 ) -> RunResult:
     """Create or continue study ``name`` and run trials until it holds ``budget`` evaluated ones.
 
     ``given`` holds the flags the user set (None for unset); for an existing study they may
-    repeat but not contradict the stored configuration.
+    repeat but not contradict the stored configuration. ``warm_start`` names an earlier study
+    in the same storage whose front configurations a new study tries first.
     """
     settings = settings or Settings()
     reporter = reporter or SilentReporter()
@@ -381,6 +428,7 @@ def run(
             config = merge_with_stored(store.stored_config(store.load_study(storage, name)), given)
         else:
             config = make_config(study=name, **{k: v for k, v in given.items() if v is not None})
+        seeds = _warm_start_params(storage, storage_url, warm_start, name, exists)
     ws = open_workspace(config, settings)
 
     with store.database_errors(storage_url):
@@ -400,6 +448,8 @@ def run(
         # The baseline first (study.ask would pop any queued trial), then the other references.
         trials_run = _ensure_baseline(study, run_trial, reporter)
         _ensure_references(study, ws)
+        for source, params in seeds:
+            study.enqueue_trial(params, user_attrs={store.WARM_START: source}, skip_if_exists=True)
         done = store.evaluated(study.get_trials(deepcopy=False))
     failures_in_row = 0
     stop_reason: str | None = None

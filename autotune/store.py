@@ -40,6 +40,7 @@ TIMINGS = "autotune:timings"
 CACHE = "autotune:cache"
 LINEAGE = "autotune:lineage"
 ENV_ID = "autotune:env_id"
+WARM_START = "autotune:warm_start"  # "STUDY#N": the earlier trial whose parameters this one repeats
 GATED = "autotune:gated"  # why the accuracy gate stopped the trial before timing
 MEASUREMENT = "autotune:measurement"  # how the latency was taken: cores, lock wait, attempts
 PEAK = "autotune:peak"  # the host's measured MACs per second, by kernel kind and threads

@@ -23,7 +23,7 @@ import numpy as np
 
 from autotune.errors import CandidateFailed, InvalidRecipe, first_line
 from autotune.recipe import Technique
-from autotune.techniques.training import count_params, fine_tune, keras_accuracy, predict_logits
+from autotune.techniques.training import count_params, fine_tune, keras_quality, predict_logits
 
 # Layers that pass channels through unchanged and have no per-channel weights.
 _CARRY = {
@@ -315,7 +315,7 @@ def _train_thinner(model: Any, ratio: float, context: Any, **training: Any) -> A
     student = thinned(model, ratio) if ratio < 1.0 else _copy(model)
     fine_tune(student, context.data, seed=context.seed, **training)
     context.facts.update(
-        params_before=count_params(model), params=count_params(student), accuracy_keras=keras_accuracy(student, context.data)
+        params_before=count_params(model), params=count_params(student), **keras_quality(student, context.data)
     )
     return student
 
@@ -379,7 +379,7 @@ class Distill(Technique):
             context,
             learning_rate=self.learning_rate,
             epochs=self.epochs,
-            teacher_logits=predict_logits(model, context.data.x_train),
+            teacher_logits=predict_logits(model, context.data.x_train, context.data.task),
             temperature=self.temperature,
             alpha=self.alpha,
         )

@@ -14,7 +14,7 @@ import numpy as np
 
 from autotune.errors import CandidateFailed, InvalidRecipe, first_line
 from autotune.recipe import Technique
-from autotune.techniques.training import fine_tune, keras_accuracy, steps_per_epoch
+from autotune.techniques.training import fine_tune, keras_quality, steps_per_epoch
 
 SCHEDULES = ("constant", "polynomial")
 STRUCTURES = ("unstructured", "2:4")
@@ -97,6 +97,6 @@ class MagnitudePrune(Technique):
         stripped = s.strip_pruning(wrapped)
         per_layer, overall = sparsity_of(stripped)
         context.facts.update(
-            sparsity_per_layer=per_layer, sparsity=overall, accuracy_keras=keras_accuracy(stripped, context.data)
+            sparsity_per_layer=per_layer, sparsity=overall, **keras_quality(stripped, context.data)
         )
         return stripped

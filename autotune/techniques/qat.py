@@ -12,7 +12,7 @@ from typing import Any, ClassVar
 
 from autotune.errors import CandidateFailed, InvalidRecipe, first_line
 from autotune.recipe import Technique
-from autotune.techniques.training import fine_tune, keras_accuracy
+from autotune.techniques.training import fine_tune, keras_quality
 
 
 @dataclass(frozen=True)
@@ -45,5 +45,5 @@ class QuantizeAware(Technique):
         except (ValueError, RuntimeError, TypeError) as e:
             raise CandidateFailed(f"TF-MOT cannot quantise this model: {first_line(e)}") from None
         fine_tune(quantized, context.data, epochs=self.epochs, seed=context.seed, learning_rate=self.learning_rate)
-        context.facts.update(accuracy_keras=keras_accuracy(quantized, context.data))
+        context.facts.update(keras_quality(quantized, context.data))
         return quantized

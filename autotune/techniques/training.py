@@ -37,15 +37,21 @@ def _logits(outputs: Any, probabilities: bool) -> Any:
     return t.math.log(t.clip_by_value(outputs, 1e-7, 1.0)) if probabilities else outputs
 
 
-def predict_logits(model: Any, x: np.ndarray) -> np.ndarray:
+def predict_logits(model: Any, x: np.ndarray, task: str = "classification") -> np.ndarray:
+    """The teacher's signal for distillation: logits, or the raw outputs of a regressor."""
     out = model.predict(x, batch_size=256, verbose=0)
+    if task == "regression":
+        return np.asarray(out, dtype=np.float32).reshape(len(x), -1)
     return np.asarray(_logits(out, outputs_probabilities(model)), dtype=np.float32)
 
 
-def keras_accuracy(model: Any, data: Dataset) -> float:
-    """Top-1 accuracy of a Keras model on the validation split (the gate's cheap estimate)."""
+def keras_quality(model: Any, data: Dataset) -> dict[str, float]:
+    """The gate's cheap estimate on the validation split: top-1 accuracy, or mean absolute
+    error for regression."""
     pred = model.predict(data.x_val, batch_size=256, verbose=0)
-    return float(np.mean(np.argmax(pred, axis=-1) == data.y_val))
+    if data.task == "regression":
+        return {"mae_keras": float(np.mean(np.abs(pred.reshape(data.y_val.shape) - data.y_val)))}
+    return {"accuracy_keras": float(np.mean(np.argmax(pred, axis=-1) == data.y_val))}
 
 
 def fine_tune(
@@ -64,15 +70,18 @@ def fine_tune(
 
     The loss is ``(1 - alpha) · cross-entropy(labels)`` plus, when ``teacher_logits`` are
     given, ``alpha · T² · KL(softmax(teacher / T) ‖ softmax(student / T))`` (Hinton et al.).
-    The teacher's logits ride along in ``y`` so that Keras' own ``fit`` runs the loop (the
-    pruning callbacks need it).
+    For regression both terms are mean squared errors (to the targets, to the teacher's
+    outputs) and the temperature has no role. The teacher's logits ride along in ``y`` so
+    that Keras' own ``fit`` runs the loop (the pruning callbacks need it).
     """
     if epochs <= 0:
         return
     t, k = tf(), keras()
     k.utils.set_random_seed(seed)
-    probabilities = outputs_probabilities(model)
-    labels = data.y_train.astype(np.float32)[:, None]
+    regression = data.task == "regression"
+    probabilities = not regression and outputs_probabilities(model)
+    labels = data.y_train.astype(np.float32).reshape(len(data.y_train), -1)
+    width = labels.shape[1]
     if teacher_logits is None:
         y = labels
         kd_weight = 0.0
@@ -82,6 +91,13 @@ def fine_tune(
     temp = float(temperature)
 
     def loss(y_true: Any, y_pred: Any) -> Any:
+        if regression:
+            pred = t.reshape(y_pred, (-1, width))
+            mse = t.reduce_mean(t.square(y_true[:, :width] - pred), axis=-1)
+            if kd_weight == 0.0:
+                return mse
+            kd = t.reduce_mean(t.square(y_true[:, width:] - pred), axis=-1)
+            return kd_weight * kd + (1.0 - kd_weight) * mse
         student = _logits(y_pred, probabilities)
         ce = k.losses.sparse_categorical_crossentropy(t.cast(y_true[:, 0], t.int32), student, from_logits=True)
         if kd_weight == 0.0:

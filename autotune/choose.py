@@ -1,0 +1,131 @@
+"""Which trial to export: the rules behind ``autotune export``'s choice, as pure functions of
+the rows, so that every rule is tested without TensorFlow.
+
+A row is feasible when it is within every limit given (quality loss, p50, size). Among the
+feasible rows, ``prefer`` decides: ``latency`` the fastest (a throughput study: the most
+samples per second), ``accuracy`` the best quality, ``size`` the smallest artifact, ``knee``
+the member of the latency/quality front farthest from the line between its fastest and its
+best-quality ends (where a little more time stops buying much quality). When no row is
+feasible, ``closest`` picks the one with the smallest relative excess over the limits and
+says so; without it, the choice fails with the closest row's figures.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+from autotune.errors import ConfigError
+from autotune.front import FrontRow
+
+PREFERENCES = ("latency", "accuracy", "size", "knee")
+
+
+@dataclass(frozen=True)
+class Limits:
+    quality_loss: float
+    max_latency_ms: float | None = None
+    max_size_kb: float | None = None
+
+    def excess(self, r: FrontRow) -> float:
+        """Sum of how far past each limit ``r`` is, relative to the limit (0: feasible)."""
+        parts = [max(0.0, r.quality_loss - self.quality_loss) / max(self.quality_loss, 1e-3)]
+        if self.max_latency_ms is not None:
+            parts.append(max(0.0, r.latency_p50_ms - self.max_latency_ms) / self.max_latency_ms)
+        if self.max_size_kb is not None:
+            parts.append(max(0.0, r.size_bytes / 1024 - self.max_size_kb) / self.max_size_kb)
+        return sum(parts)
+
+    def feasible(self, r: FrontRow) -> bool:
+        return self.excess(r) <= 1e-12
+
+    def describe(self, quality_name: str) -> str:
+        loss = "an MAE increase" if quality_name == "mae" else "an accuracy drop"
+        text = [f"{loss} of at most {self.quality_loss:g}"]
+        if self.max_latency_ms is not None:
+            text.append(f"p50 at most {self.max_latency_ms:g} ms")
+        if self.max_size_kb is not None:
+            text.append(f"size at most {self.max_size_kb:g} KiB")
+        return ", ".join(text)
+
+
+@dataclass(frozen=True)
+class Choice:
+    row: FrontRow
+    why: str
+    feasible: bool
+
+
+def _figures(r: FrontRow) -> str:
+    loss = "MAE +" if r.quality_name == "mae" else "drop "
+    return f"#{r.trial} ({r.latency_p50_ms:.3f} ms, {loss}{r.quality_loss:.4f}, {r.size_bytes / 1024:.0f} KiB)"
+
+
+def _quality_key(r: FrontRow) -> float:
+    return r.quality_loss  # lower is better for both tasks
+
+
+def knee(rows: list[FrontRow]) -> FrontRow:
+    """The knee of the latency/quality-loss front of ``rows``: the member farthest from the
+    chord between the fastest and the best-quality member, in coordinates normalised to the
+    front's ranges (log latency, since speed-ups multiply). With two members or fewer, the one
+    nearest the ideal corner."""
+    front = [r for r in rows if not any(_dominates(o, r) for o in rows if o is not r)]
+    front.sort(key=lambda r: r.latency_p50_ms)
+    xs = [math.log(r.latency_p50_ms) for r in front]
+    ys = [r.quality_loss for r in front]
+    span_x, span_y = (max(xs) - min(xs)) or 1.0, (max(ys) - min(ys)) or 1.0
+    pts = [((x - min(xs)) / span_x, (y - min(ys)) / span_y) for x, y in zip(xs, ys)]
+    if len(front) <= 2:
+        return front[min(range(len(front)), key=lambda i: math.hypot(*pts[i]))]
+    (x0, y0), (x1, y1) = pts[0], pts[-1]
+    norm = math.hypot(x1 - x0, y1 - y0) or 1.0
+
+    def distance(i: int) -> float:
+        x, y = pts[i]
+        return abs((x1 - x0) * (y0 - y) - (x0 - x) * (y1 - y0)) / norm
+
+    return front[max(range(len(front)), key=distance)]
+
+
+def _dominates(a: FrontRow, b: FrontRow) -> bool:
+    return (
+        a.latency_p50_ms <= b.latency_p50_ms
+        and a.quality_loss <= b.quality_loss
+        and (a.latency_p50_ms < b.latency_p50_ms or a.quality_loss < b.quality_loss)
+    )
+
+
+def choose(
+    rows: list[FrontRow], limits: Limits, *, prefer: str = "latency", by: str = "latency_p50_ms", closest: bool = False, study: str = ""
+) -> Choice:
+    if prefer not in PREFERENCES:
+        raise ConfigError(f"--prefer must be one of {', '.join(PREFERENCES)}, not {prefer!r}")
+    if not rows:
+        raise ConfigError(f"study {study!r} has no timed trial to export")
+    quality_name = rows[0].quality_name
+    within = limits.describe(quality_name)
+    feasible = [r for r in rows if limits.feasible(r)]
+    if not feasible:
+        nearest = min(rows, key=lambda r: (limits.excess(r), r.latency_p50_ms))
+        if not closest:
+            raise ConfigError(
+                f"no trial of {study!r} meets {within}; the closest is {_figures(nearest)}; "
+                "relax a limit, pick one with --trial N, or export the closest with --closest"
+            )
+        return Choice(nearest, f"closest to feasible: no trial meets {within}; {_figures(nearest)} exceeds them least", False)
+    if prefer == "latency":
+        if by == "throughput_sps":
+            best = max(feasible, key=lambda r: (r.throughput_sps or 0.0, -r.quality_loss))
+            return Choice(best, f"highest-throughput trial within {within}", True)
+        best = min(feasible, key=lambda r: (r.latency_p50_ms, r.quality_loss))
+        return Choice(best, f"fastest trial within {within}", True)
+    if prefer == "accuracy":
+        best = min(feasible, key=lambda r: (_quality_key(r), r.latency_p50_ms))
+        word = "lowest-MAE" if quality_name == "mae" else "most accurate"
+        return Choice(best, f"{word} trial within {within} (the fastest among equals)", True)
+    if prefer == "size":
+        best = min(feasible, key=lambda r: (r.size_bytes, r.latency_p50_ms))
+        return Choice(best, f"smallest artifact within {within} (the fastest among equals)", True)
+    best = knee(feasible)
+    return Choice(best, f"knee of the latency/quality front within {within}: past it, more time buys little quality", True)
