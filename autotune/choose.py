@@ -26,10 +26,18 @@ class Limits:
     quality_loss: float
     max_latency_ms: float | None = None
     max_size_kb: float | None = None
+    max_p99_ms: float | None = None
+    # Also require the trial's recorded feasibility (the objective's own constraints, custom
+    # ones included); off when the user overrides the quality limit for this choice.
+    recorded: bool = False
 
     def excess(self, r: FrontRow) -> float:
         """Sum of how far past each limit ``r`` is, relative to the limit (0: feasible)."""
         parts = [max(0.0, r.quality_loss - self.quality_loss) / max(self.quality_loss, 1e-3)]
+        if self.max_p99_ms is not None:
+            parts.append(max(0.0, r.latency_p99_ms - self.max_p99_ms) / self.max_p99_ms)
+        if self.recorded and not r.feasible and sum(parts) == 0:
+            parts.append(1.0)  # past a constraint of the objective this rule cannot see
         if self.max_latency_ms is not None:
             parts.append(max(0.0, r.latency_p50_ms - self.max_latency_ms) / self.max_latency_ms)
         if self.max_size_kb is not None:
@@ -46,6 +54,8 @@ class Limits:
             text.append(f"p50 at most {self.max_latency_ms:g} ms")
         if self.max_size_kb is not None:
             text.append(f"size at most {self.max_size_kb:g} KiB")
+        if self.max_p99_ms is not None:
+            text.append(f"p99 at most {self.max_p99_ms:g} ms")
         return ", ".join(text)
 
 
@@ -65,35 +75,42 @@ def _quality_key(r: FrontRow) -> float:
     return r.quality_loss  # lower is better for both tasks
 
 
-def knee(rows: list[FrontRow]) -> FrontRow:
-    """The knee of the latency/quality-loss front of ``rows``: the member farthest from the
-    chord between the fastest and the best-quality member, in coordinates normalised to the
-    front's ranges (log latency, since speed-ups multiply). With two members or fewer, the one
-    nearest the ideal corner."""
-    front = [r for r in rows if not any(_dominates(o, r) for o in rows if o is not r)]
-    front.sort(key=lambda r: r.latency_p50_ms)
-    xs = [math.log(r.latency_p50_ms) for r in front]
+def _cost(r: FrontRow, by: str) -> float:
+    """Time per sample, lower is better: p50, or for a throughput study 1 / samples per second."""
+    if by == "throughput_sps":
+        return 1.0 / r.throughput_sps if r.throughput_sps else math.inf
+    return r.latency_p50_ms
+
+
+def knee(rows: list[FrontRow], by: str = "latency_p50_ms") -> FrontRow:
+    """The knee of the time/quality-loss front of ``rows``: the member farthest from the chord
+    between the fastest and the best-quality member on the ideal corner's side, in coordinates
+    normalised to the front's ranges (log time, since speed-ups multiply). When no member lies
+    on that side (two members, or a front bulging the other way), the one nearest the ideal
+    corner."""
+    front = [r for r in rows if not any(_dominates(o, r, by) for o in rows if o is not r)]
+    front.sort(key=lambda r: _cost(r, by))
+    xs = [math.log(_cost(r, by)) for r in front]
     ys = [r.quality_loss for r in front]
     span_x, span_y = (max(xs) - min(xs)) or 1.0, (max(ys) - min(ys)) or 1.0
     pts = [((x - min(xs)) / span_x, (y - min(ys)) / span_y) for x, y in zip(xs, ys)]
-    if len(front) <= 2:
-        return front[min(range(len(front)), key=lambda i: math.hypot(*pts[i]))]
+    nearest = min(range(len(front)), key=lambda i: math.hypot(*pts[i]))
     (x0, y0), (x1, y1) = pts[0], pts[-1]
     norm = math.hypot(x1 - x0, y1 - y0) or 1.0
 
-    def distance(i: int) -> float:
+    def toward_ideal(i: int) -> float:
+        """Signed distance from the chord, positive on the ideal corner's (0, 0) side."""
         x, y = pts[i]
-        return abs((x1 - x0) * (y0 - y) - (x0 - x) * (y1 - y0)) / norm
+        side = (x1 - x0) * (0 - y0) - (0 - x0) * (y1 - y0)
+        return math.copysign(1.0, side) * ((x1 - x0) * (y - y0) - (x - x0) * (y1 - y0)) / norm
 
-    return front[max(range(len(front)), key=distance)]
+    best = max(range(len(front)), key=toward_ideal)
+    return front[best] if toward_ideal(best) > 1e-9 else front[nearest]
 
 
-def _dominates(a: FrontRow, b: FrontRow) -> bool:
-    return (
-        a.latency_p50_ms <= b.latency_p50_ms
-        and a.quality_loss <= b.quality_loss
-        and (a.latency_p50_ms < b.latency_p50_ms or a.quality_loss < b.quality_loss)
-    )
+def _dominates(a: FrontRow, b: FrontRow, by: str) -> bool:
+    ca, cb = _cost(a, by), _cost(b, by)
+    return ca <= cb and a.quality_loss <= b.quality_loss and (ca < cb or a.quality_loss < b.quality_loss)
 
 
 def choose(
@@ -127,5 +144,5 @@ def choose(
     if prefer == "size":
         best = min(feasible, key=lambda r: (r.size_bytes, r.latency_p50_ms))
         return Choice(best, f"smallest artifact within {within} (the fastest among equals)", True)
-    best = knee(feasible)
+    best = knee(feasible, by)
     return Choice(best, f"knee of the latency/quality front within {within}: past it, more time buys little quality", True)

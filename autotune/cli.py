@@ -61,12 +61,11 @@ def _as_path(value: str | None) -> str | None:
 
 
 def _as_data(value: str | None) -> str | None:
-    """A data path becomes absolute; a ``module:function`` loader stays as it is."""
-    from autotune.data import is_loader
+    """A data path becomes absolute, and so does a loader's ``file.py``; a ``module:function``
+    loader stays as it is (same rule as a study file's, relative to the working directory)."""
+    from autotune.config import resolve_data
 
-    if value is None or is_loader(value):
-        return value
-    return _as_path(value)
+    return None if value is None else resolve_data(Path.cwd(), value)
 
 
 def _as_plugin(value: str | None) -> str | None:
@@ -303,7 +302,10 @@ def dashboard(
     url = storage_url(storage)
     st = store.open_storage(url)
     report.console.print(f"optuna-dashboard on http://{host}:{port}/ for {store.redact(url)} (Ctrl-C stops it)")
-    run_server(st, host=host, port=port)
+    try:
+        run_server(st, host=host, port=port)
+    except OSError as e:
+        raise ConfigError(f"dashboard cannot listen on {host}:{port}: {e.strerror or e}") from None
 
 
 def main() -> None:

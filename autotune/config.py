@@ -87,6 +87,12 @@ CONSTRAINT_KEYS = ("max_accuracy_drop", "max_p99_ms", "max_size_kb")
 _PATH_KEYS = ("model", "data", "val_data")
 
 
+def resolve_data(folder: Path, value: str) -> str:
+    """A data path relative to ``folder`` made absolute; a ``module:function`` loader stays as
+    it is, and a ``file.py:function`` loader gets its file resolved."""
+    return _relative_to(folder, value)
+
+
 def _relative_to(folder: Path, value: str, *, plugin: bool = False) -> str:
     """A path in a study file is relative to the file's folder; a name stays a name, and a
     ``module:function`` loader stays as it is (a ``file.py:function`` gets its file resolved)."""
@@ -135,6 +141,10 @@ def read_study_file(path: Path) -> dict[str, Any]:
             values[key] = _relative_to(folder, value)
         elif key in ("space", "objective"):
             values[key] = _relative_to(folder, value, plugin=True)
+        elif key == "storage" and value.startswith("sqlite:///") and not value.startswith("sqlite:////"):
+            relative = value.removeprefix("sqlite:///")
+            if relative and relative != ":memory:":
+                values[key] = f"sqlite:///{(folder / relative).resolve()}"
     values.setdefault("study", path.stem)
     return values
 

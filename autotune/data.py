@@ -126,7 +126,9 @@ def _read_npz(path: Path, keys: tuple[str, ...], alternatives: tuple[str, ...] =
 def load_npz(path: Path, val_path: Path | None = None, task: Task = "classification") -> Dataset:
     """One .npz with all four splits, or a training file and a validation file."""
     if val_path is None:
-        return _checked(_read_npz(path, SPLITS), str(path), task)
+        data = _checked(_read_npz(path, SPLITS), str(path), task)
+        data._key.append(file_key(path))  # the file's hash, as caches made before other sources were keyed
+        return data
     arrays = _read_npz(path, ("x_train", "y_train"), ("x", "y")) | _read_npz(val_path, ("x_val", "y_val"), ("x", "y"))
     return _checked(arrays, f"{path} + {val_path}", task)
 
@@ -168,12 +170,12 @@ def _read_images(root: Path, input_shape: tuple[Any, ...], **split: Any) -> tupl
 
 
 def load_image_dir(root: Path, input_shape: tuple[Any, ...], val_root: Path | None = None) -> Dataset:
-    """``root/train/<class>/`` and ``root/val/<class>/`` (or ``validation/``); or ``root/<class>/``
+    """``root/train/<class>/`` and ``root/val/<class>/`` (or ``validation/``, ``test/``); or ``root/<class>/``
     with a seeded 20 % validation split; or ``val_root`` as a second class directory. Images are
     resized to the model's input; pixel values stay 0..255 (Keras' convention), so a model that
     expects 0..1 should begin with a Rescaling layer."""
     if val_root is None:
-        val_dir = next((root / n for n in ("val", "validation") if (root / n).is_dir()), None)
+        val_dir = next((root / n for n in ("val", "validation", "test") if (root / n).is_dir()), None)
         if (root / "train").is_dir() and val_dir is not None:
             root, val_root = root / "train", val_dir
     if val_root is not None:
@@ -231,10 +233,15 @@ def _collect(ds: Any, x_rank: int, source: str) -> tuple[np.ndarray, np.ndarray]
         ds = ds.batch(_READ_BATCH)
     elif rank != x_rank:
         raise ConfigError(f"data {source}: dataset samples have rank {rank}, the model's input has rank {x_rank - 1}")
+    from autotune._keras import tf
+
     xs, ys = [], []
-    for x, y in ds.as_numpy_iterator():
-        xs.append(x)
-        ys.append(y)
+    try:
+        for x, y in ds.as_numpy_iterator():
+            xs.append(x)
+            ys.append(y)
+    except (tf().errors.OpError, ValueError, TypeError) as e:
+        raise ConfigError(f"data {source}: reading failed: {str(e).splitlines()[0] if str(e) else type(e).__name__}") from None
     if not xs:
         raise ConfigError(f"data {source}: a dataset is empty")
     return np.concatenate(xs), np.concatenate(ys)

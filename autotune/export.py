@@ -76,6 +76,8 @@ def export(
                 config.max_accuracy_drop if max_accuracy_drop is None else max_accuracy_drop,
                 max_latency_ms,
                 config.max_size_kb if max_size_kb is None else max_size_kb,
+                config.max_p99_ms,
+                recorded=max_accuracy_drop is None,
             )
             choice = choose(timed_rows(study, env=env), limits, prefer=prefer, by=ranking_metric(study), closest=closest, study=name)
             trial_number, why, feasible = choice.row.trial, choice.why, choice.feasible
@@ -129,6 +131,7 @@ def export(
         f"verified_{quality_name}": measured[quality_name],
         "baseline": baseline,
         "source": {"model": str(model_path), "data": config.data or "demo (scikit-learn digits)", "val_data": config.val_data},
+        "measured_on": trial.user_attrs.get(store.ENV_ID),
         "environment": study_env,
         "export_environment": environment(),
         "usage": _usage(recipe),
@@ -204,6 +207,11 @@ def model_card(m: dict[str, Any]) -> str:
         f"Python {env.get('python', '?')}; {runtimes}. Environment fingerprint `{env.get('id', '?')}`.",
         "",
         "Latency is a property of the machine: on other hardware, measure again (`autotune run` there).",
+        *(
+            ["", f"**Note**: this trial was timed on environment `{m['measured_on']}`, not the one above, where the study and its baseline were measured."]
+            if m.get("measured_on") and m["measured_on"] != env.get("id")
+            else []
+        ),
         "",
     ]
     return "\n".join(lines)

@@ -187,10 +187,13 @@ def front_rows(study: optuna.Study, *, with_references: bool = True, env: str | 
     return sorted(rows, key=lambda r: (r.latency_p50_ms, r.quality_loss))
 
 
-def fastest_feasible(rows: list[FrontRow], max_accuracy_drop: float, by: str = "latency_p50_ms") -> FrontRow | None:
-    """The best row within the quality limit: lowest p50, or with ``by="throughput_sps"``
-    (a throughput study) the most samples per second."""
-    within = [r for r in rows if r.quality_loss <= max_accuracy_drop + 1e-12]
+def fastest_feasible(
+    rows: list[FrontRow], max_accuracy_drop: float, by: str = "latency_p50_ms", *, recorded: bool = True
+) -> FrontRow | None:
+    """The best row within the quality limit (and, with ``recorded``, feasible as recorded: the
+    study's other constraints hold): lowest p50, or with ``by="throughput_sps"`` (a throughput
+    study) the most samples per second."""
+    within = [r for r in rows if (r.feasible or not recorded) and r.quality_loss <= max_accuracy_drop + 1e-12]
     if by == "throughput_sps":
         return max(within, key=lambda r: r.throughput_sps or 0.0, default=None)
     return min(within, key=lambda r: r.latency_p50_ms, default=None)

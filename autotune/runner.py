@@ -255,7 +255,9 @@ def _gate(
     if value is None:
         return None
     loss = quality_loss(ws.data.task, {name: value}, baseline)["quality_loss"]
-    limit = gate_limit(ws.config.max_accuracy_drop, settings.gate_margin)
+    # The margin is in accuracy points; for a regressor, the same share of its baseline MAE.
+    margin = settings.gate_margin * (baseline[name] if name == "mae" else 1.0)
+    limit = gate_limit(ws.config.max_accuracy_drop, margin)
     if loss <= limit:
         return None
     worse = "an MAE increase" if name == "mae" else "a drop"
@@ -401,6 +403,29 @@ def _warm_start_params(
     return [(f"{other}#{t.number}", dict(t.params)) for t in sorted(front, key=lambda t: t.number)]
 
 
+def _fitting(seeds: list[tuple[str, dict[str, Any]]], space: Callable[[optuna.Trial], Recipe]) -> list[tuple[str, dict[str, Any]]]:
+    """The seeds this study's space accepts: each is tried on a throwaway in-memory trial (a
+    value outside the space's choices raises there instead of in the search)."""
+    scratch = optuna.create_study(directions=["minimize"])
+    kept = []
+    for source, params in seeds:
+        scratch.enqueue_trial(params)
+        trial = scratch.ask()
+        try:
+            recipe = space(trial)
+            fits = isinstance(recipe, Recipe) and {k: trial.params.get(k) for k in params if k in trial.params} == {
+                k: v for k, v in params.items() if k in trial.params
+            }
+        except (ValueError, InvalidRecipe):
+            fits = False
+        scratch.tell(trial, 0.0)
+        if fits:
+            kept.append((source, params))
+    if seeds and not kept:
+        raise ConfigError("--warm-start: none of the earlier study's front configurations fits this study's space")
+    return kept
+
+
 def run(
     name: str,
     given: dict[str, Any],
@@ -448,7 +473,7 @@ def run(
         # The baseline first (study.ask would pop any queued trial), then the other references.
         trials_run = _ensure_baseline(study, run_trial, reporter)
         _ensure_references(study, ws)
-        for source, params in seeds:
+        for source, params in _fitting(seeds, ws.space):
             study.enqueue_trial(params, user_attrs={store.WARM_START: source}, skip_if_exists=True)
         done = store.evaluated(study.get_trials(deepcopy=False))
     failures_in_row = 0

