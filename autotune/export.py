@@ -170,12 +170,17 @@ def model_card(m: dict[str, Any]) -> str:
         "",
         "## What was done to the model",
         "",
-        f"Source model `{Path(m['source']['model']).name}`, trained data `{m['source']['data']}`.",
+        f"Source model `{Path(m['source']['model']).name}`; data `{m['source']['data']}`"
+        + (f" with validation data `{m['source']['val_data']}`." if m["source"].get("val_data") else "."),
         "",
     ]
     if steps:
         for i, step in enumerate(steps, 1):
-            params = ", ".join(f"{k}={v}" for k, v in step.items() if k != "step" and not isinstance(v, (dict, list)))
+            params = ", ".join(
+                f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}"
+                for k, v in step.items()
+                if k != "step" and not isinstance(v, (dict, list))
+            )
             lines.append(f"{i}. **{step['step']}**: {params}")
     else:
         lines.append("Nothing but conversion: the weights are the source model's.")

@@ -160,6 +160,15 @@ def _front_panel(
                 label = None
 
     scatter(cloud, s=14, color="0.6", alpha=0.7, lw=0, label="timed trial", zorder=2)
+    # The front is shown at its end-of-run re-measurement; where that moved a point, the
+    # search's figure stays visible, joined to it, so the grey cloud (search figures) and the
+    # front can be compared honestly.
+    moved = [r for r in rows if by == "latency_p50_ms" and r.remeasured and abs(r.latency_p50_ms / r.search_latency_p50_ms - 1) > 0.02]
+    for i, r in enumerate(moved):
+        y = max(sign * r.quality, floor)
+        ax.plot([r.search_latency_p50_ms, r.latency_p50_ms], [y, y], ls=":", color="0.35", lw=1.0, zorder=2.5)
+        ax.scatter([r.search_latency_p50_ms], [y], marker="o", s=22, facecolor="white", edgecolor="0.35", lw=0.9, zorder=2.6,
+                   label="search figure, re-measured at the end" if i == 0 else None)
     if (stairs := _staircase(at(front), by)):
         stairs = [(x, max(y, floor)) for x, y in stairs]
         ax.step(*zip(*stairs), where="post" if by == "latency_p50_ms" else "pre", color=FRONT, lw=1.6, alpha=0.8, zorder=3)
