@@ -31,6 +31,11 @@ StorageOpt = Annotated[
     typer.Option("--storage", help="Optuna RDB URL [default: $AUTOTUNE_STORAGE or sqlite:///studies/autotune.db]"),
 ]
 
+AllowOpt = Annotated[
+    bool,
+    typer.Option("--allow-new-hardware", help="Add trials measured on this machine to a study measured on another"),
+]
+
 EnvOpt = Annotated[
     str | None,
     typer.Option("--env", help="Environment fingerprint whose trials to use when a study was measured on several, or 'all'"),
@@ -104,6 +109,8 @@ def run(
     warm_start: Annotated[
         str | None, typer.Option(help="Seed a new study with the front configurations of this earlier study (same storage)")
     ] = None,
+    workers: Annotated[int, typer.Option(help="Run this many worker processes on the study (needs PostgreSQL storage)")] = 1,
+    allow_new_hardware: AllowOpt = False,
 ) -> None:
     """Create a study, or continue one, and search until it holds BUDGET evaluated trials.
 
@@ -135,7 +142,10 @@ def run(
     if given.get("val_data") is not None and given.get("data") is None:
         raise ConfigError("--val-data needs --data (the training data)")
     name = check_study_name(given.pop("study", None) or study_name_for(given.get("model")))
-    _search(name, given, storage or file_storage, run_study, must_exist=False, warm_start=warm_start)
+    _search(
+        name, given, storage or file_storage, run_study, must_exist=False, warm_start=warm_start, workers=workers,
+        allow_new_hardware=allow_new_hardware,
+    )
 
 
 @app.command()
@@ -144,15 +154,49 @@ def resume(
     name: Annotated[str, typer.Argument(help="Study to continue, with its stored configuration")],
     budget: Annotated[int | None, typer.Option(help="Raise the study's total budget to this")] = None,
     storage: StorageOpt = None,
+    allow_new_hardware: AllowOpt = False,
 ) -> None:
-    """Continue a study until it holds its budget (or the new --budget) of evaluated trials."""
+    """Continue a study until it holds its budget (or the new --budget) of evaluated trials.
+
+    Trials left running by a run that died are failed once their heartbeat is stale, and run
+    again once."""
     from autotune.runner import run as run_study
 
-    _search(name, {"budget": budget}, storage, run_study, must_exist=True)
+    _search(name, {"budget": budget}, storage, run_study, must_exist=True, allow_new_hardware=allow_new_hardware)
+
+
+@app.command()
+@_guarded
+def worker(
+    name: Annotated[str, typer.Argument(help="Study to join (created and started by `autotune run`)")],
+    storage: StorageOpt = None,
+    allow_new_hardware: AllowOpt = False,
+) -> None:
+    """Join a study and run its trials until its budget is spent; start as many as you like,
+    on this machine or others sharing a PostgreSQL storage."""
+    import os
+
+    from autotune.runner import run as run_study
+
+    url = storage_url(storage)
+    number = os.environ.get("AUTOTUNE_WORKER")
+    prefix = f"[worker {number}] " if number else f"[worker {os.getpid()}] "
+    with report.RunProgress(prefix=prefix) as progress:
+        result = run_study(name, {}, url, join=True, reporter=progress, allow_new_hardware=allow_new_hardware)
+    report.console.print(report.escape(prefix) + f"study {name}: {result.evaluated} of {result.budget} trials ({result.trials_run} run by this worker)")
+
 
 
 def _search(
-    name: str, given: dict[str, Any], storage: str | None, run_study: Callable[..., Any], *, must_exist: bool, warm_start: str | None = None
+    name: str,
+    given: dict[str, Any],
+    storage: str | None,
+    run_study: Callable[..., Any],
+    *,
+    must_exist: bool,
+    warm_start: str | None = None,
+    workers: int = 1,
+    allow_new_hardware: bool = False,
 ) -> None:
     from autotune import store
     from autotune.front import environments, front_rows
@@ -162,7 +206,10 @@ def _search(
         raise ConfigError(f"--budget must be at least 1, got {given['budget']}")
     url = storage_url(storage)
     with report.RunProgress() as progress:
-        result = run_study(name, given, url, must_exist=must_exist, reporter=progress, warm_start=warm_start)
+        result = run_study(
+            name, given, url, must_exist=must_exist, reporter=progress, warm_start=warm_start, workers=workers,
+            allow_new_hardware=allow_new_hardware,
+        )
     report.run_done(result.study, result.evaluated, result.budget, result.trials_run, result.wall_s)
     study = store.load_study(store.open_storage(url), name)
     config = store.stored_config(study)

@@ -12,6 +12,7 @@ from collections.abc import Sequence
 from optuna.trial import FrozenTrial, TrialState
 from rich.console import Console
 from rich.live import Live
+from rich.markup import escape
 from rich.table import Table
 from rich.text import Text
 
@@ -44,8 +45,11 @@ class RunProgress:
     Finished trials scroll above it as one line each, which is also what a log file keeps.
     """
 
-    def __init__(self) -> None:
-        self._live = Live(console=console, refresh_per_second=4, transient=True)
+    def __init__(self, prefix: str = "") -> None:
+        # A worker among several prints its lines with a prefix and no live line (several
+        # live lines on one terminal would tear each other).
+        self._prefix = prefix
+        self._live = None if prefix else Live(console=console, refresh_per_second=4, transient=True)
         self._budget = 0
         self._evaluated = 0
         self._started = time.monotonic()
@@ -56,11 +60,16 @@ class RunProgress:
         self._best: float | None = None
 
     def __enter__(self) -> RunProgress:
-        self._live.__enter__()
+        if self._live is not None:
+            self._live.__enter__()
         return self
 
     def __exit__(self, *exc: object) -> None:
-        self._live.__exit__(*exc)
+        if self._live is not None:
+            self._live.__exit__(*exc)
+
+    def _print(self, line: str) -> None:
+        console.print(escape(self._prefix) + line)
 
     def _render(self) -> Text:
         elapsed = time.monotonic() - self._started
@@ -75,11 +84,12 @@ class RunProgress:
         )
 
     def _refresh(self) -> None:
-        self._live.update(self._render())
+        if self._live is not None:
+            self._live.update(self._render())
 
     def search_started(self, study: str, budget: int, evaluated: int) -> None:
         self._budget, self._evaluated = budget, evaluated
-        console.print(f"study [bold]{study}[/]: {evaluated} of {budget} trials done")
+        self._print(f"study [bold]{study}[/]: {evaluated} of {budget} trials done")
         self._refresh()
 
     def trial_started(self, number: int, recipe: str) -> None:
@@ -108,14 +118,14 @@ class RunProgress:
         else:
             reason = trial.user_attrs.get(store.FAIL_REASON, "")
             line = f"[red]{trial.state.name.lower()}[/] #{trial.number:<3} {recipe:<34} {reason}"
-        console.print(line)
+        self._print(line)
         self._refresh()
 
     def front_remeasured(self, number: int, recipe: str, search: dict, final: dict) -> None:
         if "failed" in final:
-            console.print(f"[red]re-measure failed[/] #{number:<3} {recipe}: {final['failed']}")
+            self._print(f"[red]re-measure failed[/] #{number:<3} {recipe}: {final['failed']}")
         else:
-            console.print(
+            self._print(
                 f"re-measured #{number:<3} {recipe:<34} p50 {search['latency_p50_ms']:.3f} → "
                 f"{final['latency_p50_ms']:.3f} ms  {_speedup(final)}" + ("  [yellow]noisy[/]" if final.get("noisy") else "")
             )

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+import os
+import socket
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -29,6 +31,7 @@ from autotune.recipe import Recipe, reference_recipes
 from autotune.timing import Timer, TimingPolicy
 
 BASELINE_REF = "fp32-baseline"
+WORKER_ID = f"{socket.gethostname()}:{os.getpid()}"
 
 
 class Reporter(Protocol):
@@ -72,6 +75,12 @@ class Settings:
     host_dir: Path = field(default_factory=default_host_dir)
     # Which sampler a new or resumed study uses (benchmarks compare others); None: store's TPE.
     sampler: Callable[[StudyConfig, int], optuna.samplers.BaseSampler] | None = None
+    # How often a running trial's worker says it is alive, how long until silence means it
+    # died (its trial is then failed and retried once), and how often a worker that waits for
+    # others' trials looks again.
+    heartbeat_s: int = 3
+    grace_s: int = 15
+    poll_s: float = 2.0
 
 
 @dataclass(frozen=True)
@@ -270,6 +279,10 @@ def _gate(
 def _objective_fn(ws: _Workspace, settings: Settings, reporter: Reporter) -> Callable[[optuna.Trial], list[float]]:
     def run_trial(trial: optuna.Trial) -> list[float]:
         reference = trial.user_attrs.get(store.REFERENCE)
+        if reference != BASELINE_REF and _surplus(trial.study, trial.number, ws.config.budget):
+            trial.set_user_attr(store.SURPLUS, True)
+            trial.set_user_attr(store.FAIL_REASON, "not run: other workers' trials already fill the budget")
+            raise CandidateFailed("not run: the budget is already taken by earlier trials")
         recipe = ws.references[reference] if reference else ws.space(trial)
         if not isinstance(recipe, Recipe):
             raise ConfigError(f"space {ws.config.space!r} returned {type(recipe).__name__}, not a Recipe")
@@ -286,6 +299,7 @@ def _objective_fn(ws: _Workspace, settings: Settings, reporter: Reporter) -> Cal
             raise optuna.TrialPruned(str(e)) from None
         trial.set_user_attr(store.RECIPE, recipe.to_dict())
         trial.set_user_attr(store.ENV_ID, ws.env["id"])
+        trial.set_user_attr(store.WORKER, WORKER_ID)
         known_baseline = None if reference == BASELINE_REF else trial.study.user_attrs[store.BASELINE]
         try:
             metrics = _evaluate(ws, trial, recipe, settings, reporter, known_baseline)
@@ -321,27 +335,45 @@ def _ensure_references(study: optuna.Study, ws: _Workspace) -> None:
             study.enqueue_trial({}, user_attrs={store.REFERENCE: name}, skip_if_exists=False)
 
 
-def _ensure_baseline(study: optuna.Study, run_trial: Callable[[optuna.Trial], list[float]], reporter: Reporter) -> int:
+def _surplus(study: optuna.Study, number: int, budget: int) -> bool:
+    """True if earlier trials (evaluated, or running on some worker) already fill the budget:
+    two workers that both took "the last trial" leave exactly one to run it."""
+    live = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.RUNNING)
+    return sum(t.number < number for t in study.get_trials(deepcopy=False, states=live)) >= budget
+
+
+def _running(study: optuna.Study) -> int:
+    return len(study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)))
+
+
+def _wait_for_baseline_trial(study: optuna.Study, settings: Settings) -> None:
+    """Another worker (or a killed run) holds a running baseline trial: wait until it ends or
+    its heartbeat goes stale (then it is failed and queued again)."""
+    while not study.user_attrs.get(store.BASELINE) and any(
+        t.user_attrs.get(store.REFERENCE) == BASELINE_REF for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
+    ):
+        time.sleep(settings.poll_s)
+        optuna.storages.fail_stale_trials(study)
+
+
+def _ensure_baseline(
+    study: optuna.Study, run_trial: Callable[[optuna.Trial], list[float]], after_trial: Callable[..., None], settings: Settings
+) -> None:
     """Measure the fp32 baseline as a trial of its own before any other, unless the study has
-    one: every speed-up and accuracy drop is relative to it. Returns the trials run (0 or 1)."""
+    one: every speed-up and accuracy drop is relative to it. It runs through ``optimize``
+    like every trial, so a heartbeat watches it too."""
+    optuna.storages.fail_stale_trials(study)
+    _wait_for_baseline_trial(study, settings)
     if store.BASELINE in study.user_attrs:
-        return 0
-    trial = study.ask()
-    trial.set_user_attr(store.REFERENCE, BASELINE_REF)
-    try:
-        study.tell(trial, run_trial(trial))
-    except CandidateFailed as e:
-        study.tell(trial, state=TrialState.FAIL)
-        raise SearchStopped(f"the fp32 baseline (trial {trial.number}) failed, so nothing can be compared: {e}") from None
-    except BaseException:
-        study.tell(trial, state=TrialState.FAIL)
-        raise
-    finally:
-        if study.trials[trial.number].state.is_finished():
-            reporter.trial_finished(
-                study.trials[trial.number], store.evaluated(study.get_trials(deepcopy=False)), _best_feasible_ms(study)
-            )
-    return 1
+        return
+    queued = study.get_trials(deepcopy=False, states=(TrialState.WAITING,))
+    if not any(t.user_attrs.get(store.REFERENCE) == BASELINE_REF for t in queued):
+        study.enqueue_trial({}, user_attrs={store.REFERENCE: BASELINE_REF})
+    study.optimize(run_trial, n_trials=1, catch=(CandidateFailed,), callbacks=[after_trial], gc_after_trial=False)
+    if store.BASELINE not in study.user_attrs:
+        last = [t for t in study.get_trials(deepcopy=False) if t.user_attrs.get(store.REFERENCE) == BASELINE_REF][-1]
+        reason = last.user_attrs.get(store.FAIL_REASON, "unknown")
+        raise SearchStopped(f"the fp32 baseline (trial {last.number}) failed, so nothing can be compared: {reason}")
 
 
 def _best_feasible_ms(study: optuna.Study) -> float | None:
@@ -426,6 +458,20 @@ def _fitting(seeds: list[tuple[str, dict[str, Any]]], space: Callable[[optuna.Tr
     return kept
 
 
+def _check_environment(study: optuna.Study, env: dict[str, Any], allow_new_hardware: bool) -> None:
+    """Latency measured on another machine does not compare: adding trials from a new
+    environment to a study needs the user's word."""
+    created = study.user_attrs.get(store.ENV, {})
+    if created.get("id") in (None, env["id"]) or allow_new_hardware:
+        return
+    raise ConfigError(
+        f"study {study.study_name!r} was measured on environment {created.get('id')} ({created.get('cpu', '?')}, "
+        f"{created.get('cores', '?')} cores); this one is {env['id']} ({env.get('cpu', '?')}, {env.get('cores', '?')} cores). "
+        "Its latencies would not compare; pass --allow-new-hardware to add trials measured here "
+        "(front and export then ask which environment to use)"
+    )
+
+
 def run(
     name: str,
     given: dict[str, Any],
@@ -435,22 +481,40 @@ def run(
     settings: Settings | None = None,
     reporter: Reporter | None = None,
     warm_start: str | None = None,
+    join: bool = False,
+    workers: int = 1,
+    allow_new_hardware: bool = False,
 ) -> RunResult:
     """Create or continue study ``name`` and run trials until it holds ``budget`` evaluated ones.
 
     ``given`` holds the flags the user set (None for unset); for an existing study they may
     repeat but not contradict the stored configuration. ``warm_start`` names an earlier study
-    in the same storage whose front configurations a new study tries first.
+    in the same storage whose front configurations a new study tries first. ``join``: a worker
+    that helps an existing study (it needs the baseline measured, changes no configuration and
+    leaves the front's re-measurement to the run that started the study). ``workers`` > 1
+    starts that many worker processes after the baseline and waits for them.
     """
     settings = settings or Settings()
     reporter = reporter or SilentReporter()
-    storage = store.open_storage(storage_url)
+    if workers < 1:
+        raise ConfigError(f"--workers must be at least 1, got {workers}")
+    if workers > 1 and not storage_url.startswith(("postgresql", "mysql")):
+        raise ConfigError(
+            f"--workers {workers} needs a database server storage such as PostgreSQL "
+            "(--storage postgresql://user@host/db): SQLite takes one writer at a time"
+        )
+    storage = store.open_storage(storage_url, heartbeat=(settings.heartbeat_s, settings.grace_s))
+    env = environment()
     with store.database_errors(storage_url):
         exists = store.study_exists(storage, name)
-        if must_exist and not exists:
+        if (must_exist or join) and not exists:
             raise ConfigError(f"no study named {name!r} in {store.redact(storage_url)} (see `autotune studies`)")
         if exists:
-            config = merge_with_stored(store.stored_config(store.load_study(storage, name)), given)
+            found = store.load_study(storage, name)
+            _check_environment(found, env, allow_new_hardware)
+            if join and store.BASELINE not in found.user_attrs:
+                raise ConfigError(f"study {name!r} has no measured baseline yet; start it with `autotune run` first")
+            config = merge_with_stored(store.stored_config(found), given)
         else:
             config = make_config(study=name, **{k: v for k, v in given.items() if v is not None})
         seeds = _warm_start_params(storage, storage_url, warm_start, name, exists)
@@ -459,7 +523,8 @@ def run(
     with store.database_errors(storage_url):
         if exists:
             study = store.load_study(storage, name, config, settings.sampler)
-            store.save_config(study, config)
+            if not join:
+                store.save_config(study, config)
         else:
             first = settings.sampler(config, 0) if settings.sampler else None
             study = store.create_study(storage, config, ws.objective, ws.env, first)
@@ -469,40 +534,81 @@ def run(
     reporter.search_started(name, config.budget, done)
     started = time.perf_counter()
     run_trial = _objective_fn(ws, settings, reporter)
-    with store.database_errors(storage_url):
-        # The baseline first (study.ask would pop any queued trial), then the other references.
-        trials_run = _ensure_baseline(study, run_trial, reporter)
-        _ensure_references(study, ws)
-        for source, params in _fitting(seeds, ws.space):
-            study.enqueue_trial(params, user_attrs={store.WARM_START: source}, skip_if_exists=True)
-        done = store.evaluated(study.get_trials(deepcopy=False))
+    trials_run = 0
     failures_in_row = 0
     stop_reason: str | None = None
 
     def after_trial(study: optuna.Study, trial: FrozenTrial) -> None:
         nonlocal trials_run, failures_in_row, stop_reason
-        trials_run += 1
-        failures_in_row = failures_in_row + 1 if trial.state == TrialState.FAIL else 0
-        n = store.evaluated(study.get_trials(deepcopy=False))
+        surplus = trial.user_attrs.get(store.SURPLUS, False)
+        trials_run += not surplus
+        if not surplus:
+            failures_in_row = failures_in_row + 1 if trial.state == TrialState.FAIL else 0
+        trials = study.get_trials(deepcopy=False)
+        n = store.evaluated(trials)
         reporter.trial_finished(trial, n, _best_feasible_ms(study))
         reason = trial.user_attrs.get(store.FAIL_REASON, "unknown")
         if failures_in_row >= settings.max_failures_in_row:
             stop_reason = f"{failures_in_row} trials failed in a row; the last (trial {trial.number}): {reason}"
-        if stop_reason or n >= config.budget:
+        if stop_reason or surplus or n + sum(t.state == TrialState.RUNNING for t in trials) >= config.budget:
             study.stop()
 
-    if done < config.budget:
-        with store.database_errors(storage_url):
-            study.optimize(
-                run_trial,
-                catch=(CandidateFailed,),
-                callbacks=[after_trial],
-                gc_after_trial=False,
-            )
-            done = store.evaluated(study.get_trials(deepcopy=False))
-    if settings.remeasure_front and trials_run and not stop_reason:
+    with store.database_errors(storage_url):
+        if not join:
+            # The baseline first (optimize pops queued trials in order), then the references.
+            _ensure_baseline(study, run_trial, after_trial, settings)
+            _ensure_references(study, ws)
+            for source, params in _fitting(seeds, ws.space):
+                study.enqueue_trial(params, user_attrs={store.WARM_START: source}, skip_if_exists=True)
+        if workers > 1:
+            _start_workers(name, storage_url, workers, allow_new_hardware)
+        else:
+            _search_until_budget(study, run_trial, after_trial, config.budget, settings, lambda: stop_reason)
+        done = store.evaluated(study.get_trials(deepcopy=False))
+    if settings.remeasure_front and not join and (trials_run or workers > 1) and not stop_reason:
         with store.database_errors(storage_url):
             remeasure_front(study, ws, reporter)
     if stop_reason:
         raise SearchStopped(f"study {name!r} stopped at {done}/{config.budget} trials: {stop_reason}")
     return RunResult(study=name, evaluated=done, budget=config.budget, trials_run=trials_run, wall_s=time.perf_counter() - started)
+
+
+def _search_until_budget(
+    study: optuna.Study,
+    run_trial: Callable[[optuna.Trial], list[float]],
+    after_trial: Callable[..., None],
+    budget: int,
+    settings: Settings,
+    stopped: Callable[[], str | None],
+) -> None:
+    """Run trials until the study holds ``budget`` evaluated ones and none is running. While
+    other workers' running trials would fill the budget, wait: one may die, and its trial is
+    then failed (stale heartbeat) and queued again for whoever is still here."""
+    while not stopped():
+        optuna.storages.fail_stale_trials(study)
+        trials = study.get_trials(deepcopy=False)
+        done, running = store.evaluated(trials), sum(t.state == TrialState.RUNNING for t in trials)
+        if done >= budget and running == 0:
+            return
+        if done + running >= budget:
+            time.sleep(settings.poll_s)
+            continue
+        study.optimize(run_trial, catch=(CandidateFailed,), callbacks=[after_trial], gc_after_trial=False)
+
+
+def _start_workers(name: str, storage_url: str, workers: int, allow_new_hardware: bool) -> None:
+    """``workers`` processes of ``autotune worker`` on this study, each a fresh interpreter.
+    The storage URL goes through the environment, not the command line, where any user of
+    the machine could read its password."""
+    import os
+    import subprocess
+    import sys
+
+    procs = []
+    for k in range(1, workers + 1):
+        env = {**os.environ, "AUTOTUNE_STORAGE": storage_url, "AUTOTUNE_WORKER": str(k)}
+        cmd = [sys.executable, "-m", "autotune", "worker", name] + (["--allow-new-hardware"] if allow_new_hardware else [])
+        procs.append(subprocess.Popen(cmd, env=env))
+    failed = [k for k, p in enumerate(procs, 1) if p.wait() != 0]
+    if failed:
+        raise SearchStopped(f"worker {', '.join(map(str, failed))} of {workers} exited with an error (see its lines above)")

@@ -41,6 +41,8 @@ CACHE = "autotune:cache"
 LINEAGE = "autotune:lineage"
 ENV_ID = "autotune:env_id"
 WARM_START = "autotune:warm_start"  # "STUDY#N": the earlier trial whose parameters this one repeats
+WORKER = "autotune:worker"  # host:pid of the process that ran the trial
+SURPLUS = "autotune:surplus"  # a trial started when others had already filled the budget
 GATED = "autotune:gated"  # why the accuracy gate stopped the trial before timing
 MEASUREMENT = "autotune:measurement"  # how the latency was taken: cores, lock wait, attempts
 PEAK = "autotune:peak"  # the host's measured MACs per second, by kernel kind and threads
@@ -80,10 +82,13 @@ def database_errors(url: str) -> Iterator[None]:
         reason = str(getattr(e, "orig", None) or e).splitlines()[0]
         raise StorageError(f"storage {redact(url)} cannot be used: {reason.replace(url, redact(url))}") from None
     except ImportError:  # Optuna's word for a missing database driver
-        raise StorageError(f"storage {redact(url)} needs its database driver (PostgreSQL: pip install psycopg2-binary)") from None
+        raise StorageError(f"storage {redact(url)} needs its database driver (PostgreSQL: pip install 'psycopg[binary]')") from None
 
 
-def open_storage(url: str) -> optuna.storages.RDBStorage:
+def open_storage(url: str, heartbeat: tuple[int, int] | None = None) -> optuna.storages.RDBStorage:
+    """The study storage. With ``heartbeat`` (interval, grace period in seconds) every trial
+    run through ``optimize`` says it is alive; a running trial silent for longer than the
+    grace period is failed, and queued once more, by the next worker that looks."""
     kwargs: dict[str, Any] = {}
     if url.startswith("sqlite:///") and url != "sqlite:///:memory:":
         path = Path(url.removeprefix("sqlite:///"))
@@ -97,8 +102,15 @@ def open_storage(url: str) -> optuna.storages.RDBStorage:
             raise StorageError(f"storage {redact(url)} cannot be used: {e}") from None
         # Wait for a writer rather than fail with "database is locked".
         kwargs = {"connect_args": {"timeout": 60}}
+    beat: dict[str, Any] = {}
+    if heartbeat is not None:
+        beat = {
+            "heartbeat_interval": heartbeat[0],
+            "grace_period": heartbeat[1],
+            "heartbeat_stale_trial_callback": optuna.storages.RetryHeartbeatStaleTrialCallback(max_retry=1),
+        }
     with database_errors(url):
-        return optuna.storages.RDBStorage(url, engine_kwargs=kwargs)
+        return optuna.storages.RDBStorage(url, engine_kwargs=kwargs, **beat)
 
 
 def sampler_for(config: StudyConfig, trials_so_far: int) -> optuna.samplers.BaseSampler:

@@ -36,3 +36,55 @@ def workdir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, demo_files: tuple[P
 def empty_workdir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     monkeypatch.chdir(tmp_path)
     return tmp_path
+
+
+def _unavailable(reason: str) -> None:
+    """Skip with the reason; in CI (which installs the server) fail instead, so a broken
+    install cannot hide behind a skip."""
+    import os
+
+    if os.environ.get("CI"):
+        pytest.fail(f"PostgreSQL server unavailable in CI: {reason}")
+    pytest.skip(f"PostgreSQL server unavailable: {reason}")
+
+
+@pytest.fixture(scope="session")
+def postgres_url():
+    """A real PostgreSQL server for this test session: initdb into a throwaway directory,
+    listening on loopback only, stopped at the end. The URL carries a password (trust
+    authentication ignores it) so that tests can check it is never shown."""
+    import glob
+    import os
+    import socket
+    import subprocess
+    import tempfile
+
+    bins = sorted(glob.glob("/usr/lib/postgresql/*/bin/initdb"))
+    if not bins:
+        _unavailable("no initdb under /usr/lib/postgresql (run tests/install-postgres.sh)")
+    bindir = Path(bins[-1]).parent
+    root = Path(tempfile.mkdtemp(prefix="autotune-pg-"))
+    as_user: list[str] = []
+    if os.geteuid() == 0:  # the server refuses to run as root
+        shutil.chown(root, "postgres", "postgres")
+        as_user = ["runuser", "-u", "postgres", "--"]
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    data = root / "data"
+    run = lambda *cmd: subprocess.run([*as_user, *map(str, cmd)], capture_output=True, text=True, timeout=120)  # noqa: E731
+    steps = [
+        (bindir / "initdb", "-D", data, "-U", "autotune", "-A", "trust", "--no-sync"),
+        (bindir / "pg_ctl", "-D", data, "-l", root / "server.log", "-w", "-t", "60", "-o",
+         f"-p {port} -k {root} -c listen_addresses=127.0.0.1 -c fsync=off -c max_connections=200", "start"),
+        (bindir / "createdb", "-h", "127.0.0.1", "-p", port, "-U", "autotune", "autotune"),
+    ]
+    for cmd in steps:
+        out = run(*cmd)
+        if out.returncode != 0:
+            _unavailable(f"{Path(str(cmd[0])).name} failed: {(out.stderr or out.stdout).strip().splitlines()[-1:]}")
+    try:
+        yield f"postgresql://autotune:s3cret-pw@127.0.0.1:{port}/autotune"
+    finally:
+        run(bindir / "pg_ctl", "-D", data, "-m", "immediate", "stop")
+        shutil.rmtree(root, ignore_errors=True)
