@@ -198,6 +198,27 @@ def gate_limit(max_accuracy_drop: float, margin: float) -> float:
     return max(2 * max_accuracy_drop, max_accuracy_drop + margin)
 
 
+def fault_point(stage: str, trial_number: int) -> None:
+    """Fault injection for the reliability tests: ``AUTOTUNE_FAULT=STAGE@N[+S]`` kills this
+    process with SIGKILL when a trial numbered N or later reaches STAGE (train, convert,
+    accuracy, latency, write), after S more seconds if given, so mid-stage. Unset: nothing."""
+    spec = os.environ.get("AUTOTUNE_FAULT")
+    if not spec:
+        return
+    where, _, rest = spec.partition("@")
+    number, _, delay = rest.partition("+")
+    if where != stage or trial_number < int(number):
+        return
+    import signal
+    import threading
+
+    kill = lambda: os.kill(os.getpid(), signal.SIGKILL)  # noqa: E731
+    if delay:
+        threading.Timer(float(delay), kill).start()
+    else:
+        kill()
+
+
 def _evaluate(
     ws: _Workspace, trial: optuna.Trial, recipe: Recipe, settings: Settings, reporter: Reporter, baseline: dict[str, Any] | None
 ) -> dict[str, Any]:
@@ -209,6 +230,7 @@ def _evaluate(
             timings["work_lock_wait_s"] = waited
             t0 = time.perf_counter()
             reporter.stage("train" if recipe.steps else "build")
+            fault_point("train", trial.number)
             try:
                 built = ws.builder.build_model(recipe)
             finally:
@@ -221,6 +243,7 @@ def _evaluate(
 
             t0 = time.perf_counter()
             reporter.stage("convert")
+            fault_point("convert", trial.number)
             try:
                 candidate = ws.builder.convert(built, recipe)
             finally:
@@ -237,6 +260,7 @@ def _evaluate(
 
         t0 = time.perf_counter()
         reporter.stage("latency")
+        fault_point("latency", trial.number)
         timed = ws.timer().time(candidate.path, recipe, ws.data.x_val)
         timings["latency_s"] = time.perf_counter() - t0
         timings["measure_lock_wait_s"] = timed.lock_wait_s
@@ -317,6 +341,7 @@ def _objective_fn(ws: _Workspace, settings: Settings, reporter: Reporter) -> Cal
         metrics |= quality_loss(ws.data.task, metrics, baseline)
         metrics["feasible"] = ws.objective.feasible(metrics)
         trial.set_user_attr(store.METRICS, metrics)
+        fault_point("write", trial.number)
         for c in ws.objective.constraints:
             trial.set_constraint(c.name, c.violation(metrics))
         return ws.objective.values(metrics)
