@@ -111,6 +111,9 @@ def run(
     ] = None,
     workers: Annotated[int, typer.Option(help="Run this many worker processes on the study (needs PostgreSQL storage)")] = 1,
     allow_new_hardware: AllowOpt = False,
+    trust_model_code: Annotated[
+        bool, typer.Option("--trust-model-code", help="Load a model whose file holds Python code (Lambda layers): it runs when loaded")
+    ] = False,
 ) -> None:
     """Create a study, or continue one, and search until it holds BUDGET evaluated trials.
 
@@ -132,6 +135,7 @@ def run(
         "max_p99_ms": max_p99_ms,
         "max_size_kb": max_size_kb,
         "seed": seed,
+        "trust_model_code": trust_model_code or None,
     }
     given = layered(flags, file_values)
     file_storage = given.pop("storage", None)

@@ -40,6 +40,8 @@ class StudyConfig(BaseModel):
     max_accuracy_drop: float = Field(default=0.01, ge=0.0)
     max_p99_ms: float | None = Field(default=None, gt=0.0)
     max_size_kb: float | None = Field(default=None, gt=0.0)
+    # The user said the model file's code (Lambda layers) may run when it is loaded.
+    trust_model_code: bool = False
     seed: int = Field(default=0, ge=0)
     budget: int = Field(default=DEFAULT_BUDGET, ge=1)
 
@@ -82,7 +84,7 @@ def storage_url(flag: str | None, file_value: str | None = None) -> str:
 
 
 # Keys a study file may hold: top level, and the [constraints] table.
-FILE_KEYS = ("study", "model", "data", "val_data", "space", "objective", "budget", "seed", "storage")
+FILE_KEYS = ("study", "model", "data", "val_data", "space", "objective", "budget", "seed", "storage", "trust_model_code")
 CONSTRAINT_KEYS = ("max_accuracy_drop", "max_p99_ms", "max_size_kb")
 _PATH_KEYS = ("model", "data", "val_data")
 
@@ -133,6 +135,10 @@ def read_study_file(path: Path) -> dict[str, Any]:
     values: dict[str, Any] = {**raw, **constraints}
     folder = path.parent.resolve()
     for key, value in values.items():
+        if key == "trust_model_code":
+            if not isinstance(value, bool):
+                raise ConfigError(f"study file {path}: trust_model_code must be true or false, got {value!r}")
+            continue
         expected = (int,) if key in ("budget", "seed") else (int, float) if key in CONSTRAINT_KEYS else (str,)
         if isinstance(value, bool) or not isinstance(value, expected):
             kind = "an integer" if expected == (int,) else "a number" if expected == (int, float) else "a string"
@@ -175,5 +181,5 @@ def merge_with_stored(stored: StudyConfig, given: dict[str, Any]) -> StudyConfig
                 f"study {stored.study!r} was created with --{key.replace('_', '-')} {getattr(stored, key)!r}; "
                 f"it cannot continue with {value!r} (start a new study with --study NAME)"
             )
-    budget = given.get("budget")
-    return stored.model_copy(update={"budget": budget}) if budget is not None else stored
+    update = {k: given[k] for k in ("budget", "trust_model_code") if given.get(k) is not None}
+    return stored.model_copy(update=update) if update else stored

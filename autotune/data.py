@@ -322,10 +322,30 @@ def file_key(path: Path) -> str:
     return h.hexdigest()[:24]
 
 
-def load_model(path: Path) -> Any:
+_LAMBDA = re.compile(rb'"class_name":\s*"Lambda"')
+
+
+def holds_code(path: Path) -> bool:
+    """True if the model's stored configuration holds a Lambda layer: Python code that
+    loading would run. Read as bytes, before anything is deserialised."""
+    if path.is_dir():
+        meta = path / "keras_metadata.pb"
+        return meta.is_file() and bool(_LAMBDA.search(meta.read_bytes()))
+    if path.suffix == ".keras":
+        try:
+            with zipfile.ZipFile(path) as z:
+                return "config.json" in z.namelist() and bool(_LAMBDA.search(z.read("config.json")))
+        except (zipfile.BadZipFile, OSError):
+            return False  # not a zip: loading says so
+    return bool(_LAMBDA.search(path.read_bytes()))  # .h5 keeps its config as a plain attribute
+
+
+def load_model(path: Path, trust_code: bool = False) -> Any:
     """A tf_keras model from a tf_keras ``.keras``/``.h5`` file, a Keras SavedModel directory,
-    or a Keras 3 ``.keras`` file of standard layers (rebuilt in tf_keras and verified), loaded
-    in safe mode."""
+    or a Keras 3 ``.keras`` file of standard layers (rebuilt in tf_keras and verified).
+
+    Loading runs in Keras' safe mode, and a model whose configuration holds Python code
+    (Lambda layers) is refused unless ``trust_code`` (the user's --trust-model-code)."""
     from autotune._keras import keras, native_stderr_silenced
 
     if not path.exists():
@@ -339,6 +359,11 @@ def load_model(path: Path) -> Any:
             f"SavedModel {path} was not written by Keras (no keras_metadata.pb), so its layers cannot be "
             "pruned or distilled; save the Keras model itself (model.save('m.keras'))"
         )
+    if not trust_code and holds_code(path):
+        raise ConfigError(
+            f"model {path} holds a Lambda layer, Python code that loading it would run; "
+            "if you trust this file, pass --trust-model-code"
+        )
     if path.suffix == ".keras":
         from autotune.keras3 import is_keras3_file, rebuild_in_tf_keras
 
@@ -348,10 +373,11 @@ def load_model(path: Path) -> Any:
     k = keras()
     try:
         with native_stderr_silenced():
-            model = k.models.load_model(str(path), compile=False, safe_mode=True)
+            model = k.models.load_model(str(path), compile=False, safe_mode=not trust_code)
     except (OSError, ValueError, TypeError, KeyError, AttributeError, zipfile.BadZipFile) as e:
         reason = str(e).splitlines()[0] if str(e) else type(e).__name__
-        raise ConfigError(f"cannot load model {path}: {reason}") from None
+        hint = "; custom layers need --trust-model-code and their code importable" if "Unknown" in reason else ""
+        raise ConfigError(f"cannot load model {path}: {reason[:300]}{hint}") from None
     if not isinstance(model, k.Model):
         raise ConfigError(f"{path} loaded as {type(model).__name__}, not a Keras model")
     return _one_in_one_out(model, path)

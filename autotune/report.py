@@ -27,7 +27,7 @@ err_console = Console(stderr=True, highlight=False, width=None if console.is_ter
 
 
 def error(message: str) -> None:
-    err_console.print(Text(f"autotune: error: {message}", style="bold red"))
+    err_console.print(Text(f"autotune: error: {message}", style="bold red"), soft_wrap=True)
 
 
 def _clock(seconds: float) -> str:

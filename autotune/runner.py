@@ -152,7 +152,7 @@ def build_objective(config: StudyConfig) -> Objective:
 def load_inputs(config: StudyConfig, settings: Settings, objective: Objective) -> tuple[Path, Any, Dataset]:
     """Model path, loaded model and checked data of a study."""
     model_path, data_source = resolve_inputs(config, settings.studies_dir)
-    model = load_model(model_path)
+    model = load_model(model_path, trust_code=config.trust_model_code)
     data = load_data(data_source, config.val_data, tuple(model.input_shape[1:]), objective.task)
     check_compatible(model, data, model_path, data_source)
     return model_path, model, data
