@@ -81,6 +81,10 @@ class Settings:
     heartbeat_s: int = 3
     grace_s: int = 15
     poll_s: float = 2.0
+    # Trials run in a child process (spawned once, replaced when it dies or its resident
+    # memory passes child_max_rss_mb); False: in this process (benchmarks that time the loop).
+    isolate: bool = True
+    child_max_rss_mb: int = 6144
 
 
 @dataclass(frozen=True)
@@ -199,9 +203,18 @@ def gate_limit(max_accuracy_drop: float, margin: float) -> float:
 
 
 def fault_point(stage: str, trial_number: int) -> None:
-    """Fault injection for the reliability tests: ``AUTOTUNE_FAULT=STAGE@N[+S]`` kills this
-    process with SIGKILL when a trial numbered N or later reaches STAGE (train, convert,
-    accuracy, latency, write), after S more seconds if given, so mid-stage. Unset: nothing."""
+    """Fault injection for the reliability tests; unset, nothing happens.
+
+    ``AUTOTUNE_FAULT=STAGE@N[+S]`` kills the whole run (this process group) with SIGKILL when
+    a trial numbered N or later reaches STAGE (train, convert, accuracy, latency, write),
+    after S more seconds if given, so mid-stage. ``AUTOTUNE_CRASH=STAGE@N`` makes the process
+    running trial N die of SIGSEGV there, as a crashing converter would."""
+    import signal
+    import threading
+
+    crash = os.environ.get("AUTOTUNE_CRASH")
+    if crash and crash == f"{stage}@{trial_number}":
+        os.kill(os.getpid(), signal.SIGSEGV)
     spec = os.environ.get("AUTOTUNE_FAULT")
     if not spec:
         return
@@ -209,18 +222,66 @@ def fault_point(stage: str, trial_number: int) -> None:
     number, _, delay = rest.partition("+")
     if where != stage or trial_number < int(number):
         return
-    import signal
-    import threading
-
-    kill = lambda: os.kill(os.getpid(), signal.SIGKILL)  # noqa: E731
+    kill = lambda: os.killpg(os.getpgrp(), signal.SIGKILL)  # noqa: E731
     if delay:
         threading.Timer(float(delay), kill).start()
     else:
         kill()
 
 
+class Attrs:
+    """What a trial records while it is evaluated (in this process or a child), applied to
+    the Optuna trial by the process that holds it."""
+
+    def __init__(self, number: int) -> None:
+        self.number = number
+        self.user_attrs: dict[str, Any] = {}
+
+    def set_user_attr(self, key: str, value: Any) -> None:
+        self.user_attrs[key] = value
+
+
+@dataclass
+class Outcome:
+    metrics: dict[str, Any] | None
+    attrs: dict[str, Any]
+    failed: str | None = None
+
+
+class LocalEvaluator:
+    """Evaluates trials in this process, with the workspace loaded here."""
+
+    def __init__(self, ws: _Workspace, settings: Settings) -> None:
+        self.ws, self.settings = ws, settings
+        self.env, self.peak = ws.env, ws.peak
+        self.pid = os.getpid()
+
+    def evaluate(self, number: int, recipe: dict[str, Any], baseline: dict[str, Any] | None, on_stage: Callable[[str], None]) -> Outcome:
+        attrs = Attrs(number)
+        try:
+            metrics = _evaluate(self.ws, attrs, Recipe.from_dict(recipe), self.settings, on_stage, baseline)
+        except CandidateFailed as e:
+            return Outcome(None, attrs.user_attrs, str(e))
+        return Outcome(metrics, attrs.user_attrs)
+
+    def remeasure(self, recipe_dict: dict[str, Any]) -> dict[str, Any]:
+        recipe = Recipe.from_dict(recipe_dict)
+        with self.ws.lock.shared():
+            candidate = self.ws.builder.build(recipe)
+        self.ws.cache.take_counts()
+        assert candidate.path is not None
+        try:
+            timed = self.ws.timer().time(candidate.path, recipe, self.ws.data.x_val)
+        except CandidateFailed as e:  # it ran in the search; if it fails now, say so
+            return {"failed": str(e)}
+        return timed.metrics() | {"env_id": self.env["id"], "measured_at": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")}
+
+    def close(self) -> None:
+        pass
+
+
 def _evaluate(
-    ws: _Workspace, trial: optuna.Trial, recipe: Recipe, settings: Settings, reporter: Reporter, baseline: dict[str, Any] | None
+    ws: _Workspace, trial: Attrs, recipe: Recipe, settings: Settings, stage: Callable[[str], None], baseline: dict[str, Any] | None
 ) -> dict[str, Any]:
     """Train (or take from the cache), gate, convert, then measure accuracy and latency of the
     deployed artifact; return all metrics."""
@@ -229,7 +290,7 @@ def _evaluate(
         with ws.lock.shared() as waited:
             timings["work_lock_wait_s"] = waited
             t0 = time.perf_counter()
-            reporter.stage("train" if recipe.steps else "build")
+            stage("train" if recipe.steps else "build")
             fault_point("train", trial.number)
             try:
                 built = ws.builder.build_model(recipe)
@@ -242,7 +303,7 @@ def _evaluate(
                     return gated
 
             t0 = time.perf_counter()
-            reporter.stage("convert")
+            stage("convert")
             fault_point("convert", trial.number)
             try:
                 candidate = ws.builder.convert(built, recipe)
@@ -252,14 +313,15 @@ def _evaluate(
             assert candidate.path is not None
 
             t0 = time.perf_counter()
-            reporter.stage("accuracy")
+            stage("accuracy")
+            fault_point("accuracy", trial.number)
             executor, _ = open_executor(candidate.path, recipe.runtime)
             scores = quality(executor.predict, ws.data.x_val, ws.data.y_val, ws.data.task)
             del executor
             timings["accuracy_s"] = time.perf_counter() - t0
 
         t0 = time.perf_counter()
-        reporter.stage("latency")
+        stage("latency")
         fault_point("latency", trial.number)
         timed = ws.timer().time(candidate.path, recipe, ws.data.x_val)
         timings["latency_s"] = time.perf_counter() - t0
@@ -275,7 +337,7 @@ def _evaluate(
 
 
 def _gate(
-    ws: _Workspace, trial: optuna.Trial, facts: dict[str, Any], baseline: dict[str, Any], settings: Settings
+    ws: _Workspace, trial: Attrs, facts: dict[str, Any], baseline: dict[str, Any], settings: Settings
 ) -> dict[str, Any] | None:
     """Metrics of a trial stopped by the accuracy gate, or None if it may go on.
 
@@ -300,19 +362,33 @@ def _gate(
     return {**keep, name: value, "gated": True}
 
 
-def _objective_fn(ws: _Workspace, settings: Settings, reporter: Reporter) -> Callable[[optuna.Trial], list[float]]:
+@dataclass
+class Plan:
+    """The side of a study that samples and scores trials: no model, no data, no TensorFlow."""
+
+    config: StudyConfig
+    space: Callable[[optuna.Trial], Recipe]
+    objective: Objective
+    references: dict[str, Recipe]
+
+
+def open_plan(config: StudyConfig) -> Plan:
+    return Plan(config, load_space(config.space), build_objective(config), reference_recipes(usable_cores()))
+
+
+def _objective_fn(plan: Plan, evaluator: Any, reporter: Reporter) -> Callable[[optuna.Trial], list[float]]:
     def run_trial(trial: optuna.Trial) -> list[float]:
         reference = trial.user_attrs.get(store.REFERENCE)
-        if reference != BASELINE_REF and _surplus(trial.study, trial.number, ws.config.budget):
+        if reference != BASELINE_REF and _surplus(trial.study, trial.number, plan.config.budget):
             trial.set_user_attr(store.SURPLUS, True)
             trial.set_user_attr(store.FAIL_REASON, "not run: other workers' trials already fill the budget")
             raise CandidateFailed("not run: the budget is already taken by earlier trials")
-        recipe = ws.references[reference] if reference else ws.space(trial)
+        recipe = plan.references[reference] if reference else plan.space(trial)
         if not isinstance(recipe, Recipe):
-            raise ConfigError(f"space {ws.config.space!r} returned {type(recipe).__name__}, not a Recipe")
-        if ws.objective.batch_sizes and not reference:
+            raise ConfigError(f"space {plan.config.space!r} returned {type(recipe).__name__}, not a Recipe")
+        if plan.objective.batch_sizes and not reference:
             # Throughput objectives search the batch: it belongs to the runtime, not to the space.
-            batch = trial.suggest_categorical("batch_size", list(ws.objective.batch_sizes))
+            batch = trial.suggest_categorical("batch_size", list(plan.objective.batch_sizes))
             recipe = dataclasses.replace(recipe, runtime=dataclasses.replace(recipe.runtime, batch_size=batch))
         trial.set_user_attr(store.RECIPE_TEXT, recipe.describe())
         reporter.trial_started(trial.number, recipe.describe())
@@ -322,14 +398,17 @@ def _objective_fn(ws: _Workspace, settings: Settings, reporter: Reporter) -> Cal
             trial.set_user_attr(store.FAIL_REASON, f"invalid recipe: {e}")
             raise optuna.TrialPruned(str(e)) from None
         trial.set_user_attr(store.RECIPE, recipe.to_dict())
-        trial.set_user_attr(store.ENV_ID, ws.env["id"])
-        trial.set_user_attr(store.WORKER, WORKER_ID)
+        trial.set_user_attr(store.ENV_ID, evaluator.env["id"])
+        trial.set_user_attr(store.WORKER, f"{WORKER_ID}/{evaluator.pid}")
         known_baseline = None if reference == BASELINE_REF else trial.study.user_attrs[store.BASELINE]
-        try:
-            metrics = _evaluate(ws, trial, recipe, settings, reporter, known_baseline)
-        except CandidateFailed as e:
-            trial.set_user_attr(store.FAIL_REASON, str(e))
-            raise
+        outcome = evaluator.evaluate(trial.number, recipe.to_dict(), known_baseline, reporter.stage)
+        for key, value in outcome.attrs.items():
+            trial.set_user_attr(key, value)
+        if outcome.failed is not None:
+            trial.set_user_attr(store.FAIL_REASON, outcome.failed)
+            raise CandidateFailed(outcome.failed)
+        metrics = outcome.metrics
+        assert metrics is not None
 
         if known_baseline is None:
             baseline = {"trial": trial.number, **metrics}
@@ -338,24 +417,24 @@ def _objective_fn(ws: _Workspace, settings: Settings, reporter: Reporter) -> Cal
             baseline = known_baseline
         # The speed-up is the interleaved ratio the measurement took (for the baseline trial,
         # the baseline against itself: how close to 1 the method gets).
-        metrics |= quality_loss(ws.data.task, metrics, baseline)
-        metrics["feasible"] = ws.objective.feasible(metrics)
+        metrics |= quality_loss(plan.objective.task, metrics, baseline)
+        metrics["feasible"] = plan.objective.feasible(metrics)
         trial.set_user_attr(store.METRICS, metrics)
         fault_point("write", trial.number)
-        for c in ws.objective.constraints:
+        for c in plan.objective.constraints:
             trial.set_constraint(c.name, c.violation(metrics))
-        return ws.objective.values(metrics)
+        return plan.objective.values(metrics)
 
     return run_trial
 
 
-def _ensure_references(study: optuna.Study, ws: _Workspace) -> None:
+def _ensure_references(study: optuna.Study, plan: Plan) -> None:
     """Queue the reference recipes (other than the baseline) that no trial holds yet."""
     have = {
         t.user_attrs.get(store.REFERENCE)
         for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.WAITING))
     }
-    for name in ws.references:
+    for name in plan.references:
         if name != BASELINE_REF and name not in have:
             study.enqueue_trial({}, user_attrs={store.REFERENCE: name}, skip_if_exists=False)
 
@@ -410,30 +489,23 @@ def _best_feasible_ms(study: optuna.Study) -> float | None:
     return best
 
 
-def remeasure_front(study: optuna.Study, ws: _Workspace, reporter: Reporter) -> int:
+def remeasure_front(study: optuna.Study, evaluator: Any, reporter: Reporter) -> int:
     """Time every row of the front table again (members and references), against the baseline
     as in a trial, and keep the result beside the search's figures. Returns the rows timed."""
     from autotune.front import environments, front_rows
 
-    env = str(ws.env["id"])
+    env = str(evaluator.env["id"])
     if env not in environments(study.get_trials(deepcopy=False)):
         return 0
     rows = front_rows(study, env=env)
     for r in rows:
         t = study.trials[r.trial]
-        recipe = Recipe.from_dict(t.user_attrs[store.RECIPE])
         reporter.trial_started(r.trial, f"re-measuring {r.recipe}")
         reporter.stage("latency")
-        with ws.lock.shared():
-            candidate = ws.builder.build(recipe)
-        ws.cache.take_counts()
-        assert candidate.path is not None
         try:
-            timed = ws.timer().time(candidate.path, recipe, ws.data.x_val)
-        except CandidateFailed as e:  # it ran in the search; if it fails now, say so
-            final: dict[str, Any] = {"failed": str(e)}
-        else:
-            final = timed.metrics() | {"env_id": ws.env["id"], "measured_at": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")}
+            final = evaluator.remeasure(t.user_attrs[store.RECIPE])
+        except CandidateFailed as e:
+            final = {"failed": str(e)}
         study.set_user_attr(store.final_key(r.trial), final)
         reporter.front_remeasured(r.trial, r.recipe, t.user_attrs[store.METRICS], final)
     return len(rows)
@@ -543,7 +615,42 @@ def run(
         else:
             config = make_config(study=name, **{k: v for k, v in given.items() if v is not None})
         seeds = _warm_start_params(storage, storage_url, warm_start, name, exists)
-    ws = open_workspace(config, settings)
+    plan = open_plan(config)
+    evaluator = make_evaluator(config, settings) if workers == 1 else None
+    try:
+        return _run(name, config, plan, evaluator, storage, storage_url, exists, seeds, settings, reporter, join, workers, allow_new_hardware)
+    finally:
+        if evaluator is not None:
+            evaluator.close()
+
+
+def make_evaluator(config: StudyConfig, settings: Settings) -> Any:
+    """Where trials run: a child process (the default: a crash or a leak there costs one trial,
+    not the study), or this process."""
+    if settings.isolate:
+        from autotune.child import ChildEvaluator
+
+        return ChildEvaluator(config, settings)
+    return LocalEvaluator(open_workspace(config, settings), settings)
+
+
+def _run(
+    name: str,
+    config: StudyConfig,
+    plan: Plan,
+    evaluator: Any,
+    storage: optuna.storages.RDBStorage,
+    storage_url: str,
+    exists: bool,
+    seeds: list[tuple[str, dict[str, Any]]],
+    settings: Settings,
+    reporter: Reporter,
+    join: bool,
+    workers: int,
+    allow_new_hardware: bool,
+) -> RunResult:
+    if evaluator is None:  # the workers evaluate; this process only starts the study
+        evaluator = make_evaluator(config, dataclasses.replace(settings, isolate=False))
 
     with store.database_errors(storage_url):
         if exists:
@@ -552,13 +659,13 @@ def run(
                 store.save_config(study, config)
         else:
             first = settings.sampler(config, 0) if settings.sampler else None
-            study = store.create_study(storage, config, ws.objective, ws.env, first)
+            study = store.create_study(storage, config, plan.objective, evaluator.env, first)
         if store.PEAK not in study.user_attrs:
-            study.set_user_attr(store.PEAK, ws.peak)
+            study.set_user_attr(store.PEAK, evaluator.peak)
         done = store.evaluated(study.get_trials(deepcopy=False))
     reporter.search_started(name, config.budget, done)
     started = time.perf_counter()
-    run_trial = _objective_fn(ws, settings, reporter)
+    run_trial = _objective_fn(plan, evaluator, reporter)
     trials_run = 0
     failures_in_row = 0
     stop_reason: str | None = None
@@ -582,8 +689,8 @@ def run(
         if not join:
             # The baseline first (optimize pops queued trials in order), then the references.
             _ensure_baseline(study, run_trial, after_trial, settings)
-            _ensure_references(study, ws)
-            for source, params in _fitting(seeds, ws.space):
+            _ensure_references(study, plan)
+            for source, params in _fitting(seeds, plan.space):
                 study.enqueue_trial(params, user_attrs={store.WARM_START: source}, skip_if_exists=True)
         if workers > 1:
             _start_workers(name, storage_url, workers, allow_new_hardware)
@@ -592,7 +699,7 @@ def run(
         done = store.evaluated(study.get_trials(deepcopy=False))
     if settings.remeasure_front and not join and (trials_run or workers > 1) and not stop_reason:
         with store.database_errors(storage_url):
-            remeasure_front(study, ws, reporter)
+            remeasure_front(study, evaluator, reporter)
     if stop_reason:
         raise SearchStopped(f"study {name!r} stopped at {done}/{config.budget} trials: {stop_reason}")
     return RunResult(study=name, evaluated=done, budget=config.budget, trials_run=trials_run, wall_s=time.perf_counter() - started)

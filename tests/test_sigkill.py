@@ -35,7 +35,10 @@ def _autotune(*args: str, fault: str | None = None) -> subprocess.CompletedProce
     env = {k: v for k, v in os.environ.items() if k != "AUTOTUNE_FAULT"}
     if fault:
         env["AUTOTUNE_FAULT"] = fault
-    return subprocess.run([sys.executable, "-m", "autotune", *args], capture_output=True, text=True, timeout=900, env=env)
+    # A session of its own: the fault kills the run's whole process group (parent and child).
+    return subprocess.run(
+        [sys.executable, "-m", "autotune", *args], capture_output=True, text=True, timeout=900, env=env, start_new_session=True
+    )
 
 
 def _finished(study: optuna.Study) -> dict[int, tuple]:
