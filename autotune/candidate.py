@@ -3,6 +3,7 @@ builder that turns a Recipe into a deployable artifact through the content cache
 
 from __future__ import annotations
 
+import os
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
@@ -136,8 +137,12 @@ def copy_artifact(candidate: Candidate, out_dir: Path) -> Path:
     if candidate.path is None:
         raise ValueError("only a converted candidate has an artifact to copy")
     dest = out_dir / candidate.path.name
+    tmp = out_dir / f".{candidate.path.name}.tmp-{os.getpid()}"  # renamed into place: never half-written
     if candidate.path.is_dir():
-        shutil.copytree(candidate.path, dest)
+        shutil.copytree(candidate.path, tmp)
     else:
-        shutil.copyfile(candidate.path, dest)
+        shutil.copyfile(candidate.path, tmp)
+    if dest.is_dir():
+        shutil.rmtree(dest)
+    os.replace(tmp, dest)
     return dest

@@ -15,11 +15,14 @@ from __future__ import annotations
 import dataclasses
 import multiprocessing
 import signal
+import traceback
 from pathlib import Path
 from typing import Any
 
 from autotune.config import StudyConfig
 from autotune.errors import CandidateFailed, ConfigError
+
+PROCESS = "autotune:process"  # the child that ran a trial: pid, resident memory after it, restarts so far
 
 
 def _serve(conn: Any, config_json: dict[str, Any], settings: Any) -> None:
@@ -40,12 +43,16 @@ def _serve(conn: Any, config_json: dict[str, Any], settings: Any) -> None:
         kind = request[0]
         if kind == "stop":
             return
-        if kind == "evaluate":
-            _, number, recipe, baseline = request
-            outcome = evaluator.evaluate(number, recipe, baseline, lambda stage: conn.send(("stage", stage)))
-            conn.send(("done", outcome))
-        elif kind == "remeasure":
-            conn.send(("done", evaluator.remeasure(request[1])))
+        try:
+            if kind == "evaluate":
+                _, number, recipe, baseline = request
+                outcome = evaluator.evaluate(number, recipe, baseline, lambda stage: conn.send(("stage", stage)))
+                conn.send(("done", outcome))
+            elif kind == "remeasure":
+                conn.send(("done", evaluator.remeasure(request[1])))
+        except Exception:  # noqa: BLE001 - a bug: the parent raises it with this traceback
+            conn.send(("bug", traceback.format_exc()))
+            return
 
 
 def _death(exitcode: int | None) -> str:
@@ -119,6 +126,10 @@ class ChildEvaluator:
                     if on_stage is not None:
                         on_stage(message[1])
                     continue
+                if message[0] == "bug":
+                    self._proc.join(5)
+                    self._proc = None
+                    raise RuntimeError(f"a trial raised an unexpected error in its process:\n{message[1]}")
                 return message[1]
         except (EOFError, OSError, BrokenPipeError):
             self._proc.join(5)
@@ -126,13 +137,15 @@ class ChildEvaluator:
             self._proc = None
             raise CandidateFailed(f"the trial's process died: {reason}") from None
 
-    def evaluate(self, number: int, recipe: dict[str, Any], baseline: dict[str, Any] | None, on_stage: Any) -> Any:
+    def evaluate(self, number: int, recipe: Any, baseline: dict[str, Any] | None, on_stage: Any) -> Any:
         from autotune.runner import Outcome
 
         try:
-            return self._call(("evaluate", number, recipe, baseline), on_stage)
+            outcome = self._call(("evaluate", number, recipe, baseline), on_stage)
         except CandidateFailed as e:
-            return Outcome(None, {}, str(e))
+            return Outcome(None, {PROCESS: {"pid": self.pid, "died": True}}, str(e))
+        outcome.attrs[PROCESS] = {"pid": self.pid, "rss_mb": round(self._rss_mb(), 1), "restarts": self.restarts}
+        return outcome
 
     def remeasure(self, recipe: dict[str, Any]) -> dict[str, Any]:
         return self._call(("remeasure", recipe))

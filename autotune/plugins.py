@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import importlib.util
+import sys
 from collections.abc import Callable
 from pathlib import Path
 from types import ModuleType
@@ -45,9 +46,13 @@ def _import(path: Path, attribute: str) -> Callable[..., Any]:
     if spec is None or spec.loader is None:
         raise ConfigError(f"cannot import {path}")
     module: ModuleType = importlib.util.module_from_spec(spec)
+    # Registered, so that its classes (a technique of the user's own) pickle across to the
+    # process that runs trials, which imports the same file under the same name.
+    sys.modules[module_name] = module
     try:
         spec.loader.exec_module(module)
     except Exception as e:  # noqa: BLE001 - the user's file may raise anything; say which and why
+        del sys.modules[module_name]
         raise ConfigError(f"{path} raised on import: {type(e).__name__}: {e}") from e
     fn = getattr(module, attribute, None)
     if not callable(fn):

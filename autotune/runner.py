@@ -256,10 +256,10 @@ class LocalEvaluator:
         self.env, self.peak = ws.env, ws.peak
         self.pid = os.getpid()
 
-    def evaluate(self, number: int, recipe: dict[str, Any], baseline: dict[str, Any] | None, on_stage: Callable[[str], None]) -> Outcome:
+    def evaluate(self, number: int, recipe: Recipe, baseline: dict[str, Any] | None, on_stage: Callable[[str], None]) -> Outcome:
         attrs = Attrs(number)
         try:
-            metrics = _evaluate(self.ws, attrs, Recipe.from_dict(recipe), self.settings, on_stage, baseline)
+            metrics = _evaluate(self.ws, attrs, recipe, self.settings, on_stage, baseline)
         except CandidateFailed as e:
             return Outcome(None, attrs.user_attrs, str(e))
         return Outcome(metrics, attrs.user_attrs)
@@ -401,7 +401,7 @@ def _objective_fn(plan: Plan, evaluator: Any, reporter: Reporter) -> Callable[[o
         trial.set_user_attr(store.ENV_ID, evaluator.env["id"])
         trial.set_user_attr(store.WORKER, f"{WORKER_ID}/{evaluator.pid}")
         known_baseline = None if reference == BASELINE_REF else trial.study.user_attrs[store.BASELINE]
-        outcome = evaluator.evaluate(trial.number, recipe.to_dict(), known_baseline, reporter.stage)
+        outcome = evaluator.evaluate(trial.number, recipe, known_baseline, reporter.stage)
         for key, value in outcome.attrs.items():
             trial.set_user_attr(key, value)
         if outcome.failed is not None:
