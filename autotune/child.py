@@ -29,6 +29,7 @@ def _serve(conn: Any, config_json: dict[str, Any], settings: Any) -> None:
     """The child's loop: load once, then answer requests until told to stop or orphaned."""
     from autotune.runner import LocalEvaluator, open_workspace
 
+    _exit_with_parent()
     try:
         evaluator = LocalEvaluator(open_workspace(StudyConfig.from_json(config_json), settings), settings)
     except ConfigError as e:
@@ -50,9 +51,28 @@ def _serve(conn: Any, config_json: dict[str, Any], settings: Any) -> None:
                 conn.send(("done", outcome))
             elif kind == "remeasure":
                 conn.send(("done", evaluator.remeasure(request[1])))
+        except (CandidateFailed, ConfigError) as e:  # the parent raises the same, with the same line
+            conn.send(("error", type(e).__name__, str(e)))
         except Exception:  # noqa: BLE001 - a bug: the parent raises it with this traceback
             conn.send(("bug", traceback.format_exc()))
             return
+
+
+def _exit_with_parent() -> None:
+    """A child whose parent died (SIGKILL leaves no chance to stop it) exits within a second
+    instead of finishing its trial and holding the host's measurement lock."""
+    import os
+    import threading
+    import time
+
+    parent = os.getppid()
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(1.0)
+        os._exit(1)
+
+    threading.Thread(target=watch, daemon=True).start()
 
 
 def _death(exitcode: int | None) -> str:
@@ -69,9 +89,10 @@ class ChildEvaluator:
     """The parent's handle on the child: the same interface as runner.LocalEvaluator."""
 
     def __init__(self, config: StudyConfig, settings: Any) -> None:
-        self._config = config.to_json()
+        self._config = config.model_dump()  # with this invocation's trust in the model's code
         self._settings = dataclasses.replace(settings, sampler=None)  # a sampler may not pickle
         self._max_rss_mb = settings.child_max_rss_mb
+        self._timeout_s = settings.trial_timeout_s
         self._ctx = multiprocessing.get_context("spawn")
         self._proc: Any = None
         self._conn: Any = None
@@ -117,15 +138,25 @@ class ChildEvaluator:
         return 0.0
 
     def _call(self, request: tuple, on_stage: Any = None) -> Any:
+        import time
+
         self._ensure()
+        deadline = time.monotonic() + self._timeout_s
         try:
             self._conn.send(request)
             while True:
+                if not self._conn.poll(max(0.0, deadline - time.monotonic())):
+                    self._proc.kill()
+                    self._proc.join(5)
+                    self._proc = None
+                    raise CandidateFailed(f"the trial ran longer than {self._timeout_s:.0f} s; its process was stopped")
                 message = self._conn.recv()
                 if message[0] == "stage":
                     if on_stage is not None:
                         on_stage(message[1])
                     continue
+                if message[0] == "error":
+                    raise (CandidateFailed if message[1] == "CandidateFailed" else ConfigError)(message[2])
                 if message[0] == "bug":
                     self._proc.join(5)
                     self._proc = None

@@ -36,6 +36,11 @@ AllowOpt = Annotated[
     typer.Option("--allow-new-hardware", help="Add trials measured on this machine to a study measured on another"),
 ]
 
+TrustOpt = Annotated[
+    bool,
+    typer.Option("--trust-model-code", help="Load a model whose file holds Python code (Lambda layers): it runs when loaded; not stored"),
+]
+
 EnvOpt = Annotated[
     str | None,
     typer.Option("--env", help="Environment fingerprint whose trials to use when a study was measured on several, or 'all'"),
@@ -111,9 +116,7 @@ def run(
     ] = None,
     workers: Annotated[int, typer.Option(help="Run this many worker processes on the study (needs PostgreSQL storage)")] = 1,
     allow_new_hardware: AllowOpt = False,
-    trust_model_code: Annotated[
-        bool, typer.Option("--trust-model-code", help="Load a model whose file holds Python code (Lambda layers): it runs when loaded")
-    ] = False,
+    trust_model_code: TrustOpt = False,
 ) -> None:
     """Create a study, or continue one, and search until it holds BUDGET evaluated trials.
 
@@ -159,6 +162,7 @@ def resume(
     budget: Annotated[int | None, typer.Option(help="Raise the study's total budget to this")] = None,
     storage: StorageOpt = None,
     allow_new_hardware: AllowOpt = False,
+    trust_model_code: TrustOpt = False,
 ) -> None:
     """Continue a study until it holds its budget (or the new --budget) of evaluated trials.
 
@@ -166,7 +170,8 @@ def resume(
     again once."""
     from autotune.runner import run as run_study
 
-    _search(name, {"budget": budget}, storage, run_study, must_exist=True, allow_new_hardware=allow_new_hardware)
+    given = {"budget": budget, "trust_model_code": trust_model_code or None}
+    _search(name, given, storage, run_study, must_exist=True, allow_new_hardware=allow_new_hardware)
 
 
 @app.command()
@@ -175,6 +180,7 @@ def worker(
     name: Annotated[str, typer.Argument(help="Study to join (created and started by `autotune run`)")],
     storage: StorageOpt = None,
     allow_new_hardware: AllowOpt = False,
+    trust_model_code: TrustOpt = False,
 ) -> None:
     """Join a study and run its trials until its budget is spent; start as many as you like,
     on this machine or others sharing a PostgreSQL storage."""
@@ -186,7 +192,8 @@ def worker(
     number = os.environ.get("AUTOTUNE_WORKER")
     prefix = f"[worker {number}] " if number else f"[worker {os.getpid()}] "
     with report.RunProgress(prefix=prefix) as progress:
-        result = run_study(name, {}, url, join=True, reporter=progress, allow_new_hardware=allow_new_hardware)
+        given = {"trust_model_code": trust_model_code or None}
+        result = run_study(name, given, url, join=True, reporter=progress, allow_new_hardware=allow_new_hardware)
     report.console.print(report.escape(prefix) + f"study {name}: {result.evaluated} of {result.budget} trials ({result.trials_run} run by this worker)")
 
 

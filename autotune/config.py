@@ -53,7 +53,9 @@ class StudyConfig(BaseModel):
         return {k: getattr(self, k) for k in IDENTITY}
 
     def to_json(self) -> dict[str, Any]:
-        return self.model_dump()
+        """What the study stores: never the trust in the model's code, which each command
+        that loads the model must be given again."""
+        return self.model_dump(exclude={"trust_model_code"})
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> StudyConfig:

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 import optuna
+from optuna.exceptions import UpdateFinishedTrialError
 from optuna.trial import FrozenTrial, TrialState
 
 from autotune import store
@@ -85,6 +86,8 @@ class Settings:
     # memory passes child_max_rss_mb); False: in this process (benchmarks that time the loop).
     isolate: bool = True
     child_max_rss_mb: int = 6144
+    # A trial (or a re-measurement) still running after this long is stopped and failed.
+    trial_timeout_s: float = 3600.0
 
 
 @dataclass(frozen=True)
@@ -399,11 +402,12 @@ def _objective_fn(plan: Plan, evaluator: Any, reporter: Reporter) -> Callable[[o
             raise optuna.TrialPruned(str(e)) from None
         trial.set_user_attr(store.RECIPE, recipe.to_dict())
         trial.set_user_attr(store.ENV_ID, evaluator.env["id"])
-        trial.set_user_attr(store.WORKER, f"{WORKER_ID}/{evaluator.pid}")
         known_baseline = None if reference == BASELINE_REF else trial.study.user_attrs[store.BASELINE]
         outcome = evaluator.evaluate(trial.number, recipe, known_baseline, reporter.stage)
         for key, value in outcome.attrs.items():
             trial.set_user_attr(key, value)
+        process = outcome.attrs.get("autotune:process", {}).get("pid", os.getpid())
+        trial.set_user_attr(store.WORKER, f"{WORKER_ID}/{process}")
         if outcome.failed is not None:
             trial.set_user_attr(store.FAIL_REASON, outcome.failed)
             raise CandidateFailed(outcome.failed)
@@ -432,7 +436,7 @@ def _ensure_references(study: optuna.Study, plan: Plan) -> None:
     """Queue the reference recipes (other than the baseline) that no trial holds yet."""
     have = {
         t.user_attrs.get(store.REFERENCE)
-        for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.WAITING))
+        for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.WAITING, TrialState.RUNNING))
     }
     for name in plan.references:
         if name != BASELINE_REF and name not in have:
@@ -442,7 +446,7 @@ def _ensure_references(study: optuna.Study, plan: Plan) -> None:
 def _surplus(study: optuna.Study, number: int, budget: int) -> bool:
     """True if earlier trials (evaluated, or running on some worker) already fill the budget:
     two workers that both took "the last trial" leave exactly one to run it."""
-    live = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.RUNNING)
+    live = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.RUNNING, TrialState.WAITING)
     return sum(t.number < number for t in study.get_trials(deepcopy=False, states=live)) >= budget
 
 
@@ -457,7 +461,7 @@ def _wait_for_baseline_trial(study: optuna.Study, settings: Settings) -> None:
         t.user_attrs.get(store.REFERENCE) == BASELINE_REF for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
     ):
         time.sleep(settings.poll_s)
-        optuna.storages.fail_stale_trials(study)
+        fail_zombies(study, settings)
 
 
 def _ensure_baseline(
@@ -466,7 +470,7 @@ def _ensure_baseline(
     """Measure the fp32 baseline as a trial of its own before any other, unless the study has
     one: every speed-up and accuracy drop is relative to it. It runs through ``optimize``
     like every trial, so a heartbeat watches it too."""
-    optuna.storages.fail_stale_trials(study)
+    fail_zombies(study, settings)
     _wait_for_baseline_trial(study, settings)
     if store.BASELINE in study.user_attrs:
         return
@@ -616,7 +620,7 @@ def run(
             config = make_config(study=name, **{k: v for k, v in given.items() if v is not None})
         seeds = _warm_start_params(storage, storage_url, warm_start, name, exists)
     plan = open_plan(config)
-    evaluator = make_evaluator(config, settings) if workers == 1 else None
+    evaluator = make_evaluator(config, settings)
     try:
         return _run(name, config, plan, evaluator, storage, storage_url, exists, seeds, settings, reporter, join, workers, allow_new_hardware)
     finally:
@@ -649,8 +653,6 @@ def _run(
     workers: int,
     allow_new_hardware: bool,
 ) -> RunResult:
-    if evaluator is None:  # the workers evaluate; this process only starts the study
-        evaluator = make_evaluator(config, dataclasses.replace(settings, isolate=False))
 
     with store.database_errors(storage_url):
         if exists:
@@ -693,7 +695,8 @@ def _run(
             for source, params in _fitting(seeds, plan.space):
                 study.enqueue_trial(params, user_attrs={store.WARM_START: source}, skip_if_exists=True)
         if workers > 1:
-            _start_workers(name, storage_url, workers, allow_new_hardware)
+            evaluator.close()  # the workers evaluate; a child starts again for the re-measurement
+            _start_workers(name, storage_url, workers, allow_new_hardware, config.trust_model_code)
         else:
             _search_until_budget(study, run_trial, after_trial, config.budget, settings, lambda: stop_reason)
         done = store.evaluated(study.get_trials(deepcopy=False))
@@ -717,7 +720,7 @@ def _search_until_budget(
     other workers' running trials would fill the budget, wait: one may die, and its trial is
     then failed (stale heartbeat) and queued again for whoever is still here."""
     while not stopped():
-        optuna.storages.fail_stale_trials(study)
+        fail_zombies(study, settings)
         trials = study.get_trials(deepcopy=False)
         done, running = store.evaluated(trials), sum(t.state == TrialState.RUNNING for t in trials)
         if done >= budget and running == 0:
@@ -725,10 +728,30 @@ def _search_until_budget(
         if done + running >= budget:
             time.sleep(settings.poll_s)
             continue
-        study.optimize(run_trial, catch=(CandidateFailed,), callbacks=[after_trial], gc_after_trial=False)
+        try:
+            study.optimize(run_trial, catch=(CandidateFailed,), callbacks=[after_trial], gc_after_trial=False)
+        except (UpdateFinishedTrialError, ValueError) as e:
+            # Another worker declared this one's running trial dead (its heartbeat lapsed) and
+            # queued it again; this result is dropped, the retry stands.
+            if isinstance(e, ValueError) and "Cannot tell a" not in str(e):
+                raise
 
 
-def _start_workers(name: str, storage_url: str, workers: int, allow_new_hardware: bool) -> None:
+def fail_zombies(study: optuna.Study, settings: Settings) -> None:
+    """Fail running trials whose worker is gone: those whose heartbeat is stale (they are
+    queued again once), and those that never got a heartbeat because their process died
+    between taking the trial and starting it (nothing of them ran)."""
+    optuna.storages.fail_stale_trials(study)
+    limit = dt.datetime.now() - dt.timedelta(seconds=settings.grace_s * 2)
+    for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+        if store.RECIPE_TEXT not in t.user_attrs and t.datetime_start is not None and t.datetime_start < limit:
+            try:
+                study._storage.set_trial_state_values(t._trial_id, state=TrialState.FAIL)
+            except UpdateFinishedTrialError:
+                pass
+
+
+def _start_workers(name: str, storage_url: str, workers: int, allow_new_hardware: bool, trust_model_code: bool) -> None:
     """``workers`` processes of ``autotune worker`` on this study, each a fresh interpreter.
     The storage URL goes through the environment, not the command line, where any user of
     the machine could read its password."""
@@ -739,7 +762,9 @@ def _start_workers(name: str, storage_url: str, workers: int, allow_new_hardware
     procs = []
     for k in range(1, workers + 1):
         env = {**os.environ, "AUTOTUNE_STORAGE": storage_url, "AUTOTUNE_WORKER": str(k)}
-        cmd = [sys.executable, "-m", "autotune", "worker", name] + (["--allow-new-hardware"] if allow_new_hardware else [])
+        cmd = [sys.executable, "-m", "autotune", "worker", name]
+        cmd += ["--allow-new-hardware"] if allow_new_hardware else []
+        cmd += ["--trust-model-code"] if trust_model_code else []
         procs.append(subprocess.Popen(cmd, env=env))
     failed = [k for k, p in enumerate(procs, 1) if p.wait() != 0]
     if failed:

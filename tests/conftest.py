@@ -72,19 +72,22 @@ def postgres_url():
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     data = root / "data"
-    run = lambda *cmd: subprocess.run([*as_user, *map(str, cmd)], capture_output=True, text=True, timeout=120)  # noqa: E731
-    steps = [
-        (bindir / "initdb", "-D", data, "-U", "autotune", "-A", "trust", "--no-sync"),
-        (bindir / "pg_ctl", "-D", data, "-l", root / "server.log", "-w", "-t", "60", "-o",
-         f"-p {port} -k {root} -c listen_addresses=127.0.0.1 -c fsync=off -c max_connections=200", "start"),
-        (bindir / "createdb", "-h", "127.0.0.1", "-p", port, "-U", "autotune", "autotune"),
-    ]
-    for cmd in steps:
-        out = run(*cmd)
-        if out.returncode != 0:
-            _unavailable(f"{Path(str(cmd[0])).name} failed: {(out.stderr or out.stdout).strip().splitlines()[-1:]}")
+    # cwd: PostgreSQL's tools return to the starting directory, which the server's user may not enter.
+    run = lambda *cmd: subprocess.run([*as_user, *map(str, cmd)], capture_output=True, text=True, timeout=120, cwd=root)  # noqa: E731
+    init = (bindir / "initdb", "-D", data, "-U", "autotune", "-A", "trust", "--no-sync")
+    start = (bindir / "pg_ctl", "-D", data, "-l", root / "server.log", "-w", "-t", "60", "-o",
+             f"-p {port} -k {root} -c listen_addresses=127.0.0.1 -c fsync=off -c max_connections=200", "start")
+    create = (bindir / "createdb", "-h", "127.0.0.1", "-p", port, "-U", "autotune", "autotune")
     try:
+        for cmd in (init, start, create):
+            try:
+                out = run(*cmd)
+            except subprocess.TimeoutExpired:
+                _unavailable(f"{Path(str(cmd[0])).name} timed out")
+            if out.returncode != 0:
+                _unavailable(f"{Path(str(cmd[0])).name} failed: {(out.stderr or out.stdout).strip().splitlines()[-1:]}")
         yield f"postgresql://autotune:s3cret-pw@127.0.0.1:{port}/autotune"
     finally:
-        run(bindir / "pg_ctl", "-D", data, "-m", "immediate", "stop")
+        if (data / "postmaster.pid").exists():
+            run(bindir / "pg_ctl", "-D", data, "-m", "immediate", "stop")
         shutil.rmtree(root, ignore_errors=True)

@@ -30,8 +30,8 @@ def test_a_segfault_in_a_trial_fails_that_trial_and_the_search_goes_on(workdir):
     assert store.evaluated(trials) == 6
     assert not [t for t in trials if t.state == TrialState.RUNNING]
     # The trials after the crash ran in a new child process.
-    pid = lambda t: t.user_attrs[store.WORKER].rsplit("/", 1)[1]  # noqa: E731
-    assert pid(trials[2]) != pid(trials[4])
+    pid = lambda t: t.user_attrs["autotune:process"]["pid"]  # noqa: E731
+    assert pid(trials[2]) != pid(trials[4]) and trials[4].user_attrs["autotune:process"]["restarts"] == 1
 
 
 def test_a_child_past_its_memory_limit_is_replaced_between_trials(workdir):
@@ -40,5 +40,5 @@ def test_a_child_past_its_memory_limit_is_replaced_between_trials(workdir):
     result = run("demo", {"space": "quick", "budget": 4}, "sqlite:///studies/autotune.db", settings=Settings(child_max_rss_mb=1))
     assert result.evaluated == 4
     study = optuna.load_study(study_name="demo", storage=store.open_storage("sqlite:///studies/autotune.db"))
-    pids = {t.user_attrs[store.WORKER].rsplit("/", 1)[1] for t in study.get_trials()}
+    pids = {t.user_attrs["autotune:process"]["pid"] for t in study.get_trials()}
     assert len(pids) == 4  # a new child for every trial
