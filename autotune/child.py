@@ -21,8 +21,7 @@ from typing import Any
 
 from autotune.config import StudyConfig
 from autotune.errors import CandidateFailed, ConfigError
-
-PROCESS = "autotune:process"  # the child that ran a trial: pid, resident memory after it, restarts so far
+from autotune.store import PROCESS
 
 
 def _serve(conn: Any, config_json: dict[str, Any], settings: Any) -> None:

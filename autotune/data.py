@@ -10,6 +10,7 @@ raises ConfigError with one line that says what is wrong and where.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import hashlib
 import importlib
 import io
@@ -127,8 +128,8 @@ def load_npz(path: Path, val_path: Path | None = None, task: Task = "classificat
     """One .npz with all four splits, or a training file and a validation file."""
     if val_path is None:
         data = _checked(_read_npz(path, SPLITS), str(path), task)
-        data._key.append(file_key(path))  # the file's hash, as caches made before other sources were keyed
-        return data
+        # The file's hash, as caches made before other sources existed were keyed.
+        return dataclasses.replace(data, _key=[file_key(path)])
     arrays = _read_npz(path, ("x_train", "y_train"), ("x", "y")) | _read_npz(val_path, ("x_val", "y_val"), ("x", "y"))
     return _checked(arrays, f"{path} + {val_path}", task)
 

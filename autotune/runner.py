@@ -107,9 +107,7 @@ class _Workspace:
     data: Dataset
     builder: Builder
     cache: ContentCache
-    space: Callable[[optuna.Trial], Recipe]
-    objective: Objective
-    references: dict[str, Recipe]
+    baseline: Recipe
     env: dict[str, Any]
     peak: dict[str, float]
     lock: HostLock
@@ -120,10 +118,9 @@ class _Workspace:
         """The study's timer; its baseline artifact comes from the cache (the baseline trial
         built it first)."""
         if self._timer is None:
-            baseline = self.references[BASELINE_REF]
-            path = self.builder.build(baseline).path
+            path = self.builder.build(self.baseline).path
             assert path is not None
-            self._timer = Timer(path, baseline.runtime, self.peak, self.lock, self.policy)
+            self._timer = Timer(path, self.baseline.runtime, self.peak, self.lock, self.policy)
         return self._timer
 
 
@@ -166,8 +163,10 @@ def load_inputs(config: StudyConfig, settings: Settings, objective: Objective) -
 
 
 def open_workspace(config: StudyConfig, settings: Settings) -> _Workspace:
-    """Load and check model, data, space and objective; raises ConfigError before any write."""
-    space = load_space(config.space)
+    """Load and check model and data where trials run; raises ConfigError before any write.
+    The space is imported here too: techniques of the user's own, defined in it, must exist
+    in this process for the recipes sent to it."""
+    load_space(config.space)
     objective = build_objective(config)
     model_path, model, data = load_inputs(config, settings, objective)
     cache = ContentCache(settings.studies_dir / config.study / "cache")
@@ -178,9 +177,7 @@ def open_workspace(config: StudyConfig, settings: Settings) -> _Workspace:
         data=data,
         builder=builder,
         cache=cache,
-        space=space,
-        objective=objective,
-        references=reference_recipes(usable_cores()),
+        baseline=reference_recipes(usable_cores())[BASELINE_REF],
         env=env,
         peak=host_peak(settings, str(env["id"])),
         lock=settings.lock,
@@ -406,7 +403,7 @@ def _objective_fn(plan: Plan, evaluator: Any, reporter: Reporter) -> Callable[[o
         outcome = evaluator.evaluate(trial.number, recipe, known_baseline, reporter.stage)
         for key, value in outcome.attrs.items():
             trial.set_user_attr(key, value)
-        process = outcome.attrs.get("autotune:process", {}).get("pid", os.getpid())
+        process = outcome.attrs.get(store.PROCESS, {}).get("pid", os.getpid())
         trial.set_user_attr(store.WORKER, f"{WORKER_ID}/{process}")
         if outcome.failed is not None:
             trial.set_user_attr(store.FAIL_REASON, outcome.failed)

@@ -19,7 +19,8 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from autotune import store  # noqa: E402
-from autotune.child import PROCESS, ChildEvaluator  # noqa: E402
+from autotune.store import PROCESS  # noqa: E402
+from autotune.child import ChildEvaluator  # noqa: E402
 from autotune.config import make_config  # noqa: E402
 from autotune.runner import Settings, run  # noqa: E402
 

@@ -28,31 +28,13 @@ from pathlib import Path
 
 import numpy as np
 import optuna
-from optuna._hypervolume import compute_hypervolume
-
 from autotune import store
-from autotune.front import timed
 from autotune.measure import LatencyProtocol
+from autotune.plot import hypervolume_curve
 from autotune.runner import Settings, run
 from autotune.timing import TimingPolicy
 
 CHECKPOINTS = (10, 20, 30, 40, 50, 75, 100)
-
-
-def hypervolume_curve(study: optuna.Study, limit: float) -> list[float]:
-    """Hypervolume after each trial (by trial number) of the feasible timed trials."""
-    baseline = study.user_attrs[store.BASELINE]
-    ref = np.array([1.0, -(baseline["accuracy"] - limit)])
-    points: list[list[float]] = []
-    curve = []
-    for t in sorted(study.get_trials(deepcopy=False), key=lambda t: t.number):
-        if timed(t):
-            m = t.user_attrs[store.METRICS]
-            p = [1.0 / m["speedup"], -m["accuracy"]]
-            if m["feasible"] and p[0] < ref[0] and p[1] < ref[1]:
-                points.append(p)
-        curve.append(float(compute_hypervolume(np.array(points), ref)) if points else 0.0)
-    return curve
 
 
 def search(name: str, sampler: str, seed: int, budget: int, work: Path, shared_cache: Path, protocol: LatencyProtocol) -> list[float]:
