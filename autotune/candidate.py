@@ -64,6 +64,10 @@ class Builder:
             self._model = load_model(self.model_path)
         return self._model
 
+    def base_copy(self) -> Any:
+        """A copy of the base model (weights included) that the caller may wrap or change."""
+        return self._load(self._base)
+
     def _load(self, candidate: Candidate) -> Any:
         """A model object for ``candidate`` that its consumer may train or wrap freely."""
         from autotune.techniques.training import load_entry

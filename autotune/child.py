@@ -50,6 +50,8 @@ def _serve(conn: Any, config_json: dict[str, Any], settings: Any) -> None:
                 conn.send(("done", outcome))
             elif kind == "remeasure":
                 conn.send(("done", evaluator.remeasure(request[1])))
+            elif kind == "probe":
+                conn.send(("done", evaluator.probe()))
         except (CandidateFailed, ConfigError) as e:  # the parent raises the same, with the same line
             conn.send(("error", type(e).__name__, str(e)))
         except Exception:  # noqa: BLE001 - a bug: the parent raises it with this traceback
@@ -179,6 +181,9 @@ class ChildEvaluator:
 
     def remeasure(self, recipe: dict[str, Any]) -> dict[str, Any]:
         return self._call(("remeasure", recipe))
+
+    def probe(self) -> dict[str, Any]:
+        return self._call(("probe",))
 
     def close(self) -> None:
         if self._proc is not None and self._proc.is_alive():

@@ -210,6 +210,7 @@ def _search(
     allow_new_hardware: bool = False,
 ) -> None:
     from autotune import store
+    from autotune.capabilities import Capabilities
     from autotune.front import environments, front_rows
     from autotune.measure import environment
 
@@ -223,6 +224,9 @@ def _search(
         )
     report.run_done(result.study, result.evaluated, result.budget, result.trials_run, result.wall_s)
     study = store.load_study(store.open_storage(url), name)
+    found = study.user_attrs.get(store.CAPABILITIES)
+    if found and (found.get("failed") or Capabilities.from_dict(found).excluded()):
+        report.capabilities(found)  # what the search left out, and why, under its last line
     config = store.stored_config(study)
     # The trials just run are this machine's: show its front even if others measured too.
     here = str(environment()["id"])
@@ -309,16 +313,24 @@ def export(
 @_guarded
 def show(
     name: Annotated[str, typer.Argument(help="Study name")],
-    trial: Annotated[int, typer.Argument(help="Trial number")],
+    trial: Annotated[int | None, typer.Argument(help="Trial number (without it: the study, and what its model allows)")] = None,
     storage: StorageOpt = None,
 ) -> None:
-    """One trial in full: its lineage step by step, metrics, stage timings, cache use, and why it failed."""
+    """One trial in full (lineage, metrics, stage timings, cache use, why it failed), or the
+    study: its configuration, baseline, and the techniques its model cannot take, with why."""
     from autotune import store
 
     url = storage_url(storage)
     with store.database_errors(url):
         study = store.load_study(store.open_storage(url), name)
         trials = study.get_trials(deepcopy=False)
+        if trial is None:
+            counts: dict[str, int] = {}
+            for t in trials:
+                counts[t.state.name.lower()] = counts.get(t.state.name.lower(), 0) + 1
+            attrs = study.user_attrs
+            report.study_detail(name, attrs.get(store.CONFIG, {}), attrs.get(store.CAPABILITIES), counts, attrs.get(store.BASELINE))
+            return
         if not 0 <= trial < len(trials):
             raise ConfigError(f"study {name!r} has no trial {trial} (it has 0..{len(trials) - 1})")
         report.trial_detail(trials[trial], store.finals(study).get(trial))

@@ -54,6 +54,12 @@ class Technique(ABC):
     def describe(self) -> str:
         return self.name
 
+    def probe(self, model: Any) -> str | None:
+        """Why this technique cannot apply to ``model`` at all, found cheaply (no training),
+        or None if it can. Runs once per study, before the search, on a copy of the model;
+        the default claims nothing, so a trial of the technique is what finds out."""
+        return None
+
 
 @dataclass(frozen=True)
 class Runtime:

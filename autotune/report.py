@@ -17,6 +17,7 @@ from rich.table import Table
 from rich.text import Text
 
 from autotune import store
+from autotune.capabilities import Capabilities
 from autotune.front import FrontRow, StudySummary
 
 console = Console(highlight=False)
@@ -121,6 +122,14 @@ class RunProgress:
         self._print(line)
         self._refresh()
 
+    def probe_started(self) -> None:
+        self._trial, self._stage = "what this model allows", "probe"
+        self._refresh()
+
+    def probed(self, found: dict) -> None:
+        self._print(capabilities_line(found) + ("; the reasons follow the front" if Capabilities.from_dict(found).excluded() else ""))
+        self._refresh()
+
     def front_remeasured(self, number: int, recipe: str, search: dict, final: dict) -> None:
         if "failed" in final:
             self._print(f"[red]re-measure failed[/] #{number:<3} {recipe}: {final['failed']}")
@@ -219,6 +228,26 @@ def exported(trial: int, recipe: str, artifact: str, manifest: str, quality: str
     console.print(f"  artifact  {artifact}\n  manifest  {manifest}\n  {quality} re-measured on the written file (matches the record)")
 
 
+def capabilities_line(found: dict) -> str:
+    caps = Capabilities.from_dict(found)
+    left = caps.excluded()
+    if found.get("failed"):
+        return f"probe could not finish ({escape(found['failed'])}): every technique stays in the search"
+    if not left:
+        return f"probe ({caps.seconds:.1f} s): this model allows every technique, precision and engine"
+    return f"probe ({caps.seconds:.1f} s): {len(left)} left out of the search for this model: {', '.join(left)}"
+
+
+def capabilities(found: dict | None) -> None:
+    """What the probe found: each excluded technique, precision or engine with its reason."""
+    if found is None:
+        console.print("no capability probe yet (it runs before the first searched trial)")
+        return
+    console.print(capabilities_line(found))
+    for name, why in Capabilities.from_dict(found).excluded().items():
+        console.print(f"  [yellow]left out[/] {name}: {escape(why)}")
+
+
 def run_done(study: str, evaluated: int, budget: int, trials_run: int, wall_s: float) -> None:
     console.print(f"study [bold]{study}[/]: {evaluated} of {budget} trials ({trials_run} run now in {wall_s:.1f} s)")
 
@@ -244,6 +273,15 @@ def _pairs(title: str, data: dict) -> Table:
     for k, v in data.items():
         table.add_row(str(k), _value(v))
     return table
+
+
+def study_detail(name: str, config: dict, found: dict | None, counts: dict[str, int], baseline: dict | None) -> None:
+    """`autotune show NAME`: the study's configuration, what its model allows, its trials."""
+    console.print(f"study [bold]{name}[/]: " + ", ".join(f"{n} {state}" for state, n in counts.items()))
+    console.print(_pairs("configuration", {k: v for k, v in config.items() if v is not None}))
+    if baseline:
+        console.print(f"baseline: trial {baseline.get('trial')}, p50 {_ms(baseline.get('latency_p50_ms'))} ms, {_quality(baseline)}")
+    capabilities(found)
 
 
 def trial_detail(trial: FrozenTrial, final: dict | None) -> None:

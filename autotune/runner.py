@@ -17,7 +17,7 @@ import optuna
 from optuna.exceptions import UpdateFinishedTrialError
 from optuna.trial import FrozenTrial, TrialState
 
-from autotune import store
+from autotune import capabilities, store
 from autotune.artifact import open_executor
 from autotune.cache import ContentCache
 from autotune.candidate import Builder
@@ -43,6 +43,8 @@ class Reporter(Protocol):
     def stage(self, name: str) -> None: ...
     def trial_finished(self, trial: FrozenTrial, evaluated: int, best_feasible_ms: float | None) -> None: ...
     def front_remeasured(self, number: int, recipe: str, search: dict[str, Any], final: dict[str, Any]) -> None: ...
+    def probe_started(self) -> None: ...
+    def probed(self, found: dict[str, Any]) -> None: ...
 
 
 class SilentReporter:
@@ -59,6 +61,12 @@ class SilentReporter:
         pass
 
     def front_remeasured(self, number: int, recipe: str, search: dict[str, Any], final: dict[str, Any]) -> None:
+        pass
+
+    def probe_started(self) -> None:
+        pass
+
+    def probed(self, found: dict[str, Any]) -> None:
         pass
 
 
@@ -276,6 +284,13 @@ class LocalEvaluator:
             return {"failed": str(e)}
         return timed.metrics() | {"env_id": self.env["id"], "measured_at": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")}
 
+    def probe(self) -> dict[str, Any]:
+        """What the model allows (capabilities.Capabilities as a dict), found once per study."""
+        from autotune.probe import probe
+        from autotune.techniques import TECHNIQUES
+
+        return probe(self.ws, list(TECHNIQUES.values())).to_dict()
+
     def close(self) -> None:
         pass
 
@@ -386,6 +401,12 @@ def _objective_fn(plan: Plan, evaluator: Any, reporter: Reporter) -> Callable[[o
         recipe = plan.references[reference] if reference else plan.space(trial)
         if not isinstance(recipe, Recipe):
             raise ConfigError(f"space {plan.config.space!r} returned {type(recipe).__name__}, not a Recipe")
+        blocked = None if reference == BASELINE_REF else capabilities.of_study(trial.study).blocking(recipe)
+        if blocked is not None:
+            # A space that does not ask the probe proposed what this model cannot take.
+            trial.set_user_attr(store.RECIPE_TEXT, recipe.describe())
+            trial.set_user_attr(store.FAIL_REASON, f"{blocked[0]} does not apply to this model: {blocked[1]}")
+            raise optuna.TrialPruned(f"{blocked[0]} excluded by the capability probe")
         if plan.objective.batch_sizes and not reference:
             # Throughput objectives search the batch: it belongs to the runtime, not to the space.
             batch = trial.suggest_categorical("batch_size", list(plan.objective.batch_sizes))
@@ -435,8 +456,9 @@ def _ensure_references(study: optuna.Study, plan: Plan) -> None:
         t.user_attrs.get(store.REFERENCE)
         for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.WAITING, TrialState.RUNNING))
     }
+    caps = capabilities.of_study(study)
     for name in plan.references:
-        if name != BASELINE_REF and name not in have:
+        if name != BASELINE_REF and name not in have and caps.blocking(plan.references[name]) is None:
             study.enqueue_trial({}, user_attrs={store.REFERENCE: name}, skip_if_exists=False)
 
 
@@ -479,6 +501,25 @@ def _ensure_baseline(
         last = [t for t in study.get_trials(deepcopy=False) if t.user_attrs.get(store.REFERENCE) == BASELINE_REF][-1]
         reason = last.user_attrs.get(store.FAIL_REASON, "unknown")
         raise SearchStopped(f"the fp32 baseline (trial {last.number}) failed, so nothing can be compared: {reason}")
+
+
+def _ensure_probe(study: optuna.Study, evaluator: Any, reporter: Reporter) -> None:
+    """Find once, before the search, which techniques, precisions and engines this study's
+    model allows, and keep it on the study: spaces read it, `show` and `run` tell it."""
+    if store.CAPABILITIES in study.user_attrs:
+        return
+    if any(t.params for t in study.get_trials(deepcopy=False)):
+        # A study searched before probes existed: its spaces' choices are fixed by its first
+        # trials (Optuna refuses a categorical whose choices change), so it keeps them all.
+        study.set_user_attr(store.CAPABILITIES, capabilities.Capabilities().to_dict() | {"failed": "the study was searched before any probe"})
+        return
+    reporter.probe_started()
+    try:
+        found = evaluator.probe()
+    except CandidateFailed as e:  # the probe's process died: allow everything, trials will tell
+        found = capabilities.Capabilities().to_dict() | {"failed": str(e)}
+    study.set_user_attr(store.CAPABILITIES, found)
+    reporter.probed(found)
 
 
 def _best_feasible_ms(study: optuna.Study) -> float | None:
@@ -533,10 +574,15 @@ def _warm_start_params(
     return [(f"{other}#{t.number}", dict(t.params)) for t in sorted(front, key=lambda t: t.number)]
 
 
-def _fitting(seeds: list[tuple[str, dict[str, Any]]], space: Callable[[optuna.Trial], Recipe]) -> list[tuple[str, dict[str, Any]]]:
-    """The seeds this study's space accepts: each is tried on a throwaway in-memory trial (a
-    value outside the space's choices raises there instead of in the search)."""
+def _fitting(
+    seeds: list[tuple[str, dict[str, Any]]], space: Callable[[optuna.Trial], Recipe], found: dict[str, Any] | None = None
+) -> list[tuple[str, dict[str, Any]]]:
+    """The seeds this study's space accepts, for what this study's model allows (``found``):
+    each is tried on a throwaway in-memory trial (a value outside the space's choices raises
+    there instead of in the search)."""
     scratch = optuna.create_study(directions=["minimize"])
+    if found is not None:
+        scratch.set_user_attr(store.CAPABILITIES, found)
     kept = []
     for source, params in seeds:
         scratch.enqueue_trial(params)
@@ -688,8 +734,9 @@ def _run(
         if not join:
             # The baseline first (optimize pops queued trials in order), then the references.
             _ensure_baseline(study, run_trial, after_trial, settings)
+            _ensure_probe(study, evaluator, reporter)
             _ensure_references(study, plan)
-            for source, params in _fitting(seeds, plan.space):
+            for source, params in _fitting(seeds, plan.space, study.user_attrs.get(store.CAPABILITIES)):
                 study.enqueue_trial(params, user_attrs={store.WARM_START: source}, skip_if_exists=True)
         if workers > 1:
             evaluator.close()  # the workers evaluate; a child starts again for the re-measurement

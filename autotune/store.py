@@ -30,6 +30,7 @@ ENV = "autotune:env"
 BASELINE = "autotune:baseline"
 CREATED = "autotune:created"
 OBJECTIVE = "autotune:objective"
+CAPABILITIES = "autotune:capabilities"  # what the model allows: the probe's findings (capabilities.py)
 # Trial attributes.
 METRICS = "autotune:metrics"
 RECIPE = "autotune:recipe"

@@ -12,6 +12,7 @@ your project's ``search_spaces/`` folder and change it for a larger model or dat
 
 import optuna
 
+from autotune.capabilities import can, choices, switch
 from autotune.measure import usable_cores
 from autotune.recipe import PRECISIONS, Recipe, Runtime
 from autotune.techniques import ChannelPrune, Distill, MagnitudePrune, QuantizeAware
@@ -25,7 +26,8 @@ QAT_EPOCHS = 1
 
 def space(trial: optuna.Trial) -> Recipe:
     steps: list = []
-    if trial.suggest_categorical("distill", [False, True]):
+    # Only what the study's capability probe found this model can take is ever proposed.
+    if switch(trial, "distill", "distill"):
         steps.append(
             Distill(
                 width=trial.suggest_float("distill_width", 0.25, 0.75, step=0.25),
@@ -34,9 +36,9 @@ def space(trial: optuna.Trial) -> Recipe:
                 epochs=DISTILL_EPOCHS,
             )
         )
-    if trial.suggest_categorical("channel_prune", [False, True]):
+    if switch(trial, "channel_prune", "channel-prune"):
         steps.append(ChannelPrune(keep=trial.suggest_float("keep", 0.25, 0.75, step=0.25), epochs=FINE_TUNE_EPOCHS))
-    pruned = trial.suggest_categorical("prune", [False, True])
+    pruned = switch(trial, "prune", "prune")
     if pruned:
         structure = trial.suggest_categorical("structure", ["unstructured", "2:4"])
         if structure == "2:4":
@@ -51,12 +53,12 @@ def space(trial: optuna.Trial) -> Recipe:
             )
 
     cores = usable_cores()
-    engine = trial.suggest_categorical("engine", ["litert", "tensorflow"])
+    engine = trial.suggest_categorical("engine", choices(trial, ["litert", "tensorflow"]))
     if engine == "tensorflow":
-        xla = trial.suggest_categorical("xla", [False, True])
+        xla = trial.suggest_categorical("xla", [False, True] if can(trial, "xla") else [False])
         return Recipe(precision="fp32", runtime=Runtime(engine="tensorflow", threads=cores, xla=xla), steps=tuple(steps))
-    precision = trial.suggest_categorical("precision", list(PRECISIONS))
-    if precision == "int8" and trial.suggest_categorical("qat", [False, True]):
+    precision = trial.suggest_categorical("precision", choices(trial, list(PRECISIONS)))
+    if precision == "int8" and switch(trial, "qat", "qat"):
         preserve = pruned and trial.suggest_categorical("qat_preserve_sparsity", [False, True])
         steps.append(QuantizeAware(preserve_sparsity=preserve, epochs=QAT_EPOCHS))
     threads = trial.suggest_int("threads", 1, cores)

@@ -6,6 +6,7 @@ quantisation-aware training. Threads 1..cores (a phone app often gets one).
 
 import optuna
 
+from autotune.capabilities import switch
 from autotune.measure import usable_cores
 from autotune.recipe import Recipe, Runtime
 from autotune.techniques import ChannelPrune, Distill, QuantizeAware
@@ -13,7 +14,7 @@ from autotune.techniques import ChannelPrune, Distill, QuantizeAware
 
 def space(trial: optuna.Trial) -> Recipe:
     steps: list = []
-    if trial.suggest_categorical("distill", [False, True]):
+    if switch(trial, "distill", "distill"):
         steps.append(
             Distill(
                 width=trial.suggest_float("distill_width", 0.25, 0.75, step=0.25),
@@ -22,9 +23,9 @@ def space(trial: optuna.Trial) -> Recipe:
                 epochs=4,
             )
         )
-    if trial.suggest_categorical("channel_prune", [False, True]):
+    if switch(trial, "channel_prune", "channel-prune"):
         steps.append(ChannelPrune(keep=trial.suggest_float("keep", 0.25, 0.75, step=0.25), epochs=2))
-    if trial.suggest_categorical("qat", [False, True]):
+    if switch(trial, "qat", "qat"):
         steps.append(QuantizeAware(epochs=1))
     threads = trial.suggest_int("threads", 1, usable_cores())
     return Recipe(precision="int8", runtime=Runtime(engine="litert", threads=threads), steps=tuple(steps))

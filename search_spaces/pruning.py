@@ -10,6 +10,7 @@ on your model instead of assuming it.
 
 import optuna
 
+from autotune.capabilities import can, choices, switch
 from autotune.measure import usable_cores
 from autotune.recipe import Recipe, Runtime
 from autotune.techniques import ChannelPrune, MagnitudePrune
@@ -17,9 +18,9 @@ from autotune.techniques import ChannelPrune, MagnitudePrune
 
 def space(trial: optuna.Trial) -> Recipe:
     steps: list = []
-    if trial.suggest_categorical("channel_prune", [False, True]):
+    if switch(trial, "channel_prune", "channel-prune"):
         steps.append(ChannelPrune(keep=trial.suggest_float("keep", 0.25, 0.75, step=0.25), epochs=2))
-    if trial.suggest_categorical("prune", [True, False]):
+    if trial.suggest_categorical("prune", [True, False] if can(trial, "prune") else [False]):
         epochs = trial.suggest_categorical("prune_epochs", [1, 2])
         if trial.suggest_categorical("structure", ["unstructured", "2:4"]) == "2:4":
             steps.append(MagnitudePrune(sparsity=0.5, structure="2:4", epochs=epochs))
@@ -31,6 +32,6 @@ def space(trial: optuna.Trial) -> Recipe:
                     epochs=epochs,
                 )
             )
-    precision = trial.suggest_categorical("precision", ["fp32", "dynamic-int8"])
+    precision = trial.suggest_categorical("precision", choices(trial, ["fp32", "dynamic-int8"]))
     threads = trial.suggest_int("threads", 1, usable_cores())
     return Recipe(precision=precision, runtime=Runtime(engine="litert", threads=threads), steps=tuple(steps))

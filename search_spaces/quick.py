@@ -7,17 +7,18 @@ measurement, about 1.5 s for a small CNN.
 
 import optuna
 
+from autotune.capabilities import can, choices
 from autotune.measure import usable_cores
 from autotune.recipe import PRECISIONS, Recipe, Runtime
 
 
 def space(trial: optuna.Trial) -> Recipe:
     cores = usable_cores()
-    engine = trial.suggest_categorical("engine", ["litert", "tensorflow"])
+    engine = trial.suggest_categorical("engine", choices(trial, ["litert", "tensorflow"]))
     if engine == "litert":
-        precision = trial.suggest_categorical("precision", list(PRECISIONS))
+        precision = trial.suggest_categorical("precision", choices(trial, list(PRECISIONS)))
         threads = trial.suggest_int("threads", 1, cores)
         return Recipe(precision=precision, runtime=Runtime(engine="litert", threads=threads))
-    xla = trial.suggest_categorical("xla", [False, True])
+    xla = trial.suggest_categorical("xla", [False, True] if can(trial, "xla") else [False])
     # TensorFlow's thread pools are per process: it always runs on every usable core.
     return Recipe(precision="fp32", runtime=Runtime(engine="tensorflow", threads=cores, xla=xla))

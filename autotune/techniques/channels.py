@@ -346,6 +346,9 @@ class ChannelPrune(Technique):
     def apply(self, model: Any, context: Any) -> Any:
         return _train_thinner(model, self.keep, context, learning_rate=self.learning_rate, epochs=self.epochs)
 
+    def probe(self, model: Any) -> str | None:
+        return surgery_problem(model)
+
 
 @dataclass(frozen=True)
 class Distill(Technique):
@@ -383,3 +386,16 @@ class Distill(Technique):
             temperature=self.temperature,
             alpha=self.alpha,
         )
+
+    def probe(self, model: Any) -> str | None:
+        return surgery_problem(model)
+
+
+def surgery_problem(model: Any) -> str | None:
+    """Why no thinner copy of ``model`` can be built (its students and channel pruning both
+    rest on that surgery), or None: the surgery is tried at half width, without training."""
+    try:
+        thinned(model, 0.5)
+    except CandidateFailed as e:
+        return str(e)
+    return None

@@ -100,3 +100,12 @@ class MagnitudePrune(Technique):
             sparsity_per_layer=per_layer, sparsity=overall, **keras_quality(stripped, context.data)
         )
         return stripped
+
+    def probe(self, model: Any) -> str | None:
+        import tensorflow_model_optimization as tfmot
+
+        try:
+            tfmot.sparsity.keras.prune_low_magnitude(model, pruning_schedule=schedule_for("constant", self.sparsity, 1))
+        except (ValueError, TypeError, RuntimeError) as e:
+            return f"TF-MOT cannot prune this model: {first_line(e)}"
+        return None

@@ -47,3 +47,12 @@ class QuantizeAware(Technique):
         fine_tune(quantized, context.data, epochs=self.epochs, seed=context.seed, learning_rate=self.learning_rate)
         context.facts.update(keras_quality(quantized, context.data))
         return quantized
+
+    def probe(self, model: Any) -> str | None:
+        import tensorflow_model_optimization as tfmot
+
+        try:
+            tfmot.quantization.keras.quantize_model(model)
+        except (ValueError, RuntimeError, TypeError, KeyError) as e:
+            return f"TF-MOT cannot quantise this model: {first_line(e)}"
+        return None

@@ -1,0 +1,57 @@
+"""The timer on real LiteRT artifacts whose speed difference is built in, so the assertions
+hold on any CPU: a model made deliberately heavier must time slower than the light one it is
+compared with, by about its extra work, and an artifact against itself must come out near 1."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from autotune.host import HostLock
+from autotune.measure import LatencyProtocol
+from autotune.recipe import Recipe, Runtime
+from autotune.timing import Timer, TimingPolicy
+
+pytestmark = pytest.mark.slow
+
+FAST = TimingPolicy(LatencyProtocol(warmup_calls=5, warmup_seconds=0.05, min_calls=50, min_seconds=0.3))
+
+
+def _dense_stack(tmp: Path, name: str, width: int, depth: int) -> Path:
+    """A plain MLP on 64 inputs converted to TFLite fp32: ``width`` sets its work (MACs grow as width²)."""
+    from autotune._keras import keras
+    from autotune.techniques.convert import to_tflite
+
+    k = keras()
+    inp = k.Input((64,))
+    x = inp
+    for _ in range(depth):
+        x = k.layers.Dense(width, activation="relu")(x)
+    model = k.Model(inp, k.layers.Dense(10)(x))
+    folder = tmp / name
+    folder.mkdir()
+    return to_tflite(model, "fp32", np.zeros((1, 64), np.float32), folder)
+
+
+def test_a_deliberately_heavier_model_times_slower_by_its_extra_work(tmp_path: Path) -> None:
+    light = _dense_stack(tmp_path, "light", width=32, depth=2)  # ~3 k MACs
+    heavy = _dense_stack(tmp_path, "heavy", width=512, depth=4)  # ~830 k MACs: hundreds of times the work
+    recipe = Recipe("fp32", Runtime("litert", threads=1))
+    timer = Timer(light, recipe.runtime, {"fp32/1": 1e10}, HostLock(tmp_path / "lock"), FAST)
+    x = np.random.default_rng(0).standard_normal((8, 64)).astype(np.float32)
+
+    slower = timer.time(heavy, recipe, x)
+    m = slower.metrics()
+    assert m["speedup_low"] <= m["speedup"] <= m["speedup_high"]
+    # Far more work is slower on any machine: the interval lies wholly below 1.
+    assert m["speedup_high"] < 0.5, m
+    assert m["macs"] > 100 * timer.time(light, recipe, x).metrics()["macs"]
+    # The floor is the counted MACs at the given peak, and the ratio is p50 over it.
+    assert m["compute_floor_ms"] == pytest.approx(m["macs"] / 1e10 * 1e3)
+    assert m["floor_ratio"] == pytest.approx(m["latency_p50_ms"] / m["compute_floor_ms"])
+
+    itself = timer.time(light, recipe, x).metrics()
+    assert itself["speedup_low"] <= itself["speedup"] <= itself["speedup_high"]
+    assert 0.8 < itself["speedup"] < 1.25  # the same artifact on both sides: the method's own error
