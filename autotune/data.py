@@ -370,7 +370,7 @@ def load_model(path: Path, trust_code: bool = False) -> Any:
 
         if is_keras3_file(path):
             model = rebuild_in_tf_keras(path)
-            return _one_in_one_out(model, path)
+            return _one_in_one_out(_flattened(model, path), path)
     k = keras()
     try:
         with native_stderr_silenced():
@@ -381,7 +381,18 @@ def load_model(path: Path, trust_code: bool = False) -> Any:
         raise ConfigError(f"cannot load model {path}: {reason[:300]}{hint}") from None
     if not isinstance(model, k.Model):
         raise ConfigError(f"{path} loaded as {type(model).__name__}, not a Keras model")
-    return _one_in_one_out(model, path)
+    return _one_in_one_out(_flattened(model, path), path)
+
+
+def _flattened(model: Any, path: Path) -> Any:
+    """Nested models (a keras.applications base used as a layer) opened into one flat graph,
+    so that the techniques reach the layers inside them."""
+    from autotune.flatten import flatten_nested
+
+    try:
+        return flatten_nested(model)
+    except ConfigError as e:
+        raise ConfigError(f"model {path}: {e}") from None
 
 
 def _one_in_one_out(model: Any, path: Path) -> Any:
