@@ -38,7 +38,7 @@ AllowOpt = Annotated[
 
 TrustOpt = Annotated[
     bool,
-    typer.Option("--trust-model-code", help="Load a model whose file holds Python code (Lambda layers): it runs when loaded; not stored"),
+    typer.Option("--trust-model-code", help="Run the Python that loading the model needs (Lambda layers, the --custom-objects file); not stored"),
 ]
 
 EnvOpt = Annotated[
@@ -102,6 +102,10 @@ def run(
         typer.Option(help=".npz (x_train, y_train, x_val, y_val), an image directory (a folder per class), or module:function returning arrays or tf.data datasets (Python autotune runs)"),
     ] = None,
     val_data: Annotated[str | None, typer.Option(help="Separate validation .npz (x_val, y_val or x, y) or image directory")] = None,
+    custom_objects: Annotated[
+        str | None,
+        typer.Option(help="A .py file defining the model's custom layers (Python autotune runs; needs --trust-model-code)"),
+    ] = None,
     space: Annotated[str | None, typer.Option(help="Search space: " + PLUGIN_NOTE.format("search_spaces"))] = None,
     objective: Annotated[str | None, typer.Option(help="Objective: " + PLUGIN_NOTE.format("objectives"))] = None,
     storage: StorageOpt = None,
@@ -132,6 +136,7 @@ def run(
         "model": _as_path(model),
         "data": _as_data(data),
         "val_data": _as_data(val_data),
+        "custom_objects": _as_path(custom_objects),
         "space": _as_plugin(space),
         "objective": _as_plugin(objective),
         "max_accuracy_drop": max_accuracy_drop,
@@ -148,6 +153,15 @@ def run(
         raise ConfigError("--model needs --data: an .npz, an image directory or a module:function loader")
     if given.get("val_data") is not None and given.get("data") is None:
         raise ConfigError("--val-data needs --data (the training data)")
+    if given.get("custom_objects") is not None:
+        # Refused here, before the file is imported or anything is stored.
+        if given.get("model") is None:
+            raise ConfigError("--custom-objects needs --model (the demo has no custom layers)")
+        if not given.get("trust_model_code"):
+            raise ConfigError(
+                f"--custom-objects {given['custom_objects']} is Python that runs when the model loads; "
+                "if you trust it, pass --trust-model-code"
+            )
     name = check_study_name(given.pop("study", None) or study_name_for(given.get("model")))
     _search(
         name, given, storage or file_storage, run_study, must_exist=False, warm_start=warm_start, workers=workers,
@@ -286,6 +300,7 @@ def export(
     force: Annotated[bool, typer.Option(help="Write into a non-empty --out")] = False,
     env: EnvOpt = None,
     storage: StorageOpt = None,
+    trust_model_code: TrustOpt = False,
 ) -> None:
     """Write the chosen trial's artifact, verify it reproduces its recorded quality, and describe it."""
     from autotune.export import export as do_export
@@ -305,6 +320,7 @@ def export(
         closest=closest,
         force=force,
         env=env,
+        trust_model_code=trust_model_code,
     )
     report.exported(r.trial, r.recipe, str(r.artifact), str(r.manifest), f"{r.quality_name} {r.quality:.4f}", r.why)
 

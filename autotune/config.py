@@ -23,7 +23,7 @@ from autotune.errors import ConfigError
 
 DEFAULT_STORAGE = "sqlite:///studies/autotune.db"
 DEFAULT_BUDGET = 50
-IDENTITY = ("model", "data", "val_data", "space", "objective", "max_accuracy_drop", "max_p99_ms", "max_size_kb", "seed")
+IDENTITY = ("model", "data", "val_data", "custom_objects", "space", "objective", "max_accuracy_drop", "max_p99_ms", "max_size_kb", "seed")
 _STUDY_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$")
 
 
@@ -34,6 +34,9 @@ class StudyConfig(BaseModel):
     model: str | None = None  # None: the embedded demo
     data: str | None = None  # .npz, image directory, or module:function loader
     val_data: str | None = None  # a separate validation .npz or image directory
+    # A .py file of the user's layers (and functions) that the model needs to load; stored, so
+    # that every process that loads the model imports it. Running it needs trust_model_code.
+    custom_objects: str | None = None
     space: str = "default"
     objective: str = "latency"
     # The quality limit: accuracy points for classification, MAE units for regression.
@@ -86,9 +89,11 @@ def storage_url(flag: str | None, file_value: str | None = None) -> str:
 
 
 # Keys a study file may hold: top level, and the [constraints] table.
-FILE_KEYS = ("study", "model", "data", "val_data", "space", "objective", "budget", "seed", "storage", "trust_model_code")
+FILE_KEYS = (
+    "study", "model", "data", "val_data", "custom_objects", "space", "objective", "budget", "seed", "storage", "trust_model_code",
+)
 CONSTRAINT_KEYS = ("max_accuracy_drop", "max_p99_ms", "max_size_kb")
-_PATH_KEYS = ("model", "data", "val_data")
+_PATH_KEYS = ("model", "data", "val_data", "custom_objects")
 
 
 def resolve_data(folder: Path, value: str) -> str:
@@ -162,6 +167,16 @@ def layered(flags: dict[str, Any], file_values: dict[str, Any]) -> dict[str, Any
     merged = dict(file_values)
     merged.update({k: v for k, v in flags.items() if v is not None})
     return merged
+
+
+def check_trusted(config: StudyConfig) -> None:
+    """Refuse to load a study's model with its --custom-objects file unless this command was
+    given --trust-model-code: the trust is never stored, the file's path is."""
+    if config.custom_objects is not None and not config.trust_model_code:
+        raise ConfigError(
+            f"study {config.study!r} loads its model with --custom-objects {config.custom_objects}, Python that runs "
+            "when the model loads; if you trust it, pass --trust-model-code"
+        )
 
 
 def make_config(**fields: Any) -> StudyConfig:

@@ -341,12 +341,15 @@ def holds_code(path: Path) -> bool:
     return bool(_LAMBDA.search(path.read_bytes()))  # .h5 keeps its config as a plain attribute
 
 
-def load_model(path: Path, trust_code: bool = False) -> Any:
+def load_model(path: Path, trust_code: bool = False, custom_objects: str | None = None) -> Any:
     """A tf_keras model from a tf_keras ``.keras``/``.h5`` file, a Keras SavedModel directory,
     or a Keras 3 ``.keras`` file of standard layers (rebuilt in tf_keras and verified).
 
     Loading runs in Keras' safe mode, and a model whose configuration holds Python code
-    (Lambda layers) is refused unless ``trust_code`` (the user's --trust-model-code)."""
+    (Lambda layers) is refused unless ``trust_code`` (the user's --trust-model-code).
+    ``custom_objects``, a .py file of the user's layers, is imported (it needs ``trust_code``)
+    and its objects stay active in this process for the cache's reloads (autotune.custom)."""
+    from autotune import custom
     from autotune._keras import keras, native_stderr_silenced
 
     if not path.exists():
@@ -360,6 +363,10 @@ def load_model(path: Path, trust_code: bool = False) -> Any:
             f"SavedModel {path} was not written by Keras (no keras_metadata.pb), so its layers cannot be "
             "pruned or distilled; save the Keras model itself (model.save('m.keras'))"
         )
+    if custom_objects is not None and not trust_code:
+        raise ConfigError(f"--custom-objects {custom_objects} is Python that runs when the model loads; "
+                          "if you trust it, pass --trust-model-code")
+    custom.use(custom_objects)
     if not trust_code and holds_code(path):
         raise ConfigError(
             f"model {path} holds a Lambda layer, Python code that loading it would run; "
@@ -373,11 +380,12 @@ def load_model(path: Path, trust_code: bool = False) -> Any:
             return _one_in_one_out(_flattened(model, path), path)
     k = keras()
     try:
-        with native_stderr_silenced():
+        with custom.scope(), native_stderr_silenced():
             model = k.models.load_model(str(path), compile=False, safe_mode=not trust_code)
     except (OSError, ValueError, TypeError, KeyError, AttributeError, zipfile.BadZipFile) as e:
+        custom.explain_unknown(path)  # a custom layer with no class: name it, in one line
         reason = str(e).splitlines()[0] if str(e) else type(e).__name__
-        hint = "; custom layers need --trust-model-code and their code importable" if "Unknown" in reason else ""
+        hint = "; custom layers need --custom-objects FILE.py and --trust-model-code" if "Unknown" in reason else ""
         raise ConfigError(f"cannot load model {path}: {reason[:300]}{hint}") from None
     if not isinstance(model, k.Model):
         raise ConfigError(f"{path} loaded as {type(model).__name__}, not a Keras model")

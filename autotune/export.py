@@ -11,11 +11,12 @@ from typing import Any
 
 from optuna.trial import TrialState
 
-from autotune import __version__, store
+from autotune import __version__, custom, store
 from autotune.artifact import open_executor
 from autotune.cache import ContentCache
 from autotune.candidate import Builder, copy_artifact
 from autotune.choose import Limits, choose
+from autotune.config import check_trusted
 from autotune.data import file_key
 from autotune.errors import ConfigError, ExportMismatch
 from autotune.front import ranking_metric, timed_rows
@@ -65,12 +66,15 @@ def export(
     force: bool = False,
     env: str | None = None,
     settings: Settings | None = None,
+    trust_model_code: bool = False,
 ) -> ExportResult:
     settings = settings or Settings()
     storage = store.open_storage(storage_url)
     with store.database_errors(storage_url):
         study = store.load_study(storage, name)
-        config = store.stored_config(study)
+        # The trust in the model's code is this command's, never the stored study's.
+        config = store.stored_config(study).model_copy(update={"trust_model_code": trust_model_code})
+        check_trusted(config)
         if trial_number is None:
             limits = Limits(
                 config.max_accuracy_drop if max_accuracy_drop is None else max_accuracy_drop,
@@ -98,7 +102,7 @@ def export(
     objective = build_objective(config)
     model_path, model, data = load_inputs(config, settings, objective)
     cache = ContentCache(settings.studies_dir / config.study / "cache")
-    builder = Builder(model_path, file_key(model_path), data, data.key, cache, config.seed, model=model)
+    builder = Builder(model_path, custom.model_key(file_key(model_path), config.custom_objects), data, data.key, cache, config.seed, model=model)
     candidate = builder.build(recipe)
     artifact = copy_artifact(candidate, out)
 

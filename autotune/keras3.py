@@ -5,8 +5,9 @@ tf_keras models, and tf_keras cannot read what Keras 3 writes. So a Keras 3 mode
 layers is rebuilt here: its config is translated layer by layer into tf_keras's format, the
 graph is wired again node by node, the weights are copied by layer name, and the result is
 checked by comparing predictions of both models on random inputs. Anything that cannot be
-rebuilt faithfully (Lambda or custom layers, subclassed or nested models, options tf_keras
-lacks, a prediction mismatch) is refused with one ConfigError line naming the file.
+rebuilt faithfully (Lambda layers, custom layers the --custom-objects file lacks, subclassed or
+nested models, options tf_keras lacks, a prediction mismatch) is refused with one ConfigError
+line naming the file.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from typing import Any
 
 import numpy as np
 
+from autotune import custom
 from autotune.errors import ConfigError, first_line
 
 # Keyword arguments every tf_keras layer accepts through ``Layer.__init__(**kwargs)``.
@@ -61,8 +63,7 @@ def _check_config(path: Path, config: dict[str, Any]) -> None:
         if cls in _MODEL_CLASSES:
             raise ConfigError(f"{path}: nested model {name!r} ({cls}) is not supported; flatten it into one model")
         if layer.get("module") != "keras.layers" or layer.get("registered_name"):
-            raise ConfigError(f"{path}: custom layer {name!r} ({cls}) is not supported; "
-                              "only standard Keras layers can be rebuilt in tf_keras")
+            custom.check_keras3_layer(path, layer)  # the --custom-objects file must load and rebuild it
 
 
 def _init_params(cls: type) -> set[str]:
@@ -109,7 +110,7 @@ def _translate(where: str, value: Any, tfk: Any) -> Any:
 def _tf_layer(path: Path, layer_config: dict[str, Any], tfk: Any) -> Any:
     cls_name, config = layer_config["class_name"], dict(layer_config["config"])
     where = f"{path}: layer {config.get('name')!r} ({cls_name})"
-    tf_cls = getattr(tfk.layers, cls_name, None)
+    tf_cls = custom.tf_keras_class(layer_config) or getattr(tfk.layers, cls_name, None)
     if not isinstance(tf_cls, type):
         raise ConfigError(f"{where} has no tf_keras equivalent")
     for old, new in _RENAMED.get(cls_name, {}).items():
@@ -249,7 +250,7 @@ def rebuild_in_tf_keras(path: Path) -> Any:
 
     try:
         with _keras.native_stderr_silenced():
-            k3_model = keras.saving.load_model(path, compile=False, safe_mode=True)
+            k3_model = keras.saving.load_model(path, compile=False, safe_mode=True, custom_objects=custom.keras3_objects())
     except Exception as e:  # noqa: BLE001 - Keras raises many kinds; the user needs one line
         raise ConfigError(f"cannot load Keras 3 model {path}: {first_line(e)}") from None
     config = k3_model.get_config()

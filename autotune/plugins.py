@@ -40,21 +40,28 @@ def resolve(kind: str, name_or_path: str) -> Path:
     raise ConfigError(f"unknown {kind[:-1].replace('_', ' ')} {name_or_path!r}; built-in: {', '.join(known)}")
 
 
-def _import(path: Path, attribute: str) -> Callable[..., Any]:
+def import_file(path: Path) -> ModuleType:
+    """Import the user's file ``path`` as a module (again, if it was: a space file edited
+    between two runs of one process is read afresh); raises ConfigError if it raises."""
     module_name = f"autotune_plugin_{path.stem}_{hashlib.sha1(str(path).encode()).hexdigest()[:8]}"
     spec = importlib.util.spec_from_file_location(module_name, path)
     if spec is None or spec.loader is None:
         raise ConfigError(f"cannot import {path}")
     module: ModuleType = importlib.util.module_from_spec(spec)
-    # Registered, so that its classes (a technique of the user's own) pickle across to the
-    # process that runs trials, which imports the same file under the same name.
+    # Registered, under a name made from the path alone, so that its classes (a technique or
+    # a layer of the user's own) pickle across to the process that runs trials, which imports
+    # the same file under the same name.
     sys.modules[module_name] = module
     try:
         spec.loader.exec_module(module)
     except Exception as e:  # noqa: BLE001 - the user's file may raise anything; say which and why
         del sys.modules[module_name]
         raise ConfigError(f"{path} raised on import: {type(e).__name__}: {e}") from e
-    fn = getattr(module, attribute, None)
+    return module
+
+
+def _import(path: Path, attribute: str) -> Callable[..., Any]:
+    fn = getattr(import_file(path), attribute, None)
     if not callable(fn):
         raise ConfigError(f"{path} defines no function {attribute}()")
     return fn

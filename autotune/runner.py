@@ -17,11 +17,11 @@ import optuna
 from optuna.exceptions import UpdateFinishedTrialError
 from optuna.trial import FrozenTrial, TrialState
 
-from autotune import capabilities, store
+from autotune import capabilities, custom, store
 from autotune.artifact import open_executor
 from autotune.cache import ContentCache
 from autotune.candidate import Builder
-from autotune.config import StudyConfig, make_config, merge_with_stored
+from autotune.config import StudyConfig, check_trusted, make_config, merge_with_stored
 from autotune.data import Dataset, check_compatible, file_key, load_data, load_model
 from autotune.errors import CandidateFailed, ConfigError, InvalidRecipe, SearchStopped
 from autotune.host import HostLock, default_host_dir, load_peak, save_peak
@@ -164,7 +164,7 @@ def build_objective(config: StudyConfig) -> Objective:
 def load_inputs(config: StudyConfig, settings: Settings, objective: Objective) -> tuple[Path, Any, Dataset]:
     """Model path, loaded model and checked data of a study."""
     model_path, data_source = resolve_inputs(config, settings.studies_dir)
-    model = load_model(model_path, trust_code=config.trust_model_code)
+    model = load_model(model_path, trust_code=config.trust_model_code, custom_objects=config.custom_objects)
     data = load_data(data_source, config.val_data, tuple(model.input_shape[1:]), objective.task)
     check_compatible(model, data, model_path, data_source)
     return model_path, model, data
@@ -178,7 +178,7 @@ def open_workspace(config: StudyConfig, settings: Settings) -> _Workspace:
     objective = build_objective(config)
     model_path, model, data = load_inputs(config, settings, objective)
     cache = ContentCache(settings.studies_dir / config.study / "cache")
-    builder = Builder(model_path, file_key(model_path), data, data.key, cache, config.seed, model=model)
+    builder = Builder(model_path, custom.model_key(file_key(model_path), config.custom_objects), data, data.key, cache, config.seed, model=model)
     env = environment()
     return _Workspace(
         config=config,
@@ -662,6 +662,7 @@ def run(
         else:
             config = make_config(study=name, **{k: v for k, v in given.items() if v is not None})
         seeds = _warm_start_params(storage, storage_url, warm_start, name, exists)
+    check_trusted(config)
     plan = open_plan(config)
     evaluator = make_evaluator(config, settings)
     try:

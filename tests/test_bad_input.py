@@ -62,12 +62,53 @@ def stocked(tmp_path_factory, demo_files):
     labels[0] = 12
     np.savez(root / "labels.npz", **{**good, "y_val": labels})
     (root / "raising_space.py").write_text("raise ImportError('needs a package you do not have')\n")
+    _custom_layer_models(root)
     (root / "raising_objective.py").write_text("1 / 0\n")
     (root / "full").mkdir()
     (root / "full" / "keep.txt").write_text("mine")
     (root / "afile").write_text("a file")
     (root / "bad.toml").write_text("budget = [\n")
     return root
+
+
+SCALE = """
+import {keras} as keras
+class Scale(keras.layers.Layer):
+    def build(self, shape):
+        self.scale = self.add_weight(name="scale", shape=(shape[-1],), initializer="ones")
+    def call(self, x):
+        return x * self.scale
+"""
+
+
+def _custom_layer_models(root):
+    """Models with a custom Scale layer (tf_keras .h5, Keras 3 .keras), and files that lack it."""
+    import importlib.util
+    import sys
+    import warnings
+
+    import keras as k3
+
+    from autotune._keras import keras
+
+    def scale(name, text):
+        (root / f"{name}.py").write_text(text)
+        spec = importlib.util.spec_from_file_location(f"user_{name}", root / f"{name}.py")
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[spec.name] = module
+        spec.loader.exec_module(module)
+        return module.Scale
+
+    k, layer = keras(), scale("layers", SCALE.format(keras="tf_keras"))
+    model = k.Sequential([k.layers.Input((32, 32, 1)), layer(name="scale"), k.layers.Flatten(), k.layers.Dense(10)])
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # h5 is "legacy"
+        model.save(root / "custom.h5")
+    layer = scale("layers3", SCALE.format(keras="keras"))
+    x = k3.Input((32, 32, 1))
+    k3.Model(x, k3.layers.Dense(10)(k3.layers.Flatten()(layer(name="scale")(x)))).save(root / "custom3.keras")
+    (root / "nolayer.py").write_text("X = 1\n")
+    (root / "raising_layers.py").write_text("1 / 0\n")
 
 
 @pytest.fixture
@@ -89,6 +130,8 @@ def _snapshot() -> str:
 
 
 DEMO_MODEL = "studies/_demo-v1/model.keras"
+DEMO_DATA = "studies/_demo-v1/digits.npz"
+CUSTOM = ["run", "--model", "custom.h5", "--data", DEMO_DATA, "--custom-objects"]
 CASES = {
     "model missing": (["run", "--model", "nope.keras", "--data", "keys.npz"], "model not found"),
     "model corrupt": (["run", "--model", "corrupt.keras", "--data", "keys.npz"], "cannot load model"),
@@ -121,6 +164,15 @@ CASES = {
     "contradicting a stored study": (["run", "--max-accuracy-drop", "0.05"], "cannot continue with 0.05"),
     "another machine": (["resume", "moved"], "--allow-new-hardware"),
     "workers on SQLite": (["run", "--workers", "2"], "PostgreSQL"),
+    "custom objects without trust": ([*CUSTOM, "layers.py"], "is Python that runs when the model loads; if you trust it, pass --trust-model-code"),
+    "custom objects file missing": ([*CUSTOM, "nope.py", "--trust-model-code"], "custom objects file not found"),
+    "custom objects raise on import": ([*CUSTOM, "raising_layers.py", "--trust-model-code"], "raised on import: ZeroDivisionError"),
+    "custom layer the file lacks": ([*CUSTOM, "nolayer.py", "--trust-model-code"], "custom layer 'scale' (Scale) is not in --custom-objects"),
+    "Keras 3 custom layer the file lacks": (
+        ["run", "--model", "custom3.keras", "--data", DEMO_DATA, "--custom-objects", "nolayer.py", "--trust-model-code"],
+        "custom layer 'scale' (Scale) is not in --custom-objects",
+    ),
+    "custom layer without --custom-objects": (["run", "--model", "custom.h5", "--data", DEMO_DATA], "custom layer 'scale' (Scale) needs its class"),
 }
 
 

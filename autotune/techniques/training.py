@@ -139,12 +139,15 @@ def load_facts(folder: Path) -> dict[str, Any]:
 
 
 def load_entry(folder: Path) -> Any:
-    """Load a model written by ``save_entry`` (our own cache: QAT custom objects in scope)."""
+    """Load a model written by ``save_entry`` (our own cache: QAT's custom objects in scope,
+    and the user's layers of the --custom-objects file this process loaded the model with)."""
     import tensorflow_model_optimization as tfmot
+
+    from autotune import custom
 
     k = keras()
     try:
-        with tfmot.quantization.keras.quantize_scope(), native_stderr_silenced():
+        with tfmot.quantization.keras.quantize_scope(), custom.scope(), native_stderr_silenced():
             if (folder / H5_FILE).is_file():
                 return k.models.load_model(folder / H5_FILE, compile=False)
             return k.models.load_model(folder / KERAS_FILE, compile=False, safe_mode=True)
