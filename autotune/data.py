@@ -395,10 +395,12 @@ def load_model(path: Path, trust_code: bool = False, custom_objects: str | None 
 def _flattened(model: Any, path: Path) -> Any:
     """Nested models (a keras.applications base used as a layer) opened into one flat graph,
     so that the techniques reach the layers inside them."""
+    from autotune import custom
     from autotune.flatten import flatten_nested
 
     try:
-        return flatten_nested(model)
+        with custom.scope():  # the copies of the user's own layers are made from their configs
+            return flatten_nested(model)
     except ConfigError as e:
         raise ConfigError(f"model {path}: {e}") from None
 
