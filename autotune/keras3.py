@@ -4,10 +4,16 @@ TF Model Optimization (pruning, clustering, quantization-aware training) only un
 tf_keras models, and tf_keras cannot read what Keras 3 writes. So a Keras 3 model of standard
 layers is rebuilt here: its config is translated layer by layer into tf_keras's format, the
 graph is wired again node by node, the weights are copied by layer name, and the result is
-checked by comparing predictions of both models on random inputs. Anything that cannot be
-rebuilt faithfully (Lambda layers, custom layers the --custom-objects file lacks, subclassed or
-nested models, options tf_keras lacks, a prediction mismatch) is refused with one ConfigError
-line naming the file.
+checked by comparing predictions of both models on random inputs.
+
+Operation nodes (``x * 0.5 + 1``, ``keras.ops.mean``, MobileNetV3's hard-swish) and activations
+tf_keras lacks become TF ops or standard layers (see autotune.keras3_ops). A Functional or
+Sequential model used as a layer (a transfer-learning backbone, at any depth) is rebuilt as a
+nested tf_keras model, its weights copied by path since names may repeat across nesting levels.
+Anything that cannot be rebuilt faithfully (Lambda layers, custom layers the --custom-objects
+file lacks, subclassed models, options
+or operations tf_keras lacks, a prediction mismatch) is refused with one ConfigError line
+naming the file and the layer.
 """
 
 from __future__ import annotations
@@ -15,13 +21,13 @@ from __future__ import annotations
 import inspect
 import json
 import zipfile
-from collections.abc import Collection
+from collections.abc import Callable, Collection
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from autotune import custom
+from autotune import custom, keras3_ops
 from autotune.errors import ConfigError, first_line
 
 # Keyword arguments every tf_keras layer accepts through ``Layer.__init__(**kwargs)``.
@@ -30,7 +36,8 @@ _BASE_KWARGS = {"name", "trainable", "dtype", "dynamic", "input_dim", "input_sha
 # Keras 3 option names that tf_keras spells differently, per layer class.
 _RENAMED = {"InputLayer": {"batch_shape": "batch_input_shape"}, "LeakyReLU": {"negative_slope": "alpha"}}
 _OBJECT_MODULES = ("keras.initializers", "keras.regularizers", "keras.constraints")
-_MODEL_CLASSES = {"Functional", "Sequential", "Model"}
+# Where Keras 3 saves its own model classes, when a model is used as a layer of another.
+_MODEL_MODULES = ("keras", "keras.models", "keras.src.models.functional", "keras.src.models.sequential")
 _ATOL = 1e-4
 
 
@@ -55,15 +62,45 @@ def _check_config(path: Path, config: dict[str, Any]) -> None:
     if kind not in ("Sequential", "Functional"):
         raise ConfigError(f"{path}: model class {kind!r} is not supported; only Sequential and Functional "
                           "Keras 3 models can be rebuilt in tf_keras")
-    for layer in config.get("config", {}).get("layers", []):
-        cls, name = layer.get("class_name"), layer.get("config", {}).get("name")
+    _check_layers(path, config, "")
+
+
+def _is_model(entry: dict[str, Any]) -> bool:
+    return entry.get("class_name") in ("Functional", "Sequential") and entry.get("module") in _MODEL_MODULES
+
+
+def _check_layers(path: Path, model: dict[str, Any], scope: str) -> None:
+    for entry in model.get("config", {}).get("layers", []):
+        cls, name = entry.get("class_name"), scope + str(entry.get("config", {}).get("name"))
         if cls == "Lambda":
             raise ConfigError(f"{path}: Lambda layer {name!r} is not supported (its Python code cannot be "
                               "loaded safely); replace it with standard layers")
-        if cls in _MODEL_CLASSES:
-            raise ConfigError(f"{path}: nested model {name!r} ({cls}) is not supported; flatten it into one model")
-        if layer.get("module") != "keras.layers" or layer.get("registered_name"):
-            custom.check_keras3_layer(path, layer)  # the --custom-objects file must load and rebuild it
+        if keras3_ops.is_operation(entry):
+            if cls not in keras3_ops.OPERATIONS:
+                raise ConfigError(f"{path}: operation {name!r} ({cls}) has no tf_keras equivalent here; "
+                                  "express it with standard layers")
+        elif _is_model(entry):
+            _check_layers(path, entry, f"{name}/")  # a nested model: names inside are its own
+        else:
+            _refuse_custom(path, name, entry)
+            _check_activations(path, name, entry)
+
+
+def _refuse_custom(path: Path, name: str, entry: dict[str, Any]) -> None:
+    """The one place that decides a layer is not Keras's own (registered under a package of the
+    user's, or from a module outside keras.layers), so it cannot be rebuilt from its config."""
+    if entry.get("module") != "keras.layers" or entry.get("registered_name"):
+        custom.check_keras3_layer(path, entry)  # the --custom-objects file must load and rebuild it
+
+
+def _check_activations(path: Path, name: str, entry: dict[str, Any]) -> None:
+    for key, value in entry.get("config", {}).items():
+        if (key == "activation" or key.endswith("_activation")) and isinstance(value, str):
+            # only a layer's main activation can move out of the layer into ops of its own
+            movable = key == "activation" and value in keras3_ops.GRAPH_ACTIVATIONS
+            if value not in keras3_ops.SAME_ACTIVATIONS and not movable:
+                raise ConfigError(f"{path}: layer {name!r} ({entry.get('class_name')}) uses {key}={value!r}, "
+                                  "which tf_keras lacks or computes differently")
 
 
 def _init_params(cls: type) -> set[str]:
@@ -107,10 +144,32 @@ def _translate(where: str, value: Any, tfk: Any) -> Any:
     return value
 
 
-def _tf_layer(path: Path, layer_config: dict[str, Any], tfk: Any) -> Any:
-    cls_name, config = layer_config["class_name"], dict(layer_config["config"])
-    where = f"{path}: layer {config.get('name')!r} ({cls_name})"
-    tf_cls = custom.tf_keras_class(layer_config) or getattr(tfk.layers, cls_name, None)
+class _Rebuild:
+    """One file's rebuild: where errors point, and the TensorFlow modules (loaded late)."""
+
+    def __init__(self, path: Path, tf: Any, tfk: Any) -> None:
+        self.path, self.tf, self.tfk = path, tf, tfk
+
+
+class _Unit:
+    """What one Keras 3 layer, nested model or operation becomes in tf_keras: a ``layer``, and/or
+    ``after``, which adds ops to the graph: on the layer's output (an activation tf_keras lacks,
+    moved out of the layer) or, with no layer, on the node's inputs (an operation)."""
+
+    def __init__(self, layer: Any = None, after: Callable[[list[Any], dict[str, Any], str], Any] | None = None):
+        self.layer, self.after = layer, after
+
+    def __call__(self, args: list[Any], kwargs: dict[str, Any], name: str) -> Any:
+        if self.after is None:
+            return self.layer(*args, **kwargs)
+        if self.layer is None:
+            return self.after(args, kwargs, name)
+        return self.after([self.layer(*args, **kwargs)], {}, name)
+
+
+def _tf_layer(where: str, cls_name: str, config: dict[str, Any], tfk: Any, entry: dict[str, Any] | None = None) -> Any:
+    # A layer of the user's own (from --custom-objects) first, else tf_keras's namesake.
+    tf_cls = (custom.tf_keras_class(entry) if entry else None) or getattr(tfk.layers, cls_name, None)
     if not isinstance(tf_cls, type):
         raise ConfigError(f"{where} has no tf_keras equivalent")
     for old, new in _RENAMED.get(cls_name, {}).items():
@@ -123,6 +182,26 @@ def _tf_layer(path: Path, layer_config: dict[str, Any], tfk: Any) -> Any:
         raise ConfigError(f"{where} cannot be rebuilt in tf_keras: {first_line(e)}") from None
 
 
+def _unit(rb: _Rebuild, entry: dict[str, Any], scope: str) -> _Unit:
+    cls, config = entry["class_name"], dict(entry["config"])
+    tf, tfk, name = rb.tf, rb.tfk, scope + str(config.get("name"))
+    if keras3_ops.is_operation(entry):
+        return _Unit(after=lambda a, k, n: keras3_ops.call_operation(tf, tfk, cls, config, a, k, n))
+    if _is_model(entry):
+        return _Unit(_model(rb, entry, f"{name}/"))
+    where = f"{rb.path}: layer {name!r} ({cls})"
+    act, after = config.get("activation"), None
+    if isinstance(act, str) and act in keras3_ops.GRAPH_ACTIVATIONS:
+        if cls == "Activation":  # the whole layer becomes the activation's ops, its last layer named like it
+            return _Unit(after=lambda a, k, n: keras3_ops.apply_activation(tf, tfk, act, a[0], n))
+        config["activation"] = "linear"
+        after = lambda a, k, n: keras3_ops.apply_activation(tf, tfk, act, a[0], f"{n}_{act}")  # noqa: E731
+    for key, value in config.items():  # _check_activations let only these through
+        if (key == "activation" or key.endswith("_activation")) and isinstance(value, str):
+            config[key] = keras3_ops.SAME_ACTIVATIONS[value]
+    return _Unit(_tf_layer(where, cls, config, tfk, entry), after)
+
+
 def _tensor_refs(value: Any) -> list[tuple[str, int, int]]:
     if isinstance(value, dict) and value.get("class_name") == "__keras_tensor__":
         name, node, index = value["config"]["keras_history"]
@@ -132,8 +211,19 @@ def _tensor_refs(value: Any) -> list[tuple[str, int, int]]:
 
 
 def _substitute(value: Any, tensors: dict[tuple[str, int, int], Any]) -> Any:
-    if isinstance(value, dict) and value.get("class_name") == "__keras_tensor__":
-        return tensors[tuple(value["config"]["keras_history"])]
+    """A saved node argument with its tensors and constants (arrays, slices ...) as Python values."""
+    if isinstance(value, dict) and "config" in value:
+        kind, cfg = value.get("class_name"), value["config"]
+        if kind == "__keras_tensor__":
+            return tensors[tuple(cfg["keras_history"])]
+        if kind in ("__numpy__", "__tensor__"):
+            return np.asarray(cfg["value"], dtype=cfg.get("dtype"))
+        if kind == "__slice__":
+            return slice(*(_substitute(cfg.get(k), tensors) for k in ("start", "stop", "step")))
+        if kind == "__ellipsis__":
+            return Ellipsis
+        if kind == "__tuple__":
+            return tuple(_substitute(v, tensors) for v in cfg["value"])
     if isinstance(value, (list, tuple)):
         return type(value)(_substitute(v, tensors) for v in value)
     if isinstance(value, dict):
@@ -150,56 +240,101 @@ def _endpoints(spec: Any, tensors: dict[tuple[str, int, int], Any]) -> Any:
     return [_endpoints(s, tensors) for s in spec]
 
 
-def _functional(path: Path, config: dict[str, Any], tfk: Any) -> Any:
-    layers = {lc["config"]["name"]: _tf_layer(path, lc, tfk) for lc in config["layers"]}
-    tensors: dict[tuple[str, int, int], Any] = {}
-    for lc in config["layers"]:
-        if lc["class_name"] == "InputLayer":
-            tensors[(lc["config"]["name"], 0, 0)] = layers[lc["config"]["name"]].output
+def _input_layer(rb: _Rebuild, entry: dict[str, Any], scope: str) -> Any:
+    where = f"{rb.path}: layer {scope + str(entry['config'].get('name'))!r} (InputLayer)"
+    return _tf_layer(where, "InputLayer", dict(entry["config"]), rb.tfk)
+
+
+def _functional(rb: _Rebuild, config: dict[str, Any], scope: str) -> Any:
+    units, tensors, kinds = {}, {}, {}
+    for entry in config["layers"]:
+        name = entry["config"]["name"]
+        kind = "operation" if keras3_ops.is_operation(entry) else "layer"
+        kinds[name] = f"{kind} {scope + name!r} ({entry['class_name']})"
+        if entry["class_name"] == "InputLayer":
+            tensors[(name, 0, 0)] = _input_layer(rb, entry, scope).output
+        else:
+            units[name] = _unit(rb, entry, scope)
     pending = [(lc["config"]["name"], i, node) for lc in config["layers"] if lc["class_name"] != "InputLayer"
                for i, node in enumerate(lc.get("inbound_nodes", []))]
     while pending:  # the layer list is in topological order, so this normally takes one pass
         ready = [all(ref in tensors for ref in _tensor_refs(p[2])) for p in pending]
         if not any(ready):
-            raise ConfigError(f"{path}: the model graph cannot be rebuilt (layer {pending[0][0]!r} has unknown inputs)")
+            raise ConfigError(f"{rb.path}: the model graph cannot be rebuilt "
+                              f"({kinds[pending[0][0]]} has unknown inputs)")
         for name, index, node in (p for p, ok in zip(pending, ready) if ok):
             kwargs = {k: v for k, v in _substitute(node.get("kwargs", {}), tensors).items() if v is not None}
-            try:
-                out = layers[name](*_substitute(node.get("args", []), tensors), **kwargs)
-            except (TypeError, ValueError) as e:
-                raise ConfigError(f"{path}: layer {name!r} cannot be called in tf_keras: {first_line(e)}") from None
+            try:  # a second call of one layer or operation names the layers it makes apart
+                out = units[name](list(_substitute(node.get("args", []), tensors)), kwargs,
+                                  name if index == 0 else f"{name}_call{index}")
+            except (TypeError, ValueError, KeyError, IndexError) as e:
+                raise ConfigError(f"{rb.path}: {kinds[name]} cannot be rebuilt in tf_keras: {first_line(e)}") from None
             for j, t in enumerate(out if isinstance(out, (list, tuple)) else [out]):
                 tensors[(name, index, j)] = t
         pending = [p for p, ok in zip(pending, ready) if not ok]
-    return tfk.Model(_endpoints(config["input_layers"], tensors), _endpoints(config["output_layers"], tensors),
-                     name=config.get("name"))
+    return rb.tfk.Model(_endpoints(config["input_layers"], tensors), _endpoints(config["output_layers"], tensors),
+                        name=config.get("name"))
 
 
-def _sequential(path: Path, config: dict[str, Any], k3_model: Any, tfk: Any) -> Any:
-    layers = [_tf_layer(path, lc, tfk) for lc in config["layers"]]
-    if not layers or not isinstance(layers[0], tfk.layers.InputLayer):
+def _sequential(rb: _Rebuild, config: dict[str, Any], scope: str) -> Any:
+    entries = config["layers"]
+    if entries and entries[0]["class_name"] == "InputLayer":
+        head, entries = _input_layer(rb, entries[0], scope), entries[1:]
+    elif config.get("build_input_shape"):
+        head = rb.tfk.layers.InputLayer(batch_input_shape=tuple(config["build_input_shape"]))
+    else:
+        raise ConfigError(f"{rb.path}: the Sequential model {scope or config.get('name')!r} was never built, "
+                          "so its input shape is unknown")
+    units = [_unit(rb, entry, scope) for entry in entries]
+    if all(u.after is None for u in units):
+        return rb.tfk.Sequential([head, *(u.layer for u in units)], name=config.get("name"))
+    x = head.output  # some layer became several ops, which only a Functional graph can hold
+    for entry, unit in zip(entries, units):
         try:
-            shape = tuple(k3_model.inputs[0].shape)
-        except (AttributeError, IndexError, ValueError):
-            raise ConfigError(f"{path}: the Sequential model was never built, so its input shape is unknown") from None
-        layers.insert(0, tfk.layers.InputLayer(batch_input_shape=shape))
-    return tfk.Sequential(layers, name=config.get("name"))
+            x = unit([x], {}, entry["config"]["name"])
+        except (TypeError, ValueError) as e:
+            raise ConfigError(f"{rb.path}: layer {scope + entry['config']['name']!r} cannot be rebuilt "
+                              f"in tf_keras: {first_line(e)}") from None
+    return rb.tfk.Model(head.output, x, name=config.get("name"))
 
 
-def _copy_weights(path: Path, k3_model: Any, tf_model: Any) -> None:
+def _model(rb: _Rebuild, entry: dict[str, Any], scope: str) -> Any:
+    """A Keras 3 Functional or Sequential model (the file's, or one nested in it) as a tf_keras model."""
+    config = entry["config"]
+    build = _functional if entry["class_name"] == "Functional" else _sequential
+    try:
+        model = build(rb, config, scope)
+    except (TypeError, ValueError) as e:  # e.g. two layers of one name, which tf_keras refuses
+        raise ConfigError(f"{rb.path}: model {scope or config.get('name')!r} cannot be rebuilt in tf_keras: "
+                          f"{first_line(e)}") from None
+    if config.get("trainable") is False:  # a frozen backbone stays frozen
+        model.trainable = False
+    return model
+
+
+def _is_model_object(layer: Any) -> bool:
+    return type(layer).__name__ in ("Functional", "Sequential")
+
+
+def _copy_weights(path: Path, k3_model: Any, tf_model: Any, scope: str = "") -> None:
+    """Weights copied layer by layer, into nested models by path: names repeat across nesting levels."""
     tf_layers = {layer.name: layer for layer in tf_model.layers}
-    k3_names = {layer.name for layer in k3_model.layers}
-    if missing := [n for n, layer in tf_layers.items() if layer.weights and n not in k3_names]:
-        raise ConfigError(f"{path}: rebuilt layer {missing[0]!r} has no counterpart in the Keras 3 model")
-    for layer in k3_model.layers:
-        source, target = layer.get_weights(), tf_layers.get(layer.name)
+    k3_layers = {layer.name: layer for layer in k3_model.layers}
+    if missing := [n for n, layer in tf_layers.items() if layer.weights and n not in k3_layers]:
+        raise ConfigError(f"{path}: rebuilt layer {scope + missing[0]!r} has no counterpart in the Keras 3 model")
+    for name, layer in k3_layers.items():
+        source, target = layer.get_weights(), tf_layers.get(name)
         if target is None:
             if source:
-                raise ConfigError(f"{path}: layer {layer.name!r} is missing from the rebuilt tf_keras model")
+                raise ConfigError(f"{path}: layer {scope + name!r} is missing from the rebuilt tf_keras model")
+            continue
+        if _is_model_object(layer) and _is_model_object(target):
+            _copy_weights(path, layer, target, f"{scope}{name}/")
             continue
         shapes, tf_shapes = [w.shape for w in source], [tuple(w.shape) for w in target.get_weights()]
         if shapes != tf_shapes:
-            raise ConfigError(f"{path}: layer {layer.name!r} has weights {shapes} in Keras 3 but {tf_shapes} in tf_keras")
+            raise ConfigError(f"{path}: layer {scope + name!r} has weights {shapes} in Keras 3 "
+                              f"but {tf_shapes} in tf_keras")
         if source:
             target.set_weights(source)
 
@@ -253,11 +388,8 @@ def rebuild_in_tf_keras(path: Path) -> Any:
             k3_model = keras.saving.load_model(path, compile=False, safe_mode=True, custom_objects=custom.keras3_objects())
     except Exception as e:  # noqa: BLE001 - Keras raises many kinds; the user needs one line
         raise ConfigError(f"cannot load Keras 3 model {path}: {first_line(e)}") from None
-    config = k3_model.get_config()
-    if isinstance(k3_model, keras.Sequential):
-        tf_model = _sequential(path, config, k3_model, tfk)
-    else:
-        tf_model = _functional(path, config, tfk)
+    kind = "Sequential" if isinstance(k3_model, keras.Sequential) else "Functional"
+    tf_model = _model(_Rebuild(path, tfm, tfk), {"class_name": kind, "config": k3_model.get_config()}, "")
     _copy_weights(path, k3_model, tf_model)
     _verify(path, k3_model, tf_model, tfm)
     return tf_model
