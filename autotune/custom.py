@@ -195,9 +195,10 @@ def tf_keras_class(layer_config: dict[str, Any]) -> type | None:
     return next((_active.twins[n] for n in names if n in _active.twins), None)
 
 
-def check_keras3_layer(path: Path, layer_config: dict[str, Any]) -> None:
-    """Refuse, with one line naming it, a Keras 3 custom layer the file cannot load or rebuild."""
-    cls, name = layer_config.get("class_name"), layer_config.get("config", {}).get("name")
+def check_keras3_layer(path: Path, layer_config: dict[str, Any], name: str | None = None) -> None:
+    """Refuse, with one line naming it (``name``: its path through nested models), a Keras 3
+    custom layer the file cannot load or rebuild."""
+    cls, name = layer_config.get("class_name"), name or layer_config.get("config", {}).get("name")
     where = f"{path}: custom layer {name!r} ({cls})"
     if _active is None:
         raise ConfigError(f"{where} needs its class: pass --custom-objects FILE.py that defines it, with --trust-model-code")

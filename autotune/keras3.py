@@ -90,7 +90,7 @@ def _refuse_custom(path: Path, name: str, entry: dict[str, Any]) -> None:
     """The one place that decides a layer is not Keras's own (registered under a package of the
     user's, or from a module outside keras.layers), so it cannot be rebuilt from its config."""
     if entry.get("module") != "keras.layers" or entry.get("registered_name"):
-        custom.check_keras3_layer(path, entry)  # the --custom-objects file must load and rebuild it
+        custom.check_keras3_layer(path, entry, name)  # the --custom-objects file must load and rebuild it
 
 
 def _check_activations(path: Path, name: str, entry: dict[str, Any]) -> None:
