@@ -108,13 +108,10 @@ def _seed_all() -> None:
     tf_keras().utils.set_random_seed(SEED)
 
 
-def nested_tf_keras(folder: Path, epochs: int = 3, limit: int | None = None) -> tuple[Path, Path]:
-    """The Keras guide's transfer learning in tf_keras: a MobileNetV2 base (alpha 0.35) used as
-    one layer of a Functional model whose grey input is repeated into three channels."""
-    from autotune._keras import keras
-
+def _transfer(k, folder: Path, epochs: int, limit: int | None) -> tuple[Path, Path]:
+    """The Keras guide's transfer learning with the Keras ``k``: a MobileNetV2 base (alpha
+    0.35) used as one layer of a Functional model whose grey input is repeated into three."""
     _seed_all()
-    k = keras()
     inp = k.Input((32, 32, 1))
     x = k.layers.Concatenate()([inp, inp, inp])
     base = k.applications.MobileNetV2(input_shape=(32, 32, 3), alpha=0.35, include_top=False, weights=None)
@@ -125,19 +122,18 @@ def nested_tf_keras(folder: Path, epochs: int = 3, limit: int | None = None) -> 
     return _save(folder, model, "model.keras", data)
 
 
+def nested_tf_keras(folder: Path, epochs: int = 3, limit: int | None = None) -> tuple[Path, Path]:
+    """The transfer-learning shape in tf_keras."""
+    from autotune._keras import keras
+
+    return _transfer(keras(), folder, epochs, limit)
+
+
 def nested_keras3(folder: Path, epochs: int = 3, limit: int | None = None) -> tuple[Path, Path]:
-    """The same transfer-learning shape written by Keras 3 (``import keras``)."""
+    """The same shape written by Keras 3 (``import keras``)."""
     import keras
 
-    _seed_all()
-    inp = keras.Input((32, 32, 1))
-    x = keras.layers.Concatenate()([inp, inp, inp])
-    base = keras.applications.MobileNetV2(input_shape=(32, 32, 3), alpha=0.35, include_top=False, weights=None)
-    x = keras.layers.GlobalAveragePooling2D()(base(x))
-    model = keras.Model(inp, keras.layers.Dense(10)(keras.layers.Dropout(0.1)(x)), name="transfer")
-    data = _digits(32, limit=limit)
-    _fit(model, data, epochs)
-    return _save(folder, model, "model.keras", data)
+    return _transfer(keras, folder, epochs, limit)
 
 
 def mobilenet_v3_keras3(folder: Path, epochs: int = 3, limit: int | None = None) -> tuple[Path, Path]:
