@@ -197,3 +197,5 @@ SHAPES: dict[str, Callable[..., tuple[Path, Path]]] = {
     "embedding-gru": embedding_gru_tf_keras,
     "conv-relu-bn-h5": conv_relu_bn_h5,
 }
+# The shapes whose trunk is recurrent.
+RECURRENT = {"lstm-rows-keras3", "embedding-gru"}
