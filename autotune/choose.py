@@ -113,6 +113,27 @@ def _dominates(a: FrontRow, b: FrontRow, by: str) -> bool:
     return ca <= cb and a.quality_loss <= b.quality_loss and (ca < cb or a.quality_loss < b.quality_loss)
 
 
+def _comparable(feasible: list[FrontRow]) -> list[FrontRow]:
+    """The feasible rows whose shown latencies may be compared with one another.
+
+    The front's members and references show the end-of-run re-measurement, every other trial
+    its search figure, and two sittings differ by more than the gaps between close recipes. A
+    trial that another feasible one beat in the search (as fast and as accurate, search figures
+    on both sides) is left out, so a stale search figure never wins over a member's fresh one;
+    the references stay, as the table shows them."""
+
+    def beaten(r: FrontRow) -> bool:
+        return any(
+            o is not r
+            and o.search_latency_p50_ms <= r.search_latency_p50_ms
+            and o.quality_loss <= r.quality_loss
+            and (o.search_latency_p50_ms < r.search_latency_p50_ms or o.quality_loss < r.quality_loss)
+            for o in feasible
+        )
+
+    return [r for r in feasible if r.reference or r.remeasured or not beaten(r)]
+
+
 def choose(
     rows: list[FrontRow], limits: Limits, *, prefer: str = "latency", by: str = "latency_p50_ms", closest: bool = False, study: str = ""
 ) -> Choice:
@@ -135,7 +156,7 @@ def choose(
         if by == "throughput_sps":
             best = max(feasible, key=lambda r: (r.throughput_sps or 0.0, -r.quality_loss))
             return Choice(best, f"highest-throughput trial within {within}", True)
-        best = min(feasible, key=lambda r: (r.latency_p50_ms, r.quality_loss))
+        best = min(_comparable(feasible), key=lambda r: (r.latency_p50_ms, r.quality_loss))
         return Choice(best, f"fastest trial within {within}", True)
     if prefer == "accuracy":
         best = min(feasible, key=lambda r: (_quality_key(r), r.latency_p50_ms))
