@@ -1,6 +1,12 @@
 """Running a deployable artifact the way it will be deployed: LiteRT for ``.tflite``,
 TensorFlow for a SavedModel. The same executor serves accuracy (batched) and latency
 (one call at the runtime's batch size), so accuracy is that of the deployed artifact.
+
+A TFLite artifact whose batch is fixed (recurrent models are converted at the deployed batch)
+is fed the validation set in chunks of exactly that batch, the last one padded and the
+padding's outputs dropped. TFLite's fused sequence ops keep their state in variable tensors
+that persist from one call to the next; every call of such an artifact resets them first, as
+a deployment must, or each sequence would start where the previous one ended.
 """
 
 from __future__ import annotations
@@ -31,6 +37,9 @@ class Executor(Protocol):
     def macs(self, sample: np.ndarray) -> int | None:
         """Multiply-accumulates per sample, counted from the executed graph (None: unknown)."""
 
+    def input_spec(self) -> dict[str, object]:
+        """The input the artifact takes: shape (None where any size goes), dtype, batch (None: any)."""
+
 
 class LiteRTExecutor:
     def __init__(self, path: Path, threads: int) -> None:
@@ -41,9 +50,13 @@ class LiteRTExecutor:
                 self._interp.allocate_tensors()
         except (RuntimeError, ValueError) as e:
             raise CandidateFailed(f"LiteRT cannot load the model: {e}") from e
+        self._path = path
+        self.stateful = _has_variable_tensors(path)
         self._in = self._interp.get_input_details()[0]
         self._out = self._interp.get_output_details()[0]
         self._batch = int(self._in["shape"][0])
+        # None: the batch dimension can be resized to any size.
+        self.fixed_batch: int | None = None if int(self._in["shape_signature"][0]) == -1 else self._batch
 
     def _resize(self, batch: int) -> None:
         if batch == self._batch:
@@ -71,17 +84,24 @@ class LiteRTExecutor:
         return y
 
     def _run(self, x: np.ndarray) -> np.ndarray:
+        if self.stateful:
+            self._interp.reset_all_variables()
         self._interp.set_tensor(self._in["index"], self._quantize(x))
         self._interp.invoke()
         return self._interp.get_tensor(self._out["index"])
 
     def predict(self, x: np.ndarray) -> np.ndarray:
         outs = []
+        step = self.fixed_batch or EVAL_BATCH
         try:
-            for i in range(0, len(x), EVAL_BATCH):
-                chunk = x[i : i + EVAL_BATCH]
+            for i in range(0, len(x), step):
+                chunk = x[i : i + step]
+                n = len(chunk)
+                if self.fixed_batch is not None and n < step:
+                    # The artifact takes exactly its batch: pad with copies of the last sample.
+                    chunk = np.concatenate([chunk, np.repeat(chunk[-1:], step - n, axis=0)])
                 self._resize(len(chunk))
-                outs.append(self._dequantize(self._run(chunk)))
+                outs.append(self._dequantize(self._run(chunk))[:n])
         except (RuntimeError, ValueError) as e:
             raise CandidateFailed(f"LiteRT inference failed: {e}") from e
         return np.concatenate(outs)
@@ -96,9 +116,32 @@ class LiteRTExecutor:
 
         # Counted at batch 1 where the batch can change: LiteRT's tensor details do not all
         # follow a resize until the next invoke.
-        if int(self._in["shape_signature"][0]) == -1:
+        if self.fixed_batch is None:
             self._resize(1)
-        return litert_macs(self._interp)
+        return litert_macs(self._interp, self._path.read_bytes())
+
+    def input_spec(self) -> dict[str, object]:
+        signature = [None if int(d) == -1 else int(d) for d in self._in["shape_signature"]]
+        spec: dict[str, object] = {"shape": signature, "dtype": np.dtype(self._in["dtype"]).name, "batch": self.fixed_batch}
+        if self._in["dtype"] in (np.int8, np.uint8):
+            scale, zero = self._in["quantization"]
+            spec["quantization"] = {"scale": float(scale), "zero_point": int(zero)}
+        if self.stateful:
+            spec["reset_variables_each_call"] = True
+        return spec
+
+
+def _has_variable_tensors(path: Path) -> bool:
+    """True if the flatbuffer holds variable tensors (the states of fused LSTM/RNN ops)."""
+    import mmap
+
+    from ai_edge_litert import schema_py_generated as schema
+
+    # Mapped, not read: only the tensor tables are touched, not the weights.
+    with path.open("rb") as f, mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as buf:
+        model = schema.Model.GetRootAs(buf, 0)
+        graphs = [model.Subgraphs(s) for s in range(model.SubgraphsLength())]
+        return any(g.Tensors(i).IsVariable() for g in graphs for i in range(g.TensorsLength()))
 
 
 class TensorFlowExecutor:
@@ -110,24 +153,33 @@ class TensorFlowExecutor:
                 # Keep the loaded object: its variables die with it, not with ``serve``.
                 self._loaded = tf().saved_model.load(str(path))
                 self._fn = self._loaded.serve
-        except (OSError, ValueError, AttributeError) as e:
+            self._spec = self._fn.input_signature[0]
+        except (OSError, ValueError, AttributeError, IndexError, TypeError) as e:
             raise CandidateFailed(f"TensorFlow cannot load the SavedModel: {e}") from e
+        # Token ids arrive as float32 from the data; the serving function takes its own dtype.
+        self._dtype = self._spec.dtype.as_numpy_dtype
 
     def predict(self, x: np.ndarray) -> np.ndarray:
         from autotune._keras import tf
 
         try:
+            x = x.astype(self._dtype, copy=False)
             return np.concatenate([self._fn(x[i : i + EVAL_BATCH]).numpy() for i in range(0, len(x), EVAL_BATCH)])
         except tf().errors.OpError as e:  # e.g. an op XLA cannot compile
             raise CandidateFailed(f"TensorFlow inference failed: {str(e).splitlines()[0][:300]}") from e
 
     def timed_call(self, sample: np.ndarray) -> Callable[[], object]:
+        sample = sample.astype(self._dtype, copy=False)
         return lambda: self._fn(sample).numpy()
 
     def macs(self, sample: np.ndarray) -> int | None:
         from autotune.compute import saved_model_macs
 
-        return saved_model_macs(self._fn, [1, *sample.shape[1:]])
+        return saved_model_macs(self._fn, [1, *sample.shape[1:]], self._spec.dtype)
+
+    def input_spec(self) -> dict[str, object]:
+        shape = self._spec.shape.as_list()
+        return {"shape": shape, "dtype": self._spec.dtype.name, "batch": shape[0]}
 
 
 def artifact_file(root: Path, fmt: str) -> Path:

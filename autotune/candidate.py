@@ -56,6 +56,7 @@ class Builder:
         self._base = Candidate(key=content_key("base", model_key, data_key), lineage=({"step": "base", "model_key": model_key},))
         self._data_key = data_key
         self._model: Any = model  # loaded lazily unless the caller already has it
+        self._recurrent: bool | None = None
 
     def base_model(self) -> Any:
         if self._model is None:
@@ -67,6 +68,16 @@ class Builder:
     def base_copy(self) -> Any:
         """A copy of the base model (weights included) that the caller may wrap or change."""
         return self._load(self._base)
+
+    def fixed_batch(self) -> bool:
+        """True if this model's artifacts are converted at the deployed batch (a recurrent
+        model: see ``autotune.techniques.convert``). No technique adds or removes recurrent
+        layers, so the base model decides for every candidate made from it."""
+        if self._recurrent is None:
+            from autotune.techniques.recurrent import is_recurrent
+
+            self._recurrent = is_recurrent(self.base_model())
+        return self._recurrent
 
     def _load(self, candidate: Candidate) -> Any:
         """A model object for ``candidate`` that its consumer may train or wrap freely."""
@@ -113,6 +124,9 @@ class Builder:
         convert = {"precision": recipe.precision, "format": recipe.artifact_format, "xla": recipe.runtime.xla}
         if recipe.precision == "int8":
             convert |= {"calibration": self._data_key, "seed": self.seed}
+        if recipe.artifact_format == "tflite" and self.fixed_batch():
+            # The artifact takes exactly this batch; other models' artifacts serve any batch.
+            convert["batch"] = recipe.runtime.batch_size
         key = content_key(candidate.key, "convert", convert)
 
         def write(tmp: Path) -> None:
@@ -120,7 +134,8 @@ class Builder:
 
             source = self._load(candidate)
             if recipe.artifact_format == "tflite":
-                to_tflite(source, recipe.precision, representative_sample(self.data.x_train, self.seed), tmp)
+                calibration = representative_sample(self.data.x_train, self.seed)
+                to_tflite(source, recipe.precision, calibration, tmp, batch=recipe.runtime.batch_size)
             else:
                 to_saved_model(source, recipe.runtime.xla, tmp)
 

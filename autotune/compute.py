@@ -4,8 +4,11 @@ can do arithmetic at best: together they give each candidate's compute floor.
 Multiply-accumulates are counted from the ops the runtime will execute (the TFLite flatbuffer's
 ops, or the frozen graph of a SavedModel's serving function) with the shapes allocated for a
 call; nothing is estimated from parameter counts. Convolutions, depthwise convolutions,
-transposed convolutions and matrix products carry the MACs of the networks autotune builds;
-element-wise ops, pooling and activations are not counted (they are memory-bound).
+transposed convolutions, matrix products and the fused sequence ops (LSTM, RNN: every weight
+matrix once per time step and sample) carry the MACs of the networks autotune builds; a loop
+(TFLite WHILE, TensorFlow While) counts its body once per iteration, the iterations read from
+the graph's constants. Element-wise ops, pooling and activations are not counted (they are
+memory-bound).
 """
 
 from __future__ import annotations
@@ -34,12 +37,37 @@ def conv_macs(out_shape: Sequence[int], kernel_hw: Sequence[int], in_channels_pe
     return _prod(out_shape) * _prod(kernel_hw) * int(in_channels_per_group)
 
 
+# Weight matrices of the fused sequence ops, by input position (TFLite's op definitions):
+# LSTM input-to-gate 1-4, recurrent-to-gate 5-8, projection 16 (backward: +17); RNN input
+# and recurrent weights 1-2 (backward 5-6).
+_SEQUENCE_WEIGHTS = {
+    "UNIDIRECTIONAL_SEQUENCE_LSTM": (*range(1, 9), 16),
+    "BIDIRECTIONAL_SEQUENCE_LSTM": (*range(1, 9), 16, *range(18, 26), 33),
+    "UNIDIRECTIONAL_SEQUENCE_RNN": (1, 2),
+    "BIDIRECTIONAL_SEQUENCE_RNN": (1, 2, 5, 6),
+}
+_TFLITE_MAC_OPS = ("CONV_2D", "DEPTHWISE_CONV_2D", "CONV_3D", "TRANSPOSE_CONV", "FULLY_CONNECTED", "BATCH_MATMUL")
+
+
+def _sequence_macs(ins: list[int], shapes: dict[int, Sequence[int]], positions: Sequence[int]) -> int:
+    """Every weight matrix multiplies one vector per time step and sample (absent optional
+    weights, e.g. a coupled input gate, are -1)."""
+    steps_and_batch = _prod(shapes[ins[0]][:-1])
+    return steps_and_batch * sum(_prod(shapes[ins[i]]) for i in positions if i < len(ins) and ins[i] >= 0)
+
+
 def tflite_macs(ops: list[dict[str, Any]], shapes: dict[int, Sequence[int]]) -> int:
     """MACs of one call from a LiteRT interpreter's op list (``_get_ops_details``) and tensor
-    shapes by index, at the batch the interpreter is allocated for."""
+    shapes by index, at the batch the interpreter is allocated for (WHILE loops: see
+    ``while_loop_macs``)."""
     total = 0
     for op in ops:
         name, ins, outs = op["op_name"], list(op["inputs"]), list(op["outputs"])
+        if name in _SEQUENCE_WEIGHTS:
+            total += _sequence_macs(ins, shapes, _SEQUENCE_WEIGHTS[name])
+            continue
+        if name not in _TFLITE_MAC_OPS:
+            continue
         out = shapes[outs[0]]
         if name == "CONV_2D":  # filter: [out_c, kh, kw, in_c / groups]
             f = shapes[ins[1]]
@@ -61,12 +89,98 @@ def tflite_macs(ops: list[dict[str, Any]], shapes: dict[int, Sequence[int]]) -> 
     return total
 
 
-def litert_macs(interpreter: Any) -> int:
-    """MACs per sample of an allocated LiteRT interpreter."""
+def tflite_subgraphs(blob: bytes) -> list[dict[str, Any]]:
+    """Every subgraph of a TFLite flatbuffer: its ops (as ``_get_ops_details`` gives them, with
+    WHILE's cond and body subgraph indices), its tensors' shapes and its small integer
+    constants. The interpreter lists only the main subgraph's ops; loop bodies live here."""
+    from ai_edge_litert import schema_py_generated as schema
+
+    model = schema.Model.GetRootAs(blob, 0)
+    names = {v: k for k, v in vars(schema.BuiltinOperator).items() if not k.startswith("_")}
+    ints = {schema.TensorType.INT32: np.int32, schema.TensorType.INT64: np.int64}
+    out = []
+    for s in range(model.SubgraphsLength()):
+        sg = model.Subgraphs(s)
+        shapes, consts = {}, {}
+        for i in range(sg.TensorsLength()):
+            tensor = sg.Tensors(i)
+            shapes[i] = tuple(int(d) for d in tensor.ShapeAsNumpy()) if tensor.ShapeLength() else ()
+            data = model.Buffers(tensor.Buffer()).DataAsNumpy() if tensor.Buffer() < model.BuffersLength() else 0
+            if tensor.Type() in ints and not isinstance(data, int) and 0 < len(data) <= 8:
+                consts[i] = int(np.frombuffer(data.tobytes(), dtype=ints[tensor.Type()])[0])
+        ops = []
+        for j in range(sg.OperatorsLength()):
+            op = sg.Operators(j)
+            code = model.OperatorCodes(op.OpcodeIndex())
+            entry: dict[str, Any] = {
+                "op_name": names.get(max(code.BuiltinCode(), code.DeprecatedBuiltinCode()), "CUSTOM"),
+                "inputs": [int(i) for i in op.InputsAsNumpy()] if op.InputsLength() else [],
+                "outputs": [int(i) for i in op.OutputsAsNumpy()] if op.OutputsLength() else [],
+            }
+            table = op.BuiltinOptions()
+            if entry["op_name"] == "WHILE" and table is not None:
+                opts = schema.WhileOptions()
+                opts.Init(table.Bytes, table.Pos)
+                entry |= {"cond": opts.CondSubgraphIndex(), "body": opts.BodySubgraphIndex()}
+            elif entry["op_name"] == "BATCH_MATMUL" and table is not None:
+                opts = schema.BatchMatMulOptions()
+                opts.Init(table.Bytes, table.Pos)
+                entry["builtin_options"] = {"adj_x": bool(opts.AdjX())}
+            ops.append(entry)
+        inputs = [int(i) for i in sg.InputsAsNumpy()] if sg.InputsLength() else []
+        out.append({"ops": ops, "shapes": shapes, "consts": consts, "inputs": inputs})
+    return out
+
+
+def _trip_count(subgraphs: list[dict[str, Any]], caller: dict[str, Any], op: dict[str, Any]) -> int:
+    """Iterations of a WHILE: its cond compares a loop variable with a bound (LESS, LESS_EQUAL),
+    both read from constants of the cond or of the caller's WHILE inputs; with several such
+    tests (while_v2's iteration cap and the sequence length), the tightest."""
+    cond = subgraphs[op["cond"]]
+
+    def value(index: int) -> int | None:
+        if index in cond["consts"]:
+            return cond["consts"][index]
+        if index in cond["inputs"]:
+            return caller["consts"].get(op["inputs"][cond["inputs"].index(index)])
+        return None
+
+    trips = []
+    for test in cond["ops"]:
+        if test["op_name"] in ("LESS", "LESS_EQUAL") and len(test["inputs"]) == 2:
+            start, bound = (value(i) for i in test["inputs"])
+            if start is not None and bound is not None and bound >= 0:
+                trips.append(bound - start + (test["op_name"] == "LESS_EQUAL"))
+    if not trips:
+        raise ValueError("the WHILE loop's iteration count is not a constant of the graph")
+    return max(0, min(trips))
+
+
+def while_loop_macs(subgraphs: list[dict[str, Any]], index: int = 0) -> int:
+    """MACs of the WHILE loops a subgraph runs (nested loops included): body × iterations."""
+    graph = subgraphs[index]
+    total = 0
+    for op in graph["ops"]:
+        if op["op_name"] == "WHILE":
+            body = subgraphs[op["body"]]
+            per_iteration = tflite_macs(body["ops"], body["shapes"]) + while_loop_macs(subgraphs, op["body"])
+            total += _trip_count(subgraphs, graph, op) * per_iteration
+    return total
+
+
+def litert_macs(interpreter: Any, blob: bytes | None = None) -> int | None:
+    """MACs per sample of an allocated LiteRT interpreter; with loops (WHILE), their bodies
+    are read from the model's flatbuffer ``blob`` (None without it: nothing is claimed)."""
     details = interpreter.get_tensor_details()
     shapes = {int(t["index"]): tuple(int(d) for d in t["shape"]) for t in details}
     batch = max(1, int(interpreter.get_input_details()[0]["shape"][0]))
-    return tflite_macs(interpreter._get_ops_details(), shapes) // batch
+    ops = interpreter._get_ops_details()
+    total = tflite_macs(ops, shapes)
+    if any(op["op_name"] == "WHILE" for op in ops):
+        if blob is None:
+            return None
+        total += while_loop_macs(tflite_subgraphs(blob))
+    return total // batch
 
 
 _GRAPH_MAC_OPS = ("Conv2D", "DepthwiseConv2dNative", "Conv3D", "MatMul", "BatchMatMulV2", "BatchMatMulV3", "Conv2DBackpropInput")
@@ -83,13 +197,57 @@ def _per_sample(shape: Any) -> list[int]:
 
 
 _CALL_OPS = ("StatefulPartitionedCall", "PartitionedCall")
+_LOOP_OPS = ("While", "StatelessWhile")
+
+
+def _static_value(tensor: Any) -> Any:
+    """The value of a scalar or 1-D integer tensor known from the graph alone (constants, and
+    shapes with the dimensions shape inference knows; None for an unknown element), or None."""
+    from tensorflow.python.framework import tensor_util
+
+    op = tensor.op
+    if op.type == "Const":
+        return tensor_util.MakeNdarray(op.get_attr("value")).tolist()
+    if op.type == "Identity":
+        return _static_value(op.inputs[0])
+    if op.type == "Shape":
+        return op.inputs[0].shape.as_list() if op.inputs[0].shape.rank is not None else None
+    if op.type == "StridedSlice" and op.get_attr("shrink_axis_mask") == 1:
+        dims, begin = _static_value(op.inputs[0]), _static_value(op.inputs[1])
+        if isinstance(dims, list) and isinstance(begin, list) and len(begin) == 1 and -len(dims) <= begin[0] < len(dims):
+            return dims[begin[0]]
+    return None
+
+
+def _iterations(op: Any, library: dict[str, Any]) -> int:
+    """A while_v2 loop's iterations: its ``maximum_iterations`` input (the second loop variable)
+    if set, else the bound its cond compares a loop variable with (Keras' recurrent loops:
+    ``time < time steps``, the steps read from the input's static shape)."""
+    from tensorflow.python.framework.function_def_to_graph import function_def_to_graph
+
+    bounds = []
+    cap = _static_value(op.inputs[1])
+    if isinstance(cap, int) and cap >= 0:
+        bounds.append(cap)
+    cond = function_def_to_graph(library[op.get_attr("cond").name], input_shapes=[i.shape for i in op.inputs])
+    args = {id(t.op): k for k, t in enumerate(cond.inputs)}
+    for test in cond.get_operations():
+        if test.type != "Less" or not all(id(i.op) in args for i in test.inputs):
+            continue
+        start, bound = (_static_value(op.inputs[args[id(i.op)]]) for i in test.inputs)
+        if isinstance(start, int) and isinstance(bound, int):
+            bounds.append(max(0, bound - start))
+    if not bounds:
+        raise ValueError(f"loop {op.name} has no iteration count known from the graph")
+    return min(bounds)
 
 
 def graph_macs(graph: Any, library: dict[str, Any] | None = None) -> int:
     """MACs per sample of a frozen TensorFlow graph (leading unknown dimensions are the batch).
 
     Function calls the freezing left in place (an XLA-compiled function stays one call) are
-    followed into their function bodies, traced at the caller's input shapes.
+    followed into their function bodies, traced at the caller's input shapes; a loop's body
+    counts once per iteration.
     """
     from tensorflow.python.framework.function_def_to_graph import function_def_to_graph
 
@@ -103,6 +261,11 @@ def graph_macs(graph: Any, library: dict[str, Any] | None = None) -> int:
             if fdef is not None:
                 body = function_def_to_graph(fdef, input_shapes=[i.shape for i in op.inputs])
                 total += graph_macs(body, library)
+            continue
+        if kind in _LOOP_OPS:
+            fdef = library[op.get_attr("body").name]
+            body = function_def_to_graph(fdef, input_shapes=[i.shape for i in op.inputs])
+            total += _iterations(op, library) * graph_macs(body, library)
             continue
         if kind not in _GRAPH_MAC_OPS:
             continue
@@ -125,7 +288,7 @@ def graph_macs(graph: Any, library: dict[str, Any] | None = None) -> int:
     return total
 
 
-def saved_model_macs(fn: Any, sample_shape: Sequence[int]) -> int | None:
+def saved_model_macs(fn: Any, sample_shape: Sequence[int], dtype: Any = None) -> int | None:
     """MACs per sample of a SavedModel's serving function, from its frozen graph; None when
     the graph cannot be frozen or has unknown shapes (then nothing is claimed)."""
     from tensorflow.python.framework.convert_to_constants import convert_variables_to_constants_v2
@@ -135,10 +298,11 @@ def saved_model_macs(fn: Any, sample_shape: Sequence[int]) -> int | None:
     t = tf()
     try:
         with native_stderr_silenced():
-            concrete = fn.get_concrete_function(t.TensorSpec(list(sample_shape), t.float32))
-            frozen = convert_variables_to_constants_v2(concrete)
+            concrete = fn.get_concrete_function(t.TensorSpec(list(sample_shape), dtype or t.float32))
+            # Loops stay While ops with their bodies (lowered, their shapes would be lost).
+            frozen = convert_variables_to_constants_v2(concrete, lower_control_flow=False)
         return graph_macs(frozen.graph)
-    except (ValueError, TypeError, t.errors.OpError):
+    except (ValueError, TypeError, KeyError, t.errors.OpError):
         return None
 
 

@@ -108,6 +108,7 @@ def export(
 
     executor, _ = open_executor(artifact, recipe.runtime)
     measured = quality(executor.predict, data.x_val, data.y_val, data.task)
+    input_spec = executor.input_spec()  # read from the written file, not from the recipe
     recorded = trial.user_attrs[store.METRICS]
     quality_name = "mae" if data.task == "regression" else "accuracy"
     if abs(measured[quality_name] - recorded[quality_name]) > 1e-6:
@@ -128,6 +129,7 @@ def export(
         "reference": trial.user_attrs.get(store.REFERENCE),
         "lineage": trial.user_attrs.get(store.LINEAGE, []),
         "artifact": artifact.name,
+        "input": input_spec,
         "task": data.task,
         "metrics": recorded,
         "final_metrics": final,
@@ -138,7 +140,7 @@ def export(
         "measured_on": trial.user_attrs.get(store.ENV_ID),
         "environment": study_env,
         "export_environment": environment(),
-        "usage": _usage(recipe),
+        "usage": _usage(recipe, input_spec),
     }
     manifest_path = out / MANIFEST
     _write_atomically(manifest_path, json.dumps(manifest, indent=2, default=str) + "\n")
@@ -226,13 +228,27 @@ def model_card(m: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def _usage(recipe: Recipe) -> str:
+def _shape_text(input_spec: dict[str, Any]) -> str:
+    dims = ["batch" if i == 0 and d is None else "any" if d is None else str(d) for i, d in enumerate(input_spec["shape"])]
+    return f"{input_spec['dtype']} [{', '.join(dims)}]"
+
+
+def _batch_text(input_spec: dict[str, Any]) -> str:
+    batch = input_spec["batch"]
+    if batch is None:
+        return "any batch size"
+    return f"exactly batch {batch} (fixed when converted: feed {batch} sample{'s' if batch != 1 else ''} a call, pad the last call)"
+
+
+def _usage(recipe: Recipe, input_spec: dict[str, Any]) -> str:
+    shape, batch = _shape_text(input_spec), _batch_text(input_spec)
     if recipe.artifact_format == "saved_model":
         xla = " (its serve function is compiled with XLA)" if recipe.runtime.xla else ""
-        return f"tf.saved_model.load('saved_model').serve(x) with x float32 [batch, ...]{xla}"
-    io = (
-        "int8 input and output: quantise with the input's (scale, zero_point), dequantise the output"
-        if recipe.precision == "int8"
-        else "float32 input and output"
+        return f"tf.saved_model.load('saved_model').serve(x) with x {shape}, {batch}{xla}"
+    quantise = ": quantise with the input's (scale, zero_point)" if input_spec["dtype"] in ("int8", "uint8") else ""
+    output = "int8 output: dequantise with its (scale, zero_point)" if recipe.precision == "int8" else "float32 output"
+    reset = "; call reset_all_variables() before every invoke (the sequence op keeps its state otherwise)" if input_spec.get("reset_variables_each_call") else ""
+    return (
+        f"ai_edge_litert Interpreter(model_path='model.tflite', num_threads={recipe.runtime.threads}); "
+        f"{batch}; input {shape}{quantise}; {output}{reset}"
     )
-    return f"ai_edge_litert Interpreter(model_path='model.tflite', num_threads={recipe.runtime.threads}); {io}"

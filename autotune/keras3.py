@@ -131,6 +131,12 @@ def _translate(where: str, value: Any, tfk: Any) -> Any:
             return cfg["name"]
         if cls == "__tuple__":
             return tuple(_translate(where, v, tfk) for v in cfg["value"])
+        if module == "keras.layers" and not value.get("registered_name"):
+            # A layer inside a wrapper (Bidirectional's forward and backward layers, TimeDistributed's).
+            tf_cls = getattr(tfk.layers, cls, None)
+            if isinstance(tf_cls, type):
+                inner = {_RENAMED.get(cls, {}).get(k, k): _translate(where, v, tfk) for k, v in cfg.items()}
+                return {"class_name": cls, "config": _filter_options(f"{where} {cls}", tf_cls, inner, _BASE_KWARGS)}
         if module in _OBJECT_MODULES and not value.get("registered_name"):
             tf_cls = getattr(getattr(tfk, module.split(".")[1]), cls, None)
             if isinstance(tf_cls, type):

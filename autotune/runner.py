@@ -122,13 +122,21 @@ class _Workspace:
     policy: TimingPolicy
     _timer: Timer | None = None
 
+    def _baseline_at(self, batch: int) -> Path:
+        """The baseline recipe's artifact converted for ``batch`` (from the cache when built)."""
+        runtime = dataclasses.replace(self.baseline.runtime, batch_size=batch)
+        path = self.builder.build(dataclasses.replace(self.baseline, runtime=runtime)).path
+        assert path is not None
+        return path
+
     def timer(self) -> Timer:
         """The study's timer; its baseline artifact comes from the cache (the baseline trial
         built it first)."""
         if self._timer is None:
             path = self.builder.build(self.baseline).path
             assert path is not None
-            self._timer = Timer(path, self.baseline.runtime, self.peak, self.lock, self.policy)
+            baseline_at = self._baseline_at if self.builder.fixed_batch() else None
+            self._timer = Timer(path, self.baseline.runtime, self.peak, self.lock, self.policy, baseline_at)
         return self._timer
 
 

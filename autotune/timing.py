@@ -6,6 +6,7 @@ against the machine's compute floor.
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -75,25 +76,35 @@ def batch_of(x: np.ndarray, batch: int) -> np.ndarray:
 
 @dataclass
 class Timer:
-    """Times artifacts of one study against its baseline artifact (opened once, kept)."""
+    """Times artifacts of one study against its baseline artifact (opened once, kept).
+
+    ``baseline_at`` gives the baseline artifact converted for another batch, for models whose
+    artifacts take one batch only (recurrent ones); without it, the baseline is resized.
+    """
 
     baseline_path: Path
     baseline_runtime: Runtime
     peak: dict[str, float]
     lock: HostLock
     policy: TimingPolicy = TimingPolicy()
-    _baseline: Executor | None = field(default=None, repr=False)
+    baseline_at: Callable[[int], Path] | None = None
+    _baselines: dict[Path, Executor] = field(default_factory=dict, repr=False)
 
-    def _baseline_executor(self) -> Executor:
-        if self._baseline is None:
-            self._baseline, _ = open_executor(self.baseline_path, self.baseline_runtime)
-        return self._baseline
+    def _baseline_executor(self, batch: int) -> Executor:
+        path = self.baseline_path
+        if self.baseline_at is not None and batch != self.baseline_runtime.batch_size:
+            with self.lock.shared():  # converting is work: not while another process times
+                path = self.baseline_at(batch)
+        if path not in self._baselines:
+            self._baselines[path], _ = open_executor(path, self.baseline_runtime)
+        return self._baselines[path]
 
     def time(self, path: Path, recipe: Recipe, x: np.ndarray) -> Timed:
         """Load ``path`` as ``recipe`` deploys it, time its cold start, then compare it with
         the baseline at the same batch, under the host lock and pinned."""
         runtime = recipe.runtime
         sample = batch_of(x, runtime.batch_size)
+        baseline = self._baseline_executor(runtime.batch_size)
         cores: dict[Side, tuple[int, ...]] = {
             "candidate": cores_for(runtime.threads),
             "baseline": cores_for(self.baseline_runtime.threads),
@@ -105,7 +116,7 @@ class Timer:
             t0 = time.perf_counter()
             call()
             cold_s = load_s + time.perf_counter() - t0
-            baseline_call = self._baseline_executor().timed_call(sample)
+            baseline_call = baseline.timed_call(sample)
             best: Comparison | None = None
             attempts = 0
             while attempts <= self.policy.retries:

@@ -31,6 +31,27 @@ def test_tflite_op_counts():
     assert conv_macs((2, 8, 8, 16), (3, 3), 3) == 2 * conv  # batch counts
 
 
+
+def test_sequence_ops_count_every_weight_matrix_once_per_step_and_sample():
+    # UNIDIRECTIONAL_SEQUENCE_LSTM over [batch 2, 8 steps, 16 inputs], 32 units, no input
+    # gate (coupled: -1), no peepholes or projection.
+    shapes = {0: (2, 8, 16), 1: (32, 16), 2: (32, 32), 9: (2, 32)}
+    ins = [0, -1, 1, 1, 1, -1, 2, 2, 2] + [-1] * 15
+    ops = [{"op_name": "UNIDIRECTIONAL_SEQUENCE_LSTM", "inputs": ins, "outputs": [9]}]
+    assert tflite_macs(ops, shapes) == 2 * 8 * 3 * 32 * (16 + 32)
+
+
+def test_a_while_loop_counts_its_body_once_per_iteration():
+    from autotune.compute import while_loop_macs
+
+    main = {"ops": [{"op_name": "WHILE", "inputs": [0, 1, 2], "outputs": [3], "cond": 1, "body": 2}],
+            "shapes": {}, "consts": {0: 0, 1: 16}, "inputs": []}
+    # cond: loop variable 0 < its input 1, which the caller passes as the constant 16.
+    cond = {"ops": [{"op_name": "LESS", "inputs": [0, 1], "outputs": [3]}], "shapes": {}, "consts": {}, "inputs": [0, 1, 2]}
+    body = {"ops": [{"op_name": "FULLY_CONNECTED", "inputs": [2, 4, -1], "outputs": [5]}],
+            "shapes": {2: (1, 8), 4: (24, 8), 5: (1, 24)}, "consts": {}, "inputs": [0, 1, 2]}
+    assert while_loop_macs([main, cond, body]) == 16 * 24 * 8
+
 @pytest.mark.slow
 def test_the_artifact_and_the_saved_model_count_the_same_known_macs(tmp_path):
     from autotune._keras import keras

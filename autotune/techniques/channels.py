@@ -11,7 +11,8 @@ an Add (or another element-wise merge) ties the groups of its inputs into one, s
 channels added together must be pruned together; a Flatten maps it onto the following
 Dense's rows. Groups that reach the model's output, feed a layer this module does not know,
 or meet a Concatenate keep every channel: an unknown layer makes the model less prunable,
-never wrong.
+never wrong. Conv1D is handled as Conv2D is; recurrent layers (LSTM, GRU, SimpleRNN, also
+inside Bidirectional) and Embedding are narrowed by ``autotune.techniques.recurrent``.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ import numpy as np
 
 from autotune.errors import CandidateFailed, InvalidRecipe, first_line
 from autotune.recipe import Technique
+from autotune.techniques import recurrent
 from autotune.techniques.training import count_params, fine_tune, keras_quality, predict_logits
 
 # Layers that pass channels through unchanged and have no per-channel weights.
@@ -31,6 +33,7 @@ _CARRY = {
     "GaussianNoise", "GaussianDropout", "AlphaDropout", "MaxPooling2D", "AveragePooling2D",
     "GlobalAveragePooling2D", "GlobalMaxPooling2D", "ZeroPadding2D", "Cropping2D", "UpSampling2D", "Identity",
     "MaxPooling1D", "AveragePooling1D", "GlobalAveragePooling1D", "GlobalMaxPooling1D",
+    "SpatialDropout1D", "ZeroPadding1D", "Cropping1D", "UpSampling1D",
 }  # fmt: skip
 _MERGE = {"Add", "Subtract", "Average", "Maximum", "Minimum", "Multiply"}
 
@@ -73,9 +76,9 @@ class _Groups:
 class _Channels:
     """What flows out of a layer: a prunable group, a flattened group, or fixed channels."""
 
-    kind: str  # "group" | "flat" | "fixed"
+    kind: str  # "group" | "flat" | "fixed" | "pair" (a Bidirectional's [forward, backward] units)
     group: str | None = None
-    spatial: int = 1  # for "flat": positions per channel before flattening
+    spatial: int = 1  # for "flat": positions per channel before flattening; "pair": 2
 
 
 @dataclass
@@ -166,7 +169,19 @@ def plan(model: Any) -> ChannelPlan:
         channels_last = cfg.get("data_format", "channels_last") == "channels_last"
         if cls == "InputLayer":
             flows[layer.name] = _Channels("fixed")
-        elif cls in ("Conv2D", "SeparableConv2D", "Dense") and single and channels_last and cfg.get("groups", 1) == 1 and cfg.get("depth_multiplier", 1) == 1:
+        elif recurrent.surgery_kind(layer) is not None:  # recurrent layers and Embedding
+            if single is None or not recurrent.narrowable(layer, single.kind):
+                for f in ins:
+                    lock_flow(f)
+                flows[layer.name] = _Channels("fixed")
+            else:
+                g = groups.new(layer.name, recurrent.units(layer))
+                producers[g] = [layer.name]
+                kind = recurrent.output_kind(layer)
+                flows[layer.name] = _Channels(kind, g, 2 if kind == "pair" else 1)
+        elif single and single.kind == "pair" and cls in _CARRY:
+            flows[layer.name] = single  # pooling over time, dropout: the last axis keeps its layout
+        elif cls in ("Conv2D", "Conv1D", "SeparableConv2D", "Dense") and single and channels_last and cfg.get("groups", 1) == 1 and cfg.get("depth_multiplier", 1) == 1:
             if single.kind == "flat" and cls != "Dense":
                 lock_flow(single)
             size = cfg["units"] if cls == "Dense" else cfg["filters"]
@@ -208,6 +223,8 @@ def plan(model: Any) -> ChannelPlan:
 
 def _kernel_l1(layer: Any) -> np.ndarray:
     """L1 norm of each output channel's weights, normalised so layers weigh alike."""
+    if recurrent.surgery_kind(layer) in ("rnn", "bidirectional"):
+        return recurrent.unit_scores(layer)
     kernel = layer.get_weights()[1 if type(layer).__name__ == "SeparableConv2D" else 0]
     norms = np.abs(kernel).reshape(-1, kernel.shape[-1]).sum(axis=0)
     return norms / (norms.mean() + 1e-12)
@@ -255,7 +272,9 @@ def thinned(model: Any, keep: float) -> Any:
     def clone(layer: Any) -> Any:
         cfg = layer.get_config()
         idx = out_index(layer.name)
-        if layer.name in groups.parent and idx is not None:
+        if layer.name in groups.parent and idx is not None and recurrent.surgery_kind(layer) is not None:
+            cfg = recurrent.thinned_config(layer, cfg, idx)
+        elif layer.name in groups.parent and idx is not None:
             cfg["units" if "units" in cfg else "filters"] = len(idx)
         return layer.__class__.from_config(cfg)
 
@@ -273,8 +292,12 @@ def _rebuild(k: Any, model: Any, clone: Any, in_index: Any, out_index: Any) -> A
             continue
         cls = type(old_layer).__name__
         i, o = in_index(old_layer.name), out_index(old_layer.name)
-        if cls == "Conv2D":
+        if recurrent.surgery_kind(old_layer) not in (None, "locked"):
+            weights = recurrent.take_weights(old_layer, i, o)
+        elif cls == "Conv2D":
             weights = _take(weights, [(2, i), (3, o)], [(0, o)])
+        elif cls == "Conv1D":  # kernel (width, in, out)
+            weights = _take(weights, [(1, i), (2, o)], [(0, o)])
         elif cls == "SeparableConv2D":
             depthwise, pointwise, *bias = weights
             weights = [_take1(depthwise, 2, i), _take1(_take1(pointwise, 2, i), 3, o), *[_take1(b, 0, o) for b in bias]]
