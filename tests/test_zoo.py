@@ -68,12 +68,7 @@ def zoo_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return tmp_path_factory.mktemp("zoo")
 
 
-# The baseline of a recurrent model does not convert yet ("'tf.TensorListReserve' op requires
-# element_shape to be static"): conversion at a static batch is the open part of this work.
-RECURRENT = pytest.mark.xfail(strict=True, reason="recurrent models do not convert to TFLite yet")
-
-
-@pytest.mark.parametrize("shape", [pytest.param(s, marks=RECURRENT) if s in zoo.RECURRENT else s for s in zoo.SHAPES])
+@pytest.mark.parametrize("shape", list(zoo.SHAPES))
 def test_each_shape_searches_and_exports(shape: str, zoo_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     model, data = zoo.SHAPES[shape](zoo_dir / shape, **QUICK)
     monkeypatch.chdir(tmp_path)
