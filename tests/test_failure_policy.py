@@ -64,19 +64,20 @@ def test_a_model_litert_cannot_convert_stops_at_the_baseline(empty_workdir):
     from autotune._keras import keras
 
     k = keras()
-    model = k.Sequential([k.layers.Input((6, 4)), k.layers.GRU(8), k.layers.Dense(3)])
-    model.save(empty_workdir / "gru.keras")
+    # Token counts: CategoryEncoding becomes tf.DenseBincount, which TFLite's builtins lack.
+    model = k.Sequential([k.layers.Input((6,), dtype="int32"), k.layers.CategoryEncoding(num_tokens=8, output_mode="count"), k.layers.Dense(3)])
+    model.save(empty_workdir / "counts.keras")
     rng = np.random.default_rng(0)
     np.savez(
-        empty_workdir / "seq.npz",
-        x_train=rng.random((20, 6, 4), dtype=np.float32),
+        empty_workdir / "tokens.npz",
+        x_train=rng.integers(0, 8, (20, 6), dtype=np.int32),
         y_train=rng.integers(0, 3, 20),
-        x_val=rng.random((10, 6, 4), dtype=np.float32),
+        x_val=rng.integers(0, 8, (10, 6), dtype=np.int32),
         y_val=rng.integers(0, 3, 10),
     )
-    result = runner.invoke(app, ["run", "--model", "gru.keras", "--data", "seq.npz", "--budget", "3"])
+    result = runner.invoke(app, ["run", "--model", "counts.keras", "--data", "tokens.npz", "--budget", "3"])
     assert result.exit_code == 1
     assert "fp32 baseline (trial 0) failed" in result.output and "TFLite fp32 conversion failed" in result.output
-    (baseline,) = _study("gru").get_trials(states=(TrialState.COMPLETE, TrialState.FAIL))
+    (baseline,) = _study("counts").get_trials(states=(TrialState.COMPLETE, TrialState.FAIL))
     assert baseline.state == TrialState.FAIL
-    assert "TensorListReserve" in baseline.user_attrs[store.FAIL_REASON]
+    assert "DenseBincount" in baseline.user_attrs[store.FAIL_REASON]
