@@ -52,8 +52,13 @@ def test_a_reference_still_running_is_not_queued_again(tmp_path):
     study = _study(tmp_path)
     plan = Plan(config=None, space=None, objective=None, references=reference_recipes(2))  # type: ignore[arg-type]
     study.enqueue_trial({}, user_attrs={store.REFERENCE: "seeds-int8"})
-    study.ask()  # seeds-int8 is running on some worker
+    running = study.ask()  # seeds-int8 is running on some worker
     _ensure_references(study, plan)
+    # Neither seeds-int8 a second time nor the baseline (which the run measures itself) is queued.
+    assert not study.get_trials(states=(TrialState.WAITING,))
+    study.tell(running, state=TrialState.FAIL)  # that worker's trial failed: the next run queues it again
+    _ensure_references(study, plan)
+    _ensure_references(study, plan)  # and only once
     queued = study.get_trials(states=(TrialState.WAITING,))
-    assert not [t for t in queued if t.user_attrs.get(store.REFERENCE) == "seeds-int8"]
-    assert BASELINE_REF in plan.references
+    assert [t.user_attrs.get(store.REFERENCE) for t in queued] == ["seeds-int8"]
+    assert BASELINE_REF not in {t.user_attrs.get(store.REFERENCE) for t in study.get_trials()}

@@ -74,7 +74,7 @@ def test_a_killed_holder_leaves_the_lock_free(tmp_path):
         os.kill(holder.pid, signal.SIGKILL)
         holder.wait()
     with HostLock(path).exclusive() as waited:
-        assert waited >= 0.0
+        assert waited < 5.0  # taken at once: the dead holder's lock went with its process
         assert not _can_take(path, fcntl.LOCK_SH)  # and this process now holds it
     assert _can_take(path, fcntl.LOCK_EX)
 
