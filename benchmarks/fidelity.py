@@ -18,15 +18,15 @@ import tempfile
 import time
 from pathlib import Path
 
-from autotune.cache import ContentCache
-from autotune.candidate import Builder
-from autotune.data import file_key, load_npz
-from autotune.demo import ensure_demo
-from autotune.host import HostLock
-from autotune.measure import usable_cores
-from autotune.recipe import Recipe, Runtime
-from autotune.runner import Settings, host_peak
-from autotune.timing import Timer
+from autotune.build.cache import ContentCache
+from autotune.build.candidate import Builder
+from autotune.inputs.data import file_key, load_npz
+from autotune.inputs.demo import ensure_demo
+from autotune.measure.host import HostLock
+from autotune.measure.stats import usable_cores
+from autotune.search.recipe import Recipe, Runtime
+from autotune.study.run import Settings, host_peak
+from autotune.measure.timing import Timer
 
 
 def cv(values: list[float]) -> float:
@@ -80,7 +80,7 @@ def main() -> None:
 
 
 def _env_id() -> str:
-    from autotune.measure import environment
+    from autotune.measure.stats import environment
 
     return str(environment()["id"])
 

@@ -28,11 +28,11 @@ from pathlib import Path
 
 import numpy as np
 import optuna
-from autotune import store
-from autotune.measure import LatencyProtocol
-from autotune.plot import hypervolume_curve
-from autotune.runner import Settings, run
-from autotune.timing import TimingPolicy
+from autotune.storage import store
+from autotune.measure.stats import LatencyProtocol
+from autotune.results.plot import hypervolume_curve
+from autotune.study.run import Settings, run
+from autotune.measure.timing import TimingPolicy
 
 CHECKPOINTS = (10, 20, 30, 40, 50, 75, 100)
 

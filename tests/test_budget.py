@@ -6,8 +6,8 @@ from __future__ import annotations
 import optuna
 from optuna.trial import TrialState
 
-from autotune import store
-from autotune.runner import BASELINE_REF, Plan, Settings, _ensure_references, _surplus, fail_zombies
+from autotune.storage import store
+from autotune.study.run import BASELINE_REF, Plan, Settings, _ensure_references, _surplus, fail_zombies
 
 
 def _study(tmp_path):
@@ -47,7 +47,7 @@ def test_a_trial_that_never_started_is_failed_and_one_that_runs_is_kept(tmp_path
 
 
 def test_a_reference_still_running_is_not_queued_again(tmp_path):
-    from autotune.recipe import reference_recipes
+    from autotune.search.recipe import reference_recipes
 
     study = _study(tmp_path)
     plan = Plan(config=None, space=None, objective=None, references=reference_recipes(2))  # type: ignore[arg-type]

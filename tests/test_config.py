@@ -1,6 +1,6 @@
 import pytest
 
-from autotune.config import make_config, merge_with_stored, storage_url, study_name_for
+from autotune.inputs.config import make_config, merge_with_stored, storage_url, study_name_for
 from autotune.errors import ConfigError
 
 

@@ -8,7 +8,7 @@ import pytest
 from optuna.trial import TrialState
 from typer.testing import CliRunner
 
-from autotune import store
+from autotune.storage import store
 from autotune.cli import app
 
 pytestmark = pytest.mark.slow
@@ -19,7 +19,7 @@ runner = CliRunner()
 FAILING_SPACE = """
 from dataclasses import dataclass
 from autotune.errors import CandidateFailed
-from autotune.recipe import Recipe, Runtime, Technique
+from autotune.search.recipe import Recipe, Runtime, Technique
 
 @dataclass(frozen=True)
 class Unsupported(Technique):

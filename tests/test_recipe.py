@@ -1,7 +1,7 @@
 import pytest
 
 from autotune.errors import InvalidRecipe
-from autotune.recipe import Recipe, Runtime, content_key, reference_recipes
+from autotune.search.recipe import Recipe, Runtime, content_key, reference_recipes
 
 
 def test_readable_recipe_names_precision_engine_and_threads():

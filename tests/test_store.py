@@ -1,6 +1,6 @@
 import pytest
 
-from autotune import store
+from autotune.storage import store
 from autotune.errors import StorageError
 
 

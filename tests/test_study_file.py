@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from autotune.config import layered, make_config, read_study_file, storage_url
+from autotune.inputs.config import layered, make_config, read_study_file, storage_url
 from autotune.errors import ConfigError
 
 

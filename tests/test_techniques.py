@@ -9,10 +9,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from autotune.cache import ContentCache
-from autotune.context import TechniqueContext
-from autotune.data import Dataset
-from autotune.recipe import Recipe, Runtime
+from autotune.build.cache import ContentCache
+from autotune.build.context import TechniqueContext
+from autotune.inputs.data import Dataset
+from autotune.search.recipe import Recipe, Runtime
 
 pytestmark = pytest.mark.slow
 
@@ -223,7 +223,7 @@ def test_qat_output_converts_to_an_int8_artifact(data, tmp_path):
     from ai_edge_litert.interpreter import Interpreter
 
     from autotune.techniques import QuantizeAware
-    from autotune.techniques.convert import to_tflite
+    from autotune.build.convert import to_tflite
     from autotune.techniques.training import load_entry, save_entry
 
     ctx = _context(data, tmp_path)
@@ -252,7 +252,7 @@ def test_qat_of_a_layer_tf_mot_cannot_quantise_fails_before_training(data, tmp_p
 
 
 def test_a_cached_candidate_is_returned_without_retraining(data, tmp_path, monkeypatch):
-    from autotune.candidate import Builder
+    from autotune.build.candidate import Builder
     from autotune.techniques import ChannelPrune, MagnitudePrune
 
     model = _sequential()

@@ -1,6 +1,6 @@
 """Techniques that turn one Keras model into another, and the conversion to an artifact.
 
-A technique is a frozen dataclass subclassing ``autotune.recipe.Technique``. ``TECHNIQUES``
+A technique is a frozen dataclass subclassing ``autotune.search.recipe.Technique``. ``TECHNIQUES``
 maps the stored name back to its class so that a recipe read from the database can be
 rebuilt (export, resume); it is a lookup for deserialisation, not an extension point.
 """
@@ -10,7 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 from autotune.errors import InvalidRecipe
-from autotune.recipe import Technique
+from autotune.search.recipe import Technique
 
 from autotune.techniques.channels import ChannelPrune, Distill
 from autotune.techniques.prune import MagnitudePrune

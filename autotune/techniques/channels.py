@@ -23,7 +23,7 @@ from typing import Any, ClassVar
 import numpy as np
 
 from autotune.errors import CandidateFailed, InvalidRecipe, first_line
-from autotune.recipe import Technique
+from autotune.search.recipe import Technique
 from autotune.techniques import recurrent
 from autotune.techniques.training import count_params, fine_tune, keras_quality, predict_logits
 

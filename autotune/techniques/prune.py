@@ -13,7 +13,7 @@ from typing import Any, ClassVar, Literal
 import numpy as np
 
 from autotune.errors import CandidateFailed, InvalidRecipe, first_line
-from autotune.recipe import Technique
+from autotune.search.recipe import Technique
 from autotune.techniques.training import fine_tune, keras_quality, steps_per_epoch
 
 SCHEDULES = ("constant", "polynomial")

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from typing import Any, ClassVar
 
 from autotune.errors import CandidateFailed, InvalidRecipe, first_line
-from autotune.recipe import Technique
+from autotune.search.recipe import Technique
 from autotune.techniques.training import fine_tune, keras_quality
 
 

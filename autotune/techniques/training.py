@@ -12,7 +12,7 @@ from typing import Any
 import numpy as np
 
 from autotune._keras import keras, native_stderr_silenced, tf
-from autotune.data import Dataset
+from autotune.inputs.data import Dataset
 from autotune.errors import CandidateFailed, first_line
 
 BATCH_SIZE = 64
@@ -143,7 +143,7 @@ def load_entry(folder: Path) -> Any:
     and the user's layers of the --custom-objects file this process loaded the model with)."""
     import tensorflow_model_optimization as tfmot
 
-    from autotune import custom
+    from autotune.inputs import custom
 
     k = keras()
     try:

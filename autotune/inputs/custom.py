@@ -89,7 +89,7 @@ def _is_builtin(cls: type) -> bool:
 
 def _load(path: Path) -> CustomObjects:
     from autotune import _keras
-    from autotune.plugins import import_file
+    from autotune.search.plugins import import_file
 
     if not path.is_file():
         raise ConfigError(f"custom objects file not found: {path}")

@@ -1,6 +1,6 @@
 """What a study's model allows: the capability probe's record, and how spaces read it.
 
-Before the search, a probe (``autotune.probe``) tries every technique, precision and engine
+Before the search, a probe (``autotune.study.probe``) tries every technique, precision and engine
 once on the study's model, cheaply, and stores on the study which of them cannot apply and
 why. A technique that cannot apply to a model is a fact about that model, not a failure of
 the search: spaces ask ``can(trial, name)`` / ``choices(trial, options)`` so that the sampler
@@ -19,8 +19,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
-from autotune import store
-from autotune.recipe import Recipe
+from autotune.storage import store
+from autotune.search.recipe import Recipe
 
 T = TypeVar("T")
 

@@ -16,7 +16,7 @@ import math
 from dataclasses import dataclass
 
 from autotune.errors import ConfigError
-from autotune.front import FrontRow
+from autotune.results.front import FrontRow
 
 PREFERENCES = ("latency", "accuracy", "size", "knee")
 

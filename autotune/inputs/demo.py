@@ -65,7 +65,7 @@ def build_model():  # -> tf_keras.Model
 
 def ensure_demo(root: Path) -> tuple[Path, Path]:
     """Return (model path, data path), training and caching the demo model on first use."""
-    from autotune.data import load_npz
+    from autotune.inputs.data import load_npz
 
     model_path, data_path = demo_paths(root)
     if model_path.is_file() and data_path.is_file():

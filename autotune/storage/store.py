@@ -21,9 +21,9 @@ import sqlalchemy
 import sqlalchemy.exc
 from optuna.trial import FrozenTrial, TrialState
 
-from autotune.config import StudyConfig
+from autotune.inputs.config import StudyConfig
 from autotune.errors import ConfigError, StorageError
-from autotune.objective import Objective
+from autotune.search.objective import Objective
 
 CONFIG = "autotune:config"
 ENV = "autotune:env"

@@ -13,10 +13,10 @@ from typing import Any
 
 import numpy as np
 
-from autotune.artifact import Executor, open_executor
-from autotune.host import HostLock, cores_for, peak_key, pinning
-from autotune.measure import Comparison, LatencyProtocol, Side, measure_interleaved
-from autotune.recipe import Recipe, Runtime
+from autotune.measure.artifact import Executor, open_executor
+from autotune.measure.host import HostLock, cores_for, peak_key, pinning
+from autotune.measure.stats import Comparison, LatencyProtocol, Side, measure_interleaved
+from autotune.search.recipe import Recipe, Runtime
 
 
 @dataclass(frozen=True)

@@ -17,19 +17,23 @@ import optuna
 from optuna.exceptions import UpdateFinishedTrialError
 from optuna.trial import FrozenTrial, TrialState
 
-from autotune import capabilities, custom, store
-from autotune.artifact import open_executor
-from autotune.cache import ContentCache
-from autotune.candidate import Builder
-from autotune.config import StudyConfig, check_trusted, make_config, merge_with_stored
-from autotune.data import Dataset, check_compatible, file_key, load_data, load_model
+from autotune.search import capabilities
+
+from autotune.inputs import custom
+
+from autotune.storage import store
+from autotune.measure.artifact import open_executor
+from autotune.build.cache import ContentCache
+from autotune.build.candidate import Builder
+from autotune.inputs.config import StudyConfig, check_trusted, make_config, merge_with_stored
+from autotune.inputs.data import Dataset, check_compatible, file_key, load_data, load_model
 from autotune.errors import CandidateFailed, ConfigError, InvalidRecipe, SearchStopped
-from autotune.host import HostLock, default_host_dir, load_peak, save_peak
-from autotune.measure import artifact_size, environment, quality, quality_loss, usable_cores
-from autotune.objective import Constraint, Objective
-from autotune.plugins import load_objective, load_space
-from autotune.recipe import Recipe, reference_recipes
-from autotune.timing import Timer, TimingPolicy
+from autotune.measure.host import HostLock, default_host_dir, load_peak, save_peak
+from autotune.measure.stats import artifact_size, environment, quality, quality_loss, usable_cores
+from autotune.search.objective import Constraint, Objective
+from autotune.search.plugins import load_objective, load_space
+from autotune.search.recipe import Recipe, reference_recipes
+from autotune.measure.timing import Timer, TimingPolicy
 
 BASELINE_REF = "fp32-baseline"
 WORKER_ID = f"{socket.gethostname()}:{os.getpid()}"
@@ -143,7 +147,7 @@ class _Workspace:
 def resolve_inputs(config: StudyConfig, studies_dir: Path) -> tuple[Path, str]:
     """The model file and the data source (a path or a ``module:function`` loader)."""
     if config.is_demo:
-        from autotune.demo import ensure_demo
+        from autotune.inputs.demo import ensure_demo
 
         model_path, data_path = ensure_demo(studies_dir)
         return model_path, str(data_path)
@@ -205,7 +209,7 @@ def host_peak(settings: Settings, env_id: str) -> dict[str, float]:
     """The machine's compute peak, measured once per host and environment and kept."""
     peak = load_peak(settings.host_dir, env_id)
     if peak is None:
-        from autotune.compute import measure_peak
+        from autotune.measure.compute import measure_peak
 
         peak = measure_peak(settings.lock)
         save_peak(settings.host_dir, env_id, peak)
@@ -294,7 +298,7 @@ class LocalEvaluator:
 
     def probe(self) -> dict[str, Any]:
         """What the model allows (capabilities.Capabilities as a dict), found once per study."""
-        from autotune.probe import probe
+        from autotune.study.probe import probe
         from autotune.techniques import TECHNIQUES
 
         return probe(self.ws, list(TECHNIQUES.values())).to_dict()
@@ -542,7 +546,7 @@ def _best_feasible_ms(study: optuna.Study) -> float | None:
 def remeasure_front(study: optuna.Study, evaluator: Any, reporter: Reporter) -> int:
     """Time every row of the front table again (members and references), against the baseline
     as in a trial, and keep the result beside the search's figures. Returns the rows timed."""
-    from autotune.front import environments, front_rows
+    from autotune.results.front import environments, front_rows
 
     env = str(evaluator.env["id"])
     if env not in environments(study.get_trials(deepcopy=False)):
@@ -566,7 +570,7 @@ def _warm_start_params(
 ) -> list[tuple[str, dict[str, Any]]]:
     """The parameters of the searched front of ``other``: its non-dominated trials among those
     the space sampled (the reference recipes run in every study anyway), to enqueue first."""
-    from autotune.front import pareto_trials, timed
+    from autotune.results.front import pareto_trials, timed
 
     if other is None:
         return []
@@ -684,7 +688,7 @@ def make_evaluator(config: StudyConfig, settings: Settings) -> Any:
     """Where trials run: a child process (the default: a crash or a leak there costs one trial,
     not the study), or this process."""
     if settings.isolate:
-        from autotune.child import ChildEvaluator
+        from autotune.study.child import ChildEvaluator
 
         return ChildEvaluator(config, settings)
     return LocalEvaluator(open_workspace(config, settings), settings)

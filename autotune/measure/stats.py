@@ -1,7 +1,7 @@
 """Latency, accuracy and size of a built artifact, measured; and the environment they hold on.
 
 The statistics here are pure functions of timings so they can be tested with a fake clock;
-running an artifact lives in ``autotune.artifact``.
+running an artifact lives in ``autotune.measure.artifact``.
 """
 
 from __future__ import annotations

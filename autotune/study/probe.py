@@ -14,10 +14,10 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from autotune.artifact import open_executor
-from autotune.capabilities import Capabilities
+from autotune.measure.artifact import open_executor
+from autotune.search.capabilities import Capabilities
 from autotune.errors import first_line
-from autotune.recipe import PRECISIONS, Recipe, Runtime, Technique
+from autotune.search.recipe import PRECISIONS, Recipe, Runtime, Technique
 
 PROBE_SAMPLES = 4
 

@@ -20,7 +20,7 @@ import numpy as np
 
 from autotune._keras import litert_interpreter_class, native_stderr_silenced
 from autotune.errors import CandidateFailed
-from autotune.recipe import Runtime
+from autotune.search.recipe import Runtime
 
 EVAL_BATCH = 64
 TFLITE_FILE = "model.tflite"
@@ -112,7 +112,7 @@ class LiteRTExecutor:
         return lambda: self._run(sample)
 
     def macs(self, sample: np.ndarray) -> int | None:
-        from autotune.compute import litert_macs
+        from autotune.measure.compute import litert_macs
 
         # Counted at batch 1 where the batch can change: LiteRT's tensor details do not all
         # follow a resize until the next invoke.
@@ -173,7 +173,7 @@ class TensorFlowExecutor:
         return lambda: self._fn(sample).numpy()
 
     def macs(self, sample: np.ndarray) -> int | None:
-        from autotune.compute import saved_model_macs
+        from autotune.measure.compute import saved_model_macs
 
         return saved_model_macs(self._fn, [1, *sample.shape[1:]], self._spec.dtype)
 

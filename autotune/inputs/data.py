@@ -348,8 +348,8 @@ def load_model(path: Path, trust_code: bool = False, custom_objects: str | None 
     Loading runs in Keras' safe mode, and a model whose configuration holds Python code
     (Lambda layers) is refused unless ``trust_code`` (the user's --trust-model-code).
     ``custom_objects``, a .py file of the user's layers, is imported (it needs ``trust_code``)
-    and its objects stay active in this process for the cache's reloads (autotune.custom)."""
-    from autotune import custom
+    and its objects stay active in this process for the cache's reloads (autotune.inputs.custom)."""
+    from autotune.inputs import custom
     from autotune._keras import keras, native_stderr_silenced
 
     if not path.exists():
@@ -373,7 +373,7 @@ def load_model(path: Path, trust_code: bool = False, custom_objects: str | None 
             "if you trust this file, pass --trust-model-code"
         )
     if path.suffix == ".keras":
-        from autotune.keras3 import is_keras3_file, rebuild_in_tf_keras
+        from autotune.inputs.keras3 import is_keras3_file, rebuild_in_tf_keras
 
         if is_keras3_file(path):
             model = rebuild_in_tf_keras(path)
@@ -395,8 +395,8 @@ def load_model(path: Path, trust_code: bool = False, custom_objects: str | None 
 def _flattened(model: Any, path: Path) -> Any:
     """Nested models (a keras.applications base used as a layer) opened into one flat graph,
     so that the techniques reach the layers inside them."""
-    from autotune import custom
-    from autotune.flatten import flatten_nested
+    from autotune.inputs import custom
+    from autotune.inputs.flatten import flatten_nested
 
     try:
         with custom.scope():  # the copies of the user's own layers are made from their configs

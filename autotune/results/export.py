@@ -11,18 +11,22 @@ from typing import Any
 
 from optuna.trial import TrialState
 
-from autotune import __version__, custom, store
-from autotune.artifact import open_executor
-from autotune.cache import ContentCache
-from autotune.candidate import Builder, copy_artifact
-from autotune.choose import Limits, choose
-from autotune.config import check_trusted
-from autotune.data import file_key
+from autotune import __version__
+
+from autotune.inputs import custom
+
+from autotune.storage import store
+from autotune.measure.artifact import open_executor
+from autotune.build.cache import ContentCache
+from autotune.build.candidate import Builder, copy_artifact
+from autotune.results.choose import Limits, choose
+from autotune.inputs.config import check_trusted
+from autotune.inputs.data import file_key
 from autotune.errors import ConfigError, ExportMismatch
-from autotune.front import ranking_metric, timed_rows
-from autotune.measure import environment, quality
-from autotune.recipe import Recipe
-from autotune.runner import Settings, build_objective, load_inputs
+from autotune.results.front import ranking_metric, timed_rows
+from autotune.measure.stats import environment, quality
+from autotune.search.recipe import Recipe
+from autotune.study.run import Settings, build_objective, load_inputs
 
 MANIFEST = "manifest.json"
 MODEL_CARD = "MODEL_CARD.md"

@@ -7,7 +7,7 @@ graph is wired again node by node, the weights are copied by layer name, and the
 checked by comparing predictions of both models on random inputs.
 
 Operation nodes (``x * 0.5 + 1``, ``keras.ops.mean``, MobileNetV3's hard-swish) and activations
-tf_keras lacks become TF ops or standard layers (see autotune.keras3_ops). A Functional or
+tf_keras lacks become TF ops or standard layers (see autotune.inputs.keras3_ops). A Functional or
 Sequential model used as a layer (a transfer-learning backbone, at any depth) is rebuilt as a
 nested tf_keras model, its weights copied by path since names may repeat across nesting levels.
 Anything that cannot be rebuilt faithfully (Lambda layers, custom layers the --custom-objects
@@ -27,7 +27,9 @@ from typing import Any
 
 import numpy as np
 
-from autotune import custom, keras3_ops
+from autotune.inputs import custom
+
+from autotune.inputs import keras3_ops
 from autotune.errors import ConfigError, first_line
 
 # Keyword arguments every tf_keras layer accepts through ``Layer.__init__(**kwargs)``.

@@ -20,8 +20,8 @@ from typing import Any
 
 import numpy as np
 
-from autotune.host import ALLOWED_CORES, HostLock, cores_for, pinning
-from autotune.measure import LatencyProtocol, measure_latency
+from autotune.measure.host import ALLOWED_CORES, HostLock, cores_for, pinning
+from autotune.measure.stats import LatencyProtocol, measure_latency
 
 # A matrix product big enough to keep every core's vector units busy: (256 × 1024) · (1024 × 1024).
 PEAK_ROWS, PEAK_DEPTH, PEAK_COLS = 256, 1024, 1024
@@ -309,7 +309,7 @@ def saved_model_macs(fn: Any, sample_shape: Sequence[int], dtype: Any = None) ->
 def _peak_models(out_dir: Path) -> dict[str, Path]:
     """The matrix product as an fp32 and a full-int8 TFLite model."""
     from autotune._keras import keras
-    from autotune.techniques.convert import to_tflite
+    from autotune.build.convert import to_tflite
 
     k = keras()
     inp = k.Input((PEAK_DEPTH,))
@@ -326,7 +326,7 @@ def _peak_models(out_dir: Path) -> dict[str, Path]:
 def measure_peak(lock: HostLock | None = None) -> dict[str, float]:
     """MACs per second of a large matrix product in LiteRT, for fp32 and int8 kernels at each
     thread count from 1 to the usable cores, pinned and under the host's measurement lock."""
-    from autotune.artifact import LiteRTExecutor
+    from autotune.measure.artifact import LiteRTExecutor
 
     lock = lock or HostLock()
     macs = PEAK_ROWS * PEAK_DEPTH * PEAK_COLS

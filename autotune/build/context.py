@@ -5,8 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from autotune.cache import ContentCache
-from autotune.data import Dataset
+from autotune.build.cache import ContentCache
+from autotune.inputs.data import Dataset
 
 
 @dataclass(frozen=True)

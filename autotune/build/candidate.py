@@ -9,10 +9,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from autotune.artifact import artifact_file
-from autotune.cache import ContentCache
-from autotune.data import Dataset
-from autotune.recipe import Recipe, content_key
+from autotune.measure.artifact import artifact_file
+from autotune.build.cache import ContentCache
+from autotune.inputs.data import Dataset
+from autotune.search.recipe import Recipe, content_key
 
 
 @dataclass(frozen=True)
@@ -60,7 +60,7 @@ class Builder:
 
     def base_model(self) -> Any:
         if self._model is None:
-            from autotune.data import load_model
+            from autotune.inputs.data import load_model
 
             self._model = load_model(self.model_path)
         return self._model
@@ -71,7 +71,7 @@ class Builder:
 
     def fixed_batch(self) -> bool:
         """True if this model's artifacts are converted at the deployed batch (a recurrent
-        model: see ``autotune.techniques.convert``). No technique adds or removes recurrent
+        model: see ``autotune.build.convert``). No technique adds or removes recurrent
         layers, so the base model decides for every candidate made from it."""
         if self._recurrent is None:
             from autotune.techniques.recurrent import is_recurrent
@@ -98,7 +98,7 @@ class Builder:
 
     def build_model(self, recipe: Recipe) -> Candidate:
         """Apply the recipe's steps (each from the cache when it holds it)."""
-        from autotune.context import TechniqueContext
+        from autotune.build.context import TechniqueContext
         from autotune.techniques.training import load_facts, save_entry
 
         candidate = self._base
@@ -130,7 +130,7 @@ class Builder:
         key = content_key(candidate.key, "convert", convert)
 
         def write(tmp: Path) -> None:
-            from autotune.techniques.convert import representative_sample, to_saved_model, to_tflite
+            from autotune.build.convert import representative_sample, to_saved_model, to_tflite
 
             source = self._load(candidate)
             if recipe.artifact_format == "tflite":

@@ -19,14 +19,14 @@ import traceback
 from pathlib import Path
 from typing import Any
 
-from autotune.config import StudyConfig
+from autotune.inputs.config import StudyConfig
 from autotune.errors import CandidateFailed, ConfigError
-from autotune.store import PROCESS
+from autotune.storage.store import PROCESS
 
 
 def _serve(conn: Any, config_json: dict[str, Any], settings: Any) -> None:
     """The child's loop: load once, then answer requests until told to stop or orphaned."""
-    from autotune.runner import LocalEvaluator, open_workspace
+    from autotune.study.run import LocalEvaluator, open_workspace
 
     _exit_with_parent()
     try:
@@ -170,7 +170,7 @@ class ChildEvaluator:
             raise CandidateFailed(f"the trial's process died: {reason}") from None
 
     def evaluate(self, number: int, recipe: Any, baseline: dict[str, Any] | None, on_stage: Any) -> Any:
-        from autotune.runner import Outcome
+        from autotune.study.run import Outcome
 
         try:
             outcome = self._call(("evaluate", number, recipe, baseline), on_stage)

@@ -8,7 +8,7 @@ from typing import Any
 import optuna
 from optuna.trial import FrozenTrial, TrialState
 
-from autotune import store
+from autotune.storage import store
 from autotune.errors import ConfigError
 
 

@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 
 from autotune._keras import native_stderr_silenced, tf
-from autotune.artifact import SAVED_MODEL_DIR, TFLITE_FILE
+from autotune.measure.artifact import SAVED_MODEL_DIR, TFLITE_FILE
 from autotune.errors import CandidateFailed, first_line
 
 REPRESENTATIVE_SAMPLES = 100
@@ -83,7 +83,7 @@ def _convert(converter: Any, precision: str) -> bytes:
 
 
 def _has_while_loop(blob: bytes) -> bool:
-    from autotune.compute import tflite_subgraphs
+    from autotune.measure.compute import tflite_subgraphs
 
     return any(op["op_name"] == "WHILE" for op in tflite_subgraphs(blob)[0]["ops"])
 
