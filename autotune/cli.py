@@ -14,8 +14,8 @@ from typing import Annotated, Any, TypeVar
 import typer
 
 from autotune import report
-from autotune.inputs.config import check_study_name, storage_url, study_name_for
 from autotune.errors import AutotuneError, ConfigError
+from autotune.inputs.config import check_study_name, storage_url, study_name_for
 
 app = typer.Typer(
     add_completion=False,
@@ -223,10 +223,10 @@ def _search(
     workers: int = 1,
     allow_new_hardware: bool = False,
 ) -> None:
-    from autotune.storage import store
-    from autotune.search.capabilities import Capabilities
-    from autotune.results.front import environments, front_rows
     from autotune.measure.stats import environment
+    from autotune.results.front import environments, front_rows
+    from autotune.search.capabilities import Capabilities
+    from autotune.storage import store
 
     if given.get("budget") is not None and given["budget"] < 1:
         raise ConfigError(f"--budget must be at least 1, got {given['budget']}")
@@ -254,8 +254,8 @@ def _search(
 @_guarded
 def studies(storage: StorageOpt = None) -> None:
     """List the studies in the storage."""
-    from autotune.storage import store
     from autotune.results.front import summarize
+    from autotune.storage import store
 
     url = storage_url(storage)
     st = store.open_storage(url)
@@ -273,8 +273,8 @@ def front(
     storage: StorageOpt = None,
 ) -> None:
     """Show the Pareto front: latency against accuracy of the deployed artifacts."""
-    from autotune.storage import store
     from autotune.results.front import front_rows
+    from autotune.storage import store
 
     if format not in ("table", "json", "csv"):
         raise ConfigError(f"--format must be table, json or csv, not {format!r}")
@@ -361,8 +361,8 @@ def plot(
     storage: StorageOpt = None,
 ) -> None:
     """Draw every trial, the front with its recipes, the references and the limit, and the hypervolume over trials."""
-    from autotune.storage import store
     from autotune.results.plot import plot_study
+    from autotune.storage import store
 
     url = storage_url(storage)
     with store.database_errors(url):

@@ -21,11 +21,12 @@ from typing import Any
 
 import numpy as np
 
-from autotune.measure.artifact import open_executor
 from autotune.build.cache import ContentCache
 from autotune.build.candidate import Builder
 from autotune.inputs.config import storage_url
-from autotune.inputs.data import file_key, load_model, load_npz
+from autotune.inputs.data import file_key, load_npz
+from autotune.inputs.model import load_model
+from autotune.measure.artifact import open_executor
 from autotune.measure.host import HostLock, cores_for, pinning
 from autotune.measure.stats import LatencyProtocol, accuracy, measure_latency, usable_cores
 from autotune.search.recipe import Recipe, reference_recipes
@@ -56,8 +57,8 @@ def main() -> None:
         cache, seed = ContentCache(Path(tmp) / "cache"), 0
         if study is not None:
             # The study's own model, data, seed and cache: its pick is not retrained.
+            from autotune.inputs.model import resolve_inputs
             from autotune.storage import store
-            from autotune.study.run import resolve_inputs
 
             config = store.stored_config(study)
             args.model, args.data = resolve_inputs(config, Path.cwd() / "studies")
@@ -107,8 +108,8 @@ def _study(args: argparse.Namespace) -> Any:
 
 
 def _autotune_pick(study: Any, limit: float) -> tuple[str, Recipe]:
-    from autotune.storage import store
     from autotune.results.front import fastest_feasible, front_rows
+    from autotune.storage import store
 
     pick = fastest_feasible(front_rows(study), limit)
     if pick is None:

@@ -17,10 +17,10 @@ from pathlib import Path
 
 import numpy as np
 
-from autotune.measure.artifact import LiteRTExecutor, TensorFlowExecutor
 from autotune.build.cache import ContentCache
 from autotune.build.context import TechniqueContext
 from autotune.inputs.data import Dataset
+from autotune.measure.artifact import LiteRTExecutor, TensorFlowExecutor
 from autotune.measure.host import HostLock, cores_for, pinning
 from autotune.measure.stats import LatencyProtocol, measure_latency, quality
 
@@ -50,8 +50,8 @@ def main() -> None:
     args = parser.parse_args()
 
     from autotune._keras import keras
-    from autotune.techniques import Distill
     from autotune.build.convert import to_saved_model, to_tflite
+    from autotune.techniques import Distill
     from autotune.techniques.recurrent import unrolled
     from autotune.techniques.training import fine_tune
 

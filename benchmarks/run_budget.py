@@ -49,8 +49,8 @@ def main() -> None:
         subprocess.run(command, cwd=work, check=True, stdout=subprocess.DEVNULL)
         run_s = time.perf_counter() - t0
 
-        from autotune.storage import store
         from autotune.results.front import fastest_feasible, front_rows
+        from autotune.storage import store
 
         optuna.logging.set_verbosity(optuna.logging.ERROR)
         st = store.open_storage(f"sqlite:///{work}/studies/autotune.db")

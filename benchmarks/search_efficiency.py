@@ -28,11 +28,12 @@ from pathlib import Path
 
 import numpy as np
 import optuna
-from autotune.storage import store
 from autotune.measure.stats import LatencyProtocol
-from autotune.results.plot import hypervolume_curve
-from autotune.study.run import Settings, run
 from autotune.measure.timing import TimingPolicy
+from autotune.results.plot import hypervolume_curve
+from autotune.storage import store
+from autotune.study.run import run
+from autotune.study.settings import Settings
 
 CHECKPOINTS = (10, 20, 30, 40, 50, 75, 100)
 

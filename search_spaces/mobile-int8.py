@@ -6,8 +6,8 @@ quantisation-aware training. Threads 1..cores (a phone app often gets one).
 
 import optuna
 
-from autotune.search.capabilities import switch
 from autotune.measure.stats import usable_cores
+from autotune.search.capabilities import switch
 from autotune.search.recipe import Recipe, Runtime
 from autotune.techniques import ChannelPrune, Distill, QuantizeAware
 

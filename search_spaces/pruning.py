@@ -10,8 +10,8 @@ on your model instead of assuming it.
 
 import optuna
 
-from autotune.search.capabilities import can, choices, switch
 from autotune.measure.stats import usable_cores
+from autotune.search.capabilities import can, choices, switch
 from autotune.search.recipe import Recipe, Runtime
 from autotune.techniques import ChannelPrune, MagnitudePrune
 

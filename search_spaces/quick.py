@@ -7,8 +7,8 @@ measurement, about 1.5 s for a small CNN.
 
 import optuna
 
-from autotune.search.capabilities import can, choices
 from autotune.measure.stats import usable_cores
+from autotune.search.capabilities import can, choices
 from autotune.search.recipe import PRECISIONS, Recipe, Runtime
 
 

@@ -55,8 +55,8 @@ def test_a_while_loop_counts_its_body_once_per_iteration():
 @pytest.mark.slow
 def test_the_artifact_and_the_saved_model_count_the_same_known_macs(tmp_path):
     from autotune._keras import keras
-    from autotune.measure.artifact import LiteRTExecutor, TensorFlowExecutor
     from autotune.build.convert import to_saved_model, to_tflite
+    from autotune.measure.artifact import LiteRTExecutor, TensorFlowExecutor
 
     k = keras()
     inp = k.Input((16, 16, 3))

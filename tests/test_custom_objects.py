@@ -16,10 +16,10 @@ import pytest
 from optuna.trial import TrialState
 from typer.testing import CliRunner
 
-from autotune.storage import store
 from autotune.cli import app
-from autotune.inputs.config import check_trusted, make_config, merge_with_stored, read_study_file
 from autotune.errors import ConfigError
+from autotune.inputs.config import check_trusted, make_config, merge_with_stored, read_study_file
+from autotune.storage import store
 
 runner = CliRunner()
 
@@ -253,7 +253,7 @@ def test_search_train_reload_and_export_a_model_with_a_custom_layer(inputs, tmp_
 @pytest.mark.slow
 def test_a_keras3_layer_in_keras_ops_needs_no_twin(inputs):
     from autotune._keras import keras
-    from autotune.inputs.data import load_model
+    from autotune.inputs.model import load_model
     from autotune.techniques.training import load_entry, save_entry
 
     model = load_model(inputs / "k3_portable.keras", trust_code=True, custom_objects=str(inputs / "k3_portable.py"))

@@ -1,8 +1,8 @@
 import numpy as np
 import pytest
 
-from autotune.inputs.data import load_npz
 from autotune.errors import ConfigError
+from autotune.inputs.data import load_npz
 
 
 def _write(path, **arrays):

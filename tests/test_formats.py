@@ -11,8 +11,8 @@ import optuna
 import pytest
 from typer.testing import CliRunner
 
-from autotune.storage import store
 from autotune.cli import app
+from autotune.storage import store
 
 pytestmark = pytest.mark.slow
 runner = CliRunner()
@@ -81,7 +81,7 @@ def keras3_model(tmp_path_factory, image_dir):
 
 def test_every_model_format_loads_to_the_same_predictions(tmp_path, demo_files, digits, keras3_model):
     from autotune._keras import keras
-    from autotune.inputs.data import load_model
+    from autotune.inputs.model import load_model
 
     source = keras().models.load_model(demo_files[0], compile=False)
     x = digits["x_val"][:64]

@@ -13,8 +13,8 @@ from typing import Any
 import numpy as np
 import pytest
 
-from autotune.inputs import keras3
 from autotune.errors import ConfigError
+from autotune.inputs import keras3
 from autotune.inputs.keras3 import is_keras3_file, rebuild_in_tf_keras
 
 

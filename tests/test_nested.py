@@ -209,7 +209,7 @@ def test_a_layer_whose_config_loses_state_fails_the_prediction_check():
 
 
 def test_channel_surgery_thins_the_flat_mobilenet(nested, flat, images):
-    from autotune.techniques import channels
+    from autotune.techniques import _surgery as channels
 
     with pytest.raises(CandidateFailed, match="no layer of this model can lose channels"):
         channels.thinned(nested, 0.5)  # why flattening exists: the base is one opaque layer
@@ -273,7 +273,7 @@ def test_the_flat_model_converts_to_tflite_with_the_same_predictions(flat, image
 def test_load_model_returns_a_saved_nested_model_flat(nested, images, tmp_path, suffix):
     import warnings
 
-    from autotune.inputs.data import load_model
+    from autotune.inputs.model import load_model
 
     path = tmp_path / f"nested{suffix}"
     with warnings.catch_warnings():
@@ -286,7 +286,7 @@ def test_load_model_returns_a_saved_nested_model_flat(nested, images, tmp_path, 
 
 
 def test_load_model_returns_a_nested_saved_model_flat(tmp_path):
-    from autotune.inputs.data import load_model
+    from autotune.inputs.model import load_model
 
     model = _two_level()
     model.save(tmp_path / "saved", save_format="tf")
@@ -297,7 +297,7 @@ def test_load_model_returns_a_nested_saved_model_flat(tmp_path):
 
 
 def test_load_model_names_the_file_when_flattening_is_refused(tmp_path):
-    from autotune.inputs.data import load_model
+    from autotune.inputs.model import load_model
 
     k = _k()
     encoder = k.Sequential([k.layers.Input((4,)), k.layers.Dense(4)], name="encoder")

@@ -10,9 +10,9 @@ import pytest
 from optuna.trial import TrialState
 from typer.testing import CliRunner
 
-from autotune.storage import store
 from autotune.cli import app
 from autotune.measure.host import ALLOWED_CORES, peak_key
+from autotune.storage import store
 
 pytestmark = pytest.mark.slow
 runner = CliRunner()

@@ -11,8 +11,8 @@ import pytest
 
 from autotune.measure.host import HostLock
 from autotune.measure.stats import LatencyProtocol
-from autotune.search.recipe import Recipe, Runtime
 from autotune.measure.timing import Timer, TimingPolicy
+from autotune.search.recipe import Recipe, Runtime
 
 pytestmark = pytest.mark.slow
 

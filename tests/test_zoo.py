@@ -16,8 +16,8 @@ import pytest
 from optuna.trial import TrialState
 from typer.testing import CliRunner
 
-from autotune.storage import store
 from autotune.cli import app
+from autotune.storage import store
 from tests import zoo
 
 pytestmark = pytest.mark.slow

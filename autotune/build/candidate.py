@@ -9,8 +9,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from autotune.measure.artifact import artifact_file
 from autotune.build.cache import ContentCache
+from autotune.build.convert import artifact_file
 from autotune.inputs.data import Dataset
 from autotune.search.recipe import Recipe, content_key
 
@@ -60,7 +60,7 @@ class Builder:
 
     def base_model(self) -> Any:
         if self._model is None:
-            from autotune.inputs.data import load_model
+            from autotune.inputs.model import load_model
 
             self._model = load_model(self.model_path)
         return self._model

@@ -17,11 +17,19 @@ from typing import Any
 
 import numpy as np
 
-from autotune._keras import native_stderr_silenced, tf
-from autotune.measure.artifact import SAVED_MODEL_DIR, TFLITE_FILE
+from autotune._keras import converter_error, native_stderr_silenced, tf
+from autotune.build.flatbuffer import tflite_subgraphs
 from autotune.errors import CandidateFailed, first_line
 
 REPRESENTATIVE_SAMPLES = 100
+
+TFLITE_FILE = "model.tflite"
+SAVED_MODEL_DIR = "saved_model"
+
+
+def artifact_file(root: Path, fmt: str) -> Path:
+    """Where the artifact of format ``fmt`` (``tflite``, ``saved_model``) lies in ``root``."""
+    return root / (TFLITE_FILE if fmt == "tflite" else SAVED_MODEL_DIR)
 
 
 def representative_sample(x_train: np.ndarray, seed: int) -> np.ndarray:
@@ -71,8 +79,7 @@ def _converter(model: Any, batch: int | None, sample: np.ndarray) -> Any:
 
 
 def _convert(converter: Any, precision: str) -> bytes:
-    from tensorflow.lite.python.convert_phase import ConverterError
-
+    ConverterError = converter_error()
     try:
         with native_stderr_silenced(), warnings.catch_warnings():
             # "Statistics for quantized inputs were expected": QAT models carry their own ranges.
@@ -83,8 +90,6 @@ def _convert(converter: Any, precision: str) -> bytes:
 
 
 def _has_while_loop(blob: bytes) -> bool:
-    from autotune.measure.compute import tflite_subgraphs
-
     return any(op["op_name"] == "WHILE" for op in tflite_subgraphs(blob)[0]["ops"])
 
 

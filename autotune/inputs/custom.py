@@ -89,7 +89,7 @@ def _is_builtin(cls: type) -> bool:
 
 def _load(path: Path) -> CustomObjects:
     from autotune import _keras
-    from autotune.search.plugins import import_file
+    from autotune.inputs.pyfile import import_file
 
     if not path.is_file():
         raise ConfigError(f"custom objects file not found: {path}")
@@ -246,10 +246,7 @@ def explain_unknown(path: Path) -> None:
             return
     except (OSError, KeyError, ValueError, zipfile.BadZipFile):
         return
-    from autotune._keras import keras
-
-    keras()
-    from tf_keras.src.layers.serialization import get_builtin_layer  # tf_keras's own table, op layers included
+    from autotune._keras import tf_keras_builtin_layer as get_builtin_layer  # tf_keras's own table, op layers included
 
     known = _active.tf_keras if _active is not None else {}
     model = config.get("config", config) if isinstance(config, dict) else config

@@ -18,26 +18,18 @@ naming the file and the layer.
 
 from __future__ import annotations
 
-import inspect
 import json
 import zipfile
-from collections.abc import Callable, Collection
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from autotune.inputs import custom
-
-from autotune.inputs import keras3_ops
 from autotune.errors import ConfigError, first_line
+from autotune.inputs import custom, keras3_ops
+from autotune.inputs.keras3_config import tf_layer
 
-# Keyword arguments every tf_keras layer accepts through ``Layer.__init__(**kwargs)``.
-_BASE_KWARGS = {"name", "trainable", "dtype", "dynamic", "input_dim", "input_shape", "batch_input_shape",
-                "batch_size", "weights", "activity_regularizer", "autocast", "implementation"}
-# Keras 3 option names that tf_keras spells differently, per layer class.
-_RENAMED = {"InputLayer": {"batch_shape": "batch_input_shape"}, "LeakyReLU": {"negative_slope": "alpha"}}
-_OBJECT_MODULES = ("keras.initializers", "keras.regularizers", "keras.constraints")
 # Where Keras 3 saves its own model classes, when a model is used as a layer of another.
 _MODEL_MODULES = ("keras", "keras.models", "keras.src.models.functional", "keras.src.models.sequential")
 _ATOL = 1e-4
@@ -105,53 +97,6 @@ def _check_activations(path: Path, name: str, entry: dict[str, Any]) -> None:
                                   "which tf_keras lacks or computes differently")
 
 
-def _init_params(cls: type) -> set[str]:
-    params: set[str] = set()
-    for klass in cls.__mro__:
-        if "__init__" in vars(klass):
-            params |= set(inspect.signature(klass.__init__).parameters)
-    return params - {"self", "args", "kwargs"}
-
-
-def _filter_options(where: str, cls: type, config: dict[str, Any], extra: Collection[str] = ()) -> dict[str, Any]:
-    """Keep the options ``cls`` accepts; drop unknown ones left at their off value; refuse the others."""
-    known = _init_params(cls) | set(extra)
-    out = {}
-    for key, value in config.items():
-        if key in known:
-            out[key] = value
-        elif value is not None and value is not False:
-            raise ConfigError(f"{where} uses option {key}={value!r}, which tf_keras's {cls.__name__} lacks")
-    return out
-
-
-def _translate(where: str, value: Any, tfk: Any) -> Any:
-    """A Keras 3 config value in tf_keras's format (dtype policies, initializers, regularizers...)."""
-    if isinstance(value, dict) and "class_name" in value and "config" in value:
-        cls, cfg, module = value["class_name"], value["config"], value.get("module")
-        if cls in ("DTypePolicy", "FloatDTypePolicy"):
-            return cfg["name"]
-        if cls == "__tuple__":
-            return tuple(_translate(where, v, tfk) for v in cfg["value"])
-        if module == "keras.layers" and not value.get("registered_name"):
-            # A layer inside a wrapper (Bidirectional's forward and backward layers, TimeDistributed's).
-            tf_cls = getattr(tfk.layers, cls, None)
-            if isinstance(tf_cls, type):
-                inner = {_RENAMED.get(cls, {}).get(k, k): _translate(where, v, tfk) for k, v in cfg.items()}
-                return {"class_name": cls, "config": _filter_options(f"{where} {cls}", tf_cls, inner, _BASE_KWARGS)}
-        if module in _OBJECT_MODULES and not value.get("registered_name"):
-            tf_cls = getattr(getattr(tfk, module.split(".")[1]), cls, None)
-            if isinstance(tf_cls, type):
-                inner = {k: _translate(where, v, tfk) for k, v in cfg.items()}
-                return {"class_name": cls, "config": _filter_options(f"{where} {cls}", tf_cls, inner)}
-        raise ConfigError(f"{where} uses {cls} ({module or 'custom'}), which tf_keras cannot rebuild")
-    if isinstance(value, (list, tuple)):
-        return type(value)(_translate(where, v, tfk) for v in value)
-    if isinstance(value, dict):
-        return {k: _translate(where, v, tfk) for k, v in value.items()}
-    return value
-
-
 class _Rebuild:
     """One file's rebuild: where errors point, and the TensorFlow modules (loaded late)."""
 
@@ -175,21 +120,6 @@ class _Unit:
         return self.after([self.layer(*args, **kwargs)], {}, name)
 
 
-def _tf_layer(where: str, cls_name: str, config: dict[str, Any], tfk: Any, entry: dict[str, Any] | None = None) -> Any:
-    # A layer of the user's own (from --custom-objects) first, else tf_keras's namesake.
-    tf_cls = (custom.tf_keras_class(entry) if entry else None) or getattr(tfk.layers, cls_name, None)
-    if not isinstance(tf_cls, type):
-        raise ConfigError(f"{where} has no tf_keras equivalent")
-    for old, new in _RENAMED.get(cls_name, {}).items():
-        if old in config:
-            config[new] = config.pop(old)
-    config = _filter_options(where, tf_cls, _translate(where, config, tfk), _BASE_KWARGS)
-    try:
-        return tf_cls.from_config(config)
-    except (TypeError, ValueError) as e:
-        raise ConfigError(f"{where} cannot be rebuilt in tf_keras: {first_line(e)}") from None
-
-
 def _unit(rb: _Rebuild, entry: dict[str, Any], scope: str) -> _Unit:
     cls, config = entry["class_name"], dict(entry["config"])
     tf, tfk, name = rb.tf, rb.tfk, scope + str(config.get("name"))
@@ -207,7 +137,7 @@ def _unit(rb: _Rebuild, entry: dict[str, Any], scope: str) -> _Unit:
     for key, value in config.items():  # _check_activations let only these through
         if (key == "activation" or key.endswith("_activation")) and isinstance(value, str):
             config[key] = keras3_ops.SAME_ACTIVATIONS[value]
-    return _Unit(_tf_layer(where, cls, config, tfk, entry), after)
+    return _Unit(tf_layer(where, cls, config, tfk, entry), after)
 
 
 def _tensor_refs(value: Any) -> list[tuple[str, int, int]]:
@@ -250,7 +180,7 @@ def _endpoints(spec: Any, tensors: dict[tuple[str, int, int], Any]) -> Any:
 
 def _input_layer(rb: _Rebuild, entry: dict[str, Any], scope: str) -> Any:
     where = f"{rb.path}: layer {scope + str(entry['config'].get('name'))!r} (InputLayer)"
-    return _tf_layer(where, "InputLayer", dict(entry["config"]), rb.tfk)
+    return tf_layer(where, "InputLayer", dict(entry["config"]), rb.tfk)
 
 
 def _functional(rb: _Rebuild, config: dict[str, Any], scope: str) -> Any:
@@ -389,7 +319,7 @@ def rebuild_in_tf_keras(path: Path) -> Any:
     from autotune import _keras
 
     tfk, tfm = _keras.keras(), _keras.tf()
-    import keras  # Keras 3; after autotune._keras so TF_USE_LEGACY_KERAS is already set
+    keras = _keras.keras3()
 
     try:
         with _keras.native_stderr_silenced():

@@ -19,12 +19,11 @@ from typing import Protocol
 import numpy as np
 
 from autotune._keras import litert_interpreter_class, native_stderr_silenced
+from autotune.build.flatbuffer import has_variable_tensors
 from autotune.errors import CandidateFailed
 from autotune.search.recipe import Runtime
 
 EVAL_BATCH = 64
-TFLITE_FILE = "model.tflite"
-SAVED_MODEL_DIR = "saved_model"
 
 
 class Executor(Protocol):
@@ -51,7 +50,7 @@ class LiteRTExecutor:
         except (RuntimeError, ValueError) as e:
             raise CandidateFailed(f"LiteRT cannot load the model: {e}") from e
         self._path = path
-        self.stateful = _has_variable_tensors(path)
+        self.stateful = has_variable_tensors(path)
         self._in = self._interp.get_input_details()[0]
         self._out = self._interp.get_output_details()[0]
         self._batch = int(self._in["shape"][0])
@@ -131,19 +130,6 @@ class LiteRTExecutor:
         return spec
 
 
-def _has_variable_tensors(path: Path) -> bool:
-    """True if the flatbuffer holds variable tensors (the states of fused LSTM/RNN ops)."""
-    import mmap
-
-    from ai_edge_litert import schema_py_generated as schema
-
-    # Mapped, not read: only the tensor tables are touched, not the weights.
-    with path.open("rb") as f, mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as buf:
-        model = schema.Model.GetRootAs(buf, 0)
-        graphs = [model.Subgraphs(s) for s in range(model.SubgraphsLength())]
-        return any(g.Tensors(i).IsVariable() for g in graphs for i in range(g.TensorsLength()))
-
-
 class TensorFlowExecutor:
     def __init__(self, path: Path) -> None:
         from autotune._keras import tf
@@ -180,10 +166,6 @@ class TensorFlowExecutor:
     def input_spec(self) -> dict[str, object]:
         shape = self._spec.shape.as_list()
         return {"shape": shape, "dtype": self._spec.dtype.name, "batch": shape[0]}
-
-
-def artifact_file(root: Path, fmt: str) -> Path:
-    return root / (TFLITE_FILE if fmt == "tflite" else SAVED_MODEL_DIR)
 
 
 def open_executor(path: Path, runtime: Runtime) -> tuple[Executor, float]:

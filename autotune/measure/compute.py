@@ -1,5 +1,5 @@
-"""How much arithmetic a deployed artifact does, read from its graph, and how fast this machine
-can do arithmetic at best: together they give each candidate's compute floor.
+"""How much arithmetic a deployed artifact does, read from its graph; with the machine's
+measured peak (``autotune.measure.host``) it gives each candidate's compute floor.
 
 Multiply-accumulates are counted from the ops the runtime will execute (the TFLite flatbuffer's
 ops, or the frozen graph of a SavedModel's serving function) with the shapes allocated for a
@@ -13,19 +13,12 @@ memory-bound).
 
 from __future__ import annotations
 
-import tempfile
 from collections.abc import Iterable, Sequence
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from autotune.measure.host import ALLOWED_CORES, HostLock, cores_for, pinning
-from autotune.measure.stats import LatencyProtocol, measure_latency
-
-# A matrix product big enough to keep every core's vector units busy: (256 × 1024) · (1024 × 1024).
-PEAK_ROWS, PEAK_DEPTH, PEAK_COLS = 256, 1024, 1024
-PEAK_PROTOCOL = LatencyProtocol(warmup_calls=3, warmup_seconds=0.1, min_calls=20, min_seconds=0.5, max_seconds=5.0)
+from autotune.build.flatbuffer import tflite_subgraphs
 
 
 def _prod(shape: Iterable[int]) -> int:
@@ -87,49 +80,6 @@ def tflite_macs(ops: list[dict[str, Any]], shapes: dict[int, Sequence[int]]) -> 
             a = shapes[ins[0]]
             total += _prod(out) * int(a[-2] if adj_x else a[-1])
     return total
-
-
-def tflite_subgraphs(blob: bytes) -> list[dict[str, Any]]:
-    """Every subgraph of a TFLite flatbuffer: its ops (as ``_get_ops_details`` gives them, with
-    WHILE's cond and body subgraph indices), its tensors' shapes and its small integer
-    constants. The interpreter lists only the main subgraph's ops; loop bodies live here."""
-    from ai_edge_litert import schema_py_generated as schema
-
-    model = schema.Model.GetRootAs(blob, 0)
-    names = {v: k for k, v in vars(schema.BuiltinOperator).items() if not k.startswith("_")}
-    ints = {schema.TensorType.INT32: np.int32, schema.TensorType.INT64: np.int64}
-    out = []
-    for s in range(model.SubgraphsLength()):
-        sg = model.Subgraphs(s)
-        shapes, consts = {}, {}
-        for i in range(sg.TensorsLength()):
-            tensor = sg.Tensors(i)
-            shapes[i] = tuple(int(d) for d in tensor.ShapeAsNumpy()) if tensor.ShapeLength() else ()
-            data = model.Buffers(tensor.Buffer()).DataAsNumpy() if tensor.Buffer() < model.BuffersLength() else 0
-            if tensor.Type() in ints and not isinstance(data, int) and 0 < len(data) <= 8:
-                consts[i] = int(np.frombuffer(data.tobytes(), dtype=ints[tensor.Type()])[0])
-        ops = []
-        for j in range(sg.OperatorsLength()):
-            op = sg.Operators(j)
-            code = model.OperatorCodes(op.OpcodeIndex())
-            entry: dict[str, Any] = {
-                "op_name": names.get(max(code.BuiltinCode(), code.DeprecatedBuiltinCode()), "CUSTOM"),
-                "inputs": [int(i) for i in op.InputsAsNumpy()] if op.InputsLength() else [],
-                "outputs": [int(i) for i in op.OutputsAsNumpy()] if op.OutputsLength() else [],
-            }
-            table = op.BuiltinOptions()
-            if entry["op_name"] == "WHILE" and table is not None:
-                opts = schema.WhileOptions()
-                opts.Init(table.Bytes, table.Pos)
-                entry |= {"cond": opts.CondSubgraphIndex(), "body": opts.BodySubgraphIndex()}
-            elif entry["op_name"] == "BATCH_MATMUL" and table is not None:
-                opts = schema.BatchMatMulOptions()
-                opts.Init(table.Bytes, table.Pos)
-                entry["builtin_options"] = {"adj_x": bool(opts.AdjX())}
-            ops.append(entry)
-        inputs = [int(i) for i in sg.InputsAsNumpy()] if sg.InputsLength() else []
-        out.append({"ops": ops, "shapes": shapes, "consts": consts, "inputs": inputs})
-    return out
 
 
 def _trip_count(subgraphs: list[dict[str, Any]], caller: dict[str, Any], op: dict[str, Any]) -> int:
@@ -203,8 +153,9 @@ _LOOP_OPS = ("While", "StatelessWhile")
 def _static_value(tensor: Any) -> Any:
     """The value of a scalar or 1-D integer tensor known from the graph alone (constants, and
     shapes with the dimensions shape inference knows; None for an unknown element), or None."""
-    from tensorflow.python.framework import tensor_util
+    from autotune._keras import tf_graph_tools
 
+    tensor_util = tf_graph_tools().tensor_util
     op = tensor.op
     if op.type == "Const":
         return tensor_util.MakeNdarray(op.get_attr("value")).tolist()
@@ -223,8 +174,9 @@ def _iterations(op: Any, library: dict[str, Any]) -> int:
     """A while_v2 loop's iterations: its ``maximum_iterations`` input (the second loop variable)
     if set, else the bound its cond compares a loop variable with (Keras' recurrent loops:
     ``time < time steps``, the steps read from the input's static shape)."""
-    from tensorflow.python.framework.function_def_to_graph import function_def_to_graph
+    from autotune._keras import tf_graph_tools
 
+    function_def_to_graph = tf_graph_tools().function_def_to_graph
     bounds = []
     cap = _static_value(op.inputs[1])
     if isinstance(cap, int) and cap >= 0:
@@ -249,8 +201,9 @@ def graph_macs(graph: Any, library: dict[str, Any] | None = None) -> int:
     followed into their function bodies, traced at the caller's input shapes; a loop's body
     counts once per iteration.
     """
-    from tensorflow.python.framework.function_def_to_graph import function_def_to_graph
+    from autotune._keras import tf_graph_tools
 
+    function_def_to_graph = tf_graph_tools().function_def_to_graph
     if library is None:
         library = {f.signature.name: f for f in graph.as_graph_def().library.function}
     total = 0
@@ -291,11 +244,10 @@ def graph_macs(graph: Any, library: dict[str, Any] | None = None) -> int:
 def saved_model_macs(fn: Any, sample_shape: Sequence[int], dtype: Any = None) -> int | None:
     """MACs per sample of a SavedModel's serving function, from its frozen graph; None when
     the graph cannot be frozen or has unknown shapes (then nothing is claimed)."""
-    from tensorflow.python.framework.convert_to_constants import convert_variables_to_constants_v2
-
-    from autotune._keras import native_stderr_silenced, tf
+    from autotune._keras import native_stderr_silenced, tf, tf_graph_tools
 
     t = tf()
+    convert_variables_to_constants_v2 = tf_graph_tools().convert_variables_to_constants_v2
     try:
         with native_stderr_silenced():
             concrete = fn.get_concrete_function(t.TensorSpec(list(sample_shape), dtype or t.float32))
@@ -304,44 +256,3 @@ def saved_model_macs(fn: Any, sample_shape: Sequence[int], dtype: Any = None) ->
         return graph_macs(frozen.graph)
     except (ValueError, TypeError, KeyError, t.errors.OpError):
         return None
-
-
-def _peak_models(out_dir: Path) -> dict[str, Path]:
-    """The matrix product as an fp32 and a full-int8 TFLite model."""
-    from autotune._keras import keras
-    from autotune.build.convert import to_tflite
-
-    k = keras()
-    inp = k.Input((PEAK_DEPTH,))
-    model = k.Model(inp, k.layers.Dense(PEAK_COLS, use_bias=False)(inp))
-    calib = np.random.default_rng(0).standard_normal((16, PEAK_DEPTH)).astype(np.float32)
-    paths = {}
-    for precision in ("fp32", "int8"):
-        d = out_dir / precision
-        d.mkdir()
-        paths[precision] = to_tflite(model, precision, calib, d)
-    return paths
-
-
-def measure_peak(lock: HostLock | None = None) -> dict[str, float]:
-    """MACs per second of a large matrix product in LiteRT, for fp32 and int8 kernels at each
-    thread count from 1 to the usable cores, pinned and under the host's measurement lock."""
-    from autotune.measure.artifact import LiteRTExecutor
-
-    lock = lock or HostLock()
-    macs = PEAK_ROWS * PEAK_DEPTH * PEAK_COLS
-    peak: dict[str, float] = {}
-    x = np.random.default_rng(1).standard_normal((PEAK_ROWS, PEAK_DEPTH)).astype(np.float32)
-    with tempfile.TemporaryDirectory(prefix="autotune-peak-") as tmp:
-        with lock.shared():
-            models = _peak_models(Path(tmp))
-        for kind, path in models.items():
-            for threads in range(1, len(ALLOWED_CORES) + 1):
-                executor = LiteRTExecutor(path, threads)
-                call = executor.timed_call(x)
-                with lock.exclusive(), pinning() as pin:
-                    pin(cores_for(threads))
-                    stats = measure_latency(call, PEAK_PROTOCOL)
-                peak[f"{kind}/{threads}"] = macs / (stats.p50_ms / 1e3)
-                del executor
-    return peak

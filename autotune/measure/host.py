@@ -1,5 +1,5 @@
 """What a measurement needs from the machine: cores to pin to, a host-wide lock so that only
-one process times at a time, and the machine's measured compute peak.
+one process times at a time, and the machine's compute peak (measured once, then kept).
 
 Pinning: the p50 of one MobileNetV2 measured in 6 separate processes varied by 6.6 % unpinned
 and 0.5 % pinned, on this project's 2-core reference machine. The lock: workers on one host
@@ -17,11 +17,19 @@ import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
+import numpy as np
+
+from autotune.measure.stats import LatencyProtocol, measure_latency
+
 # The cores this process may use, read once: pinning narrows the live affinity for a while.
 try:
     ALLOWED_CORES: tuple[int, ...] = tuple(sorted(os.sched_getaffinity(0)))
 except AttributeError:  # not Linux: no affinity control
     ALLOWED_CORES = tuple(range(os.cpu_count() or 1))
+
+# A matrix product big enough to keep every core's vector units busy: (256 × 1024) · (1024 × 1024).
+PEAK_ROWS, PEAK_DEPTH, PEAK_COLS = 256, 1024, 1024
+PEAK_PROTOCOL = LatencyProtocol(warmup_calls=3, warmup_seconds=0.1, min_calls=20, min_seconds=0.5, max_seconds=5.0)
 
 
 def cores_for(threads: int) -> tuple[int, ...]:
@@ -123,3 +131,53 @@ def peak_key(precision: str, engine: str, threads: int) -> str:
     own; fp16 runs in fp32 on a CPU without fp16 arithmetic, as does TensorFlow's fp32."""
     kind = "int8" if precision in ("int8", "dynamic-int8") and engine == "litert" else "fp32"
     return f"{kind}/{max(1, min(threads, len(ALLOWED_CORES)))}"
+
+
+def host_peak(host_dir: Path, lock: HostLock, env_id: str) -> dict[str, float]:
+    """The machine's compute peak, measured once per host and environment and kept."""
+    peak = load_peak(host_dir, env_id)
+    if peak is None:
+        peak = measure_peak(lock)
+        save_peak(host_dir, env_id, peak)
+    return peak
+
+
+def _peak_models(out_dir: Path) -> dict[str, Path]:
+    """The matrix product as an fp32 and a full-int8 TFLite model."""
+    from autotune._keras import keras
+    from autotune.build.convert import to_tflite
+
+    k = keras()
+    inp = k.Input((PEAK_DEPTH,))
+    model = k.Model(inp, k.layers.Dense(PEAK_COLS, use_bias=False)(inp))
+    calib = np.random.default_rng(0).standard_normal((16, PEAK_DEPTH)).astype(np.float32)
+    paths = {}
+    for precision in ("fp32", "int8"):
+        d = out_dir / precision
+        d.mkdir()
+        paths[precision] = to_tflite(model, precision, calib, d)
+    return paths
+
+
+def measure_peak(lock: HostLock | None = None) -> dict[str, float]:
+    """MACs per second of a large matrix product in LiteRT, for fp32 and int8 kernels at each
+    thread count from 1 to the usable cores, pinned and under the host's measurement lock."""
+    from autotune.measure.artifact import LiteRTExecutor
+
+    lock = lock or HostLock()
+    macs = PEAK_ROWS * PEAK_DEPTH * PEAK_COLS
+    peak: dict[str, float] = {}
+    x = np.random.default_rng(1).standard_normal((PEAK_ROWS, PEAK_DEPTH)).astype(np.float32)
+    with tempfile.TemporaryDirectory(prefix="autotune-peak-") as tmp:
+        with lock.shared():
+            models = _peak_models(Path(tmp))
+        for kind, path in models.items():
+            for threads in range(1, len(ALLOWED_CORES) + 1):
+                executor = LiteRTExecutor(path, threads)
+                call = executor.timed_call(x)
+                with lock.exclusive(), pinning() as pin:
+                    pin(cores_for(threads))
+                    stats = measure_latency(call, PEAK_PROTOCOL)
+                peak[f"{kind}/{threads}"] = macs / (stats.p50_ms / 1e3)
+                del executor
+    return peak

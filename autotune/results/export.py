@@ -12,21 +12,20 @@ from typing import Any
 from optuna.trial import TrialState
 
 from autotune import __version__
-
-from autotune.inputs import custom
-
-from autotune.storage import store
-from autotune.measure.artifact import open_executor
 from autotune.build.cache import ContentCache
 from autotune.build.candidate import Builder, copy_artifact
-from autotune.results.choose import Limits, choose
+from autotune.errors import ConfigError, ExportMismatch
+from autotune.inputs import custom
 from autotune.inputs.config import check_trusted
 from autotune.inputs.data import file_key
-from autotune.errors import ConfigError, ExportMismatch
-from autotune.results.front import ranking_metric, timed_rows
+from autotune.inputs.model import load_inputs
+from autotune.measure.artifact import open_executor
 from autotune.measure.stats import environment, quality
+from autotune.results.choose import Limits, choose
+from autotune.results.front import ranking_metric, timed_rows
+from autotune.search.plugins import build_objective
 from autotune.search.recipe import Recipe
-from autotune.study.run import Settings, build_objective, load_inputs
+from autotune.storage import store
 
 MANIFEST = "manifest.json"
 MODEL_CARD = "MODEL_CARD.md"
@@ -69,10 +68,10 @@ def export(
     closest: bool = False,
     force: bool = False,
     env: str | None = None,
-    settings: Settings | None = None,
+    studies_dir: Path | None = None,
     trust_model_code: bool = False,
 ) -> ExportResult:
-    settings = settings or Settings()
+    studies_dir = studies_dir or Path.cwd() / "studies"
     storage = store.open_storage(storage_url)
     with store.database_errors(storage_url):
         study = store.load_study(storage, name)
@@ -104,8 +103,8 @@ def export(
     _check_out_dir(out, force)
     recipe = Recipe.from_dict(trial.user_attrs[store.RECIPE])
     objective = build_objective(config)
-    model_path, model, data = load_inputs(config, settings, objective)
-    cache = ContentCache(settings.studies_dir / config.study / "cache")
+    model_path, model, data = load_inputs(config, studies_dir, objective.task)
+    cache = ContentCache(studies_dir / config.study / "cache")
     builder = Builder(model_path, custom.model_key(file_key(model_path), config.custom_objects), data, data.key, cache, config.seed, model=model)
     candidate = builder.build(recipe)
     artifact = copy_artifact(candidate, out)

@@ -8,8 +8,8 @@ from typing import Any
 import optuna
 from optuna.trial import FrozenTrial, TrialState
 
-from autotune.storage import store
 from autotune.errors import ConfigError
+from autotune.storage import store
 
 
 @dataclass(frozen=True)

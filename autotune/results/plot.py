@@ -20,9 +20,9 @@ from matplotlib.transforms import Bbox
 from optuna._hypervolume import compute_hypervolume
 from optuna.trial import TrialState
 
-from autotune.storage import store
 from autotune.errors import ConfigError
 from autotune.results.front import FrontRow, fastest_feasible, front_rows, ranking_metric, timed
+from autotune.storage import store
 
 BASELINE_REF = "fp32-baseline"
 REFERENCES = ((BASELINE_REF, "D", "black", "fp32 baseline"), ("seeds-int8", "s", "tab:orange", "seeds' int8"))

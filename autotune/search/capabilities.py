@@ -19,8 +19,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
-from autotune.storage import store
 from autotune.search.recipe import Recipe
+from autotune.storage import store
 
 T = TypeVar("T")
 

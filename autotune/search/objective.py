@@ -1,6 +1,6 @@
 """What "good" means for a study: the metrics Optuna optimises and the constraints that make a
-trial feasible. The runner measures every metric it knows into one dict; an Objective picks
-its values from that dict, so a new objective needs no change to the runner.
+trial feasible. The trial loop measures every metric it knows into one dict; an Objective picks
+its values from that dict, so a new objective needs no change to the trial loop.
 """
 
 from __future__ import annotations
@@ -37,7 +37,7 @@ class Objective:
     name: str
     metrics: tuple[Metric, ...]
     constraints: tuple[Constraint, ...] = ()
-    # Batch sizes to search (the runner suggests one per trial); empty: the space's batch.
+    # Batch sizes to search (the trial loop suggests one per trial); empty: the space's batch.
     batch_sizes: tuple[int, ...] = ()
     # What the model does: classification (integer labels, accuracy) or regression (targets, MAE).
     task: Literal["classification", "regression"] = "classification"

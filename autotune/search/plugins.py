@@ -1,4 +1,4 @@
-"""Loading search spaces and objectives by name or path.
+"""Loading search spaces and objectives by name or path, and a study's objective with its limits.
 
 A name is looked up in the working directory's ``search_spaces/`` (or ``objectives/``) first,
 then among the built-ins that ship with the package; a value ending in ``.py`` is a path.
@@ -7,15 +7,16 @@ These files are Python that the user chose to run: they are imported, with their
 
 from __future__ import annotations
 
-import hashlib
 import importlib.util
-import sys
+import dataclasses
 from collections.abc import Callable
 from pathlib import Path
-from types import ModuleType
 from typing import Any
 
 from autotune.errors import ConfigError
+from autotune.inputs.config import StudyConfig
+from autotune.inputs.pyfile import import_file
+from autotune.search.objective import Constraint, Objective
 
 
 def _builtin_dir(package: str) -> Path:
@@ -40,26 +41,6 @@ def resolve(kind: str, name_or_path: str) -> Path:
     raise ConfigError(f"unknown {kind[:-1].replace('_', ' ')} {name_or_path!r}; built-in: {', '.join(known)}")
 
 
-def import_file(path: Path) -> ModuleType:
-    """Import the user's file ``path`` as a module (again, if it was: a space file edited
-    between two runs of one process is read afresh); raises ConfigError if it raises."""
-    module_name = f"autotune_plugin_{path.stem}_{hashlib.sha1(str(path).encode()).hexdigest()[:8]}"
-    spec = importlib.util.spec_from_file_location(module_name, path)
-    if spec is None or spec.loader is None:
-        raise ConfigError(f"cannot import {path}")
-    module: ModuleType = importlib.util.module_from_spec(spec)
-    # Registered, under a name made from the path alone, so that its classes (a technique or
-    # a layer of the user's own) pickle across to the process that runs trials, which imports
-    # the same file under the same name.
-    sys.modules[module_name] = module
-    try:
-        spec.loader.exec_module(module)
-    except Exception as e:  # noqa: BLE001 - the user's file may raise anything; say which and why
-        del sys.modules[module_name]
-        raise ConfigError(f"{path} raised on import: {type(e).__name__}: {e}") from e
-    return module
-
-
 def _import(path: Path, attribute: str) -> Callable[..., Any]:
     fn = getattr(import_file(path), attribute, None)
     if not callable(fn):
@@ -73,3 +54,20 @@ def load_space(name_or_path: str) -> Callable[..., Any]:
 
 def load_objective(name_or_path: str) -> Callable[..., Any]:
     return _import(resolve("objectives", name_or_path), "objective")
+
+
+def build_objective(config: StudyConfig) -> Objective:
+    """The study's objective, with the study's own limits (p99, size) added as constraints."""
+    make_objective = load_objective(config.objective)
+    try:
+        objective = make_objective(config.max_accuracy_drop)
+    except Exception as e:  # noqa: BLE001 - the user's file may raise anything; say which and why
+        raise ConfigError(f"objective {config.objective!r} raised {type(e).__name__}: {e}") from None
+    if not isinstance(objective, Objective):
+        raise ConfigError(f"objective {config.objective!r} returned {type(objective).__name__}, not an Objective")
+    extra = []
+    if config.max_p99_ms is not None:
+        extra.append(Constraint("latency_p99_ms", config.max_p99_ms))
+    if config.max_size_kb is not None:
+        extra.append(Constraint("size_bytes", config.max_size_kb * 1024))
+    return dataclasses.replace(objective, constraints=(*objective.constraints, *extra)) if extra else objective

@@ -1,8 +1,8 @@
 """What to build and how to run it: a Recipe is an ordered chain of techniques, a precision
 and a Runtime. Recipes are plain values: hashable, comparable, serialisable to JSON.
 
-Training-based techniques (pruning, distillation, QAT) are Technique subclasses placed in
-``Recipe.steps``; the final conversion to a deployable artifact is decided by ``precision``
+Training-based techniques (pruning, distillation, QAT) are Technique subclasses
+(``autotune.techniques``) placed in ``Recipe.steps``; the final conversion to a deployable artifact is decided by ``precision``
 and ``runtime``.
 """
 
@@ -10,11 +10,11 @@ from __future__ import annotations
 
 import hashlib
 import json
-from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
-from typing import Any, ClassVar, Literal
+from typing import Any, Literal
 
 from autotune.errors import InvalidRecipe
+from autotune.techniques import Technique, technique_from_dict
 
 Precision = Literal["fp32", "fp16", "dynamic-int8", "int8"]
 Engine = Literal["litert", "tensorflow"]
@@ -24,41 +24,8 @@ ENGINES: tuple[str, ...] = ("litert", "tensorflow")
 # TensorFlow runs the SavedModel in float32; the quantised precisions exist only as TFLite.
 _TENSORFLOW_PRECISIONS = ("fp32",)
 MAX_THREADS = 256
-
-
-class Technique(ABC):
-    """One step that turns a Keras model into another Keras model (prune, distill, QAT, ...).
-
-    Subclasses are frozen dataclasses whose fields are the technique's parameters. ``apply``
-    must be deterministic given its parameters, the parent model and the study seed, because
-    its output is cached under a content key derived from exactly those.
-    """
-
-    name: ClassVar[str]
-    # Position in a chain: distill (0) → channel-prune (1) → prune (2) → QAT (3). A chain
-    # runs in increasing order, each technique at most once.
-    order: ClassVar[int]
-    # The only precision the technique's result survives conversion at, if any.
-    requires_precision: ClassVar[str | None] = None
-
-    def validate(self) -> None:
-        """Raise InvalidRecipe for parameters out of range."""
-
-    def params(self) -> dict[str, Any]:
-        return dict(sorted(vars(self).items()))
-
-    @abstractmethod
-    def apply(self, model: Any, context: Any) -> Any:
-        """Return a new Keras model; raise CandidateFailed if this candidate cannot be made."""
-
-    def describe(self) -> str:
-        return self.name
-
-    def probe(self, model: Any) -> str | None:
-        """Why this technique cannot apply to ``model`` at all, found cheaply (no training),
-        or None if it can. Runs once per study, before the search, on a copy of the model;
-        the default claims nothing, so a trial of the technique is what finds out."""
-        return None
+# The reference recipe every speed-up is measured against (see ``reference_recipes``).
+BASELINE_REF = "fp32-baseline"
 
 
 @dataclass(frozen=True)
@@ -138,8 +105,6 @@ class Recipe:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Recipe:
-        from autotune.techniques import technique_from_dict
-
         return cls(
             precision=data["precision"],
             runtime=Runtime(**data["runtime"]),
@@ -162,6 +127,6 @@ def reference_recipes(cores: int) -> dict[str, Recipe]:
     """
     runtime = Runtime(engine="litert", threads=cores)
     return {
-        "fp32-baseline": Recipe(precision="fp32", runtime=runtime),
+        BASELINE_REF: Recipe(precision="fp32", runtime=runtime),
         "seeds-int8": Recipe(precision="int8", runtime=runtime),
     }

@@ -14,16 +14,18 @@ import sqlite3
 import warnings
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import optuna
 import sqlalchemy
 import sqlalchemy.exc
 from optuna.trial import FrozenTrial, TrialState
 
-from autotune.inputs.config import StudyConfig
 from autotune.errors import ConfigError, StorageError
-from autotune.search.objective import Objective
+from autotune.inputs.config import StudyConfig
+
+if TYPE_CHECKING:  # the objective's directions and names are stored; it is built in autotune.search
+    from autotune.search.objective import Objective
 
 CONFIG = "autotune:config"
 ENV = "autotune:env"

@@ -19,15 +19,16 @@ import traceback
 from pathlib import Path
 from typing import Any
 
-from autotune.inputs.config import StudyConfig
 from autotune.errors import CandidateFailed, ConfigError
+from autotune.inputs.config import StudyConfig
+from autotune.search.recipe import Recipe
 from autotune.storage.store import PROCESS
+from autotune.study.evaluator import Evaluator, LocalEvaluator, Outcome
+from autotune.study.workspace import open_workspace
 
 
 def _serve(conn: Any, config_json: dict[str, Any], settings: Any) -> None:
     """The child's loop: load once, then answer requests until told to stop or orphaned."""
-    from autotune.study.run import LocalEvaluator, open_workspace
-
     _exit_with_parent()
     try:
         evaluator = LocalEvaluator(open_workspace(StudyConfig.from_json(config_json), settings), settings)
@@ -86,8 +87,8 @@ def _death(exitcode: int | None) -> str:
     return f"exit code {exitcode}"
 
 
-class ChildEvaluator:
-    """The parent's handle on the child: the same interface as runner.LocalEvaluator."""
+class ChildEvaluator(Evaluator):
+    """The parent's handle on the child, which runs a ``LocalEvaluator``."""
 
     def __init__(self, config: StudyConfig, settings: Any) -> None:
         self._config = config.model_dump()  # with this invocation's trust in the model's code
@@ -169,9 +170,7 @@ class ChildEvaluator:
             self._proc = None
             raise CandidateFailed(f"the trial's process died: {reason}") from None
 
-    def evaluate(self, number: int, recipe: Any, baseline: dict[str, Any] | None, on_stage: Any) -> Any:
-        from autotune.study.run import Outcome
-
+    def evaluate(self, number: int, recipe: Recipe, baseline: dict[str, Any] | None, on_stage: Any) -> Outcome:
         try:
             outcome = self._call(("evaluate", number, recipe, baseline), on_stage)
         except CandidateFailed as e:
@@ -179,8 +178,8 @@ class ChildEvaluator:
         outcome.attrs[PROCESS] = {"pid": self.pid, "rss_mb": round(self._rss_mb(), 1), "restarts": self.restarts}
         return outcome
 
-    def remeasure(self, recipe: dict[str, Any]) -> dict[str, Any]:
-        return self._call(("remeasure", recipe))
+    def remeasure(self, recipe_dict: dict[str, Any]) -> dict[str, Any]:
+        return self._call(("remeasure", recipe_dict))
 
     def probe(self) -> dict[str, Any]:
         return self._call(("probe",))

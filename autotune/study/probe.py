@@ -14,9 +14,9 @@ from __future__ import annotations
 import time
 from typing import Any
 
+from autotune.errors import first_line
 from autotune.measure.artifact import open_executor
 from autotune.search.capabilities import Capabilities
-from autotune.errors import first_line
 from autotune.search.recipe import PRECISIONS, Recipe, Runtime, Technique
 
 PROBE_SAMPLES = 4

@@ -1,6 +1,7 @@
-"""Channel pruning and distillation students: physically thinner models.
+"""The channel surgery under channel pruning and distillation students: physically thinner
+models.
 
-Both build the same thing, a copy of the model with fewer filters/units per layer, whose
+Both techniques build the same thing, a copy of the model with fewer filters/units per layer, whose
 weights are the parent's strongest channels (lowest L1 norm removed). Channel pruning then
 fine-tunes on the labels; distillation fine-tunes against the parent's softened outputs.
 
@@ -18,14 +19,12 @@ inside Bidirectional) and Embedding are narrowed by ``autotune.techniques.recurr
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, ClassVar
+from typing import Any
 
 import numpy as np
 
-from autotune.errors import CandidateFailed, InvalidRecipe, first_line
-from autotune.search.recipe import Technique
+from autotune.errors import CandidateFailed, first_line
 from autotune.techniques import recurrent
-from autotune.techniques.training import count_params, fine_tune, keras_quality, predict_logits
 
 # Layers that pass channels through unchanged and have no per-channel weights.
 _CARRY = {
@@ -311,7 +310,8 @@ def _rebuild(k: Any, model: Any, clone: Any, in_index: Any, out_index: Any) -> A
     return new
 
 
-def _copy(model: Any) -> Any:
+def copy_model(model: Any) -> Any:
+    """A copy of ``model`` with its weights (a "student" at full width)."""
     from autotune._keras import keras
 
     clone = keras().models.clone_model(model)
@@ -331,87 +331,6 @@ def _take(weights: list[np.ndarray], kernel: list[tuple[int, Any]], bias: list[t
         for axis, idx in bias:
             out[k] = _take1(out[k], axis, idx)
     return out
-
-
-def _train_thinner(model: Any, ratio: float, context: Any, **training: Any) -> Any:
-    """Thin ``model`` to ``ratio`` of its channels (a copy at 1.0), fine-tune it, record facts."""
-    student = thinned(model, ratio) if ratio < 1.0 else _copy(model)
-    fine_tune(student, context.data, seed=context.seed, **training)
-    context.facts.update(
-        params_before=count_params(model), params=count_params(student), **keras_quality(student, context.data)
-    )
-    return student
-
-
-def _check_ratio(name: str, value: float, low: float, high: float) -> None:
-    if not low <= value <= high:
-        raise InvalidRecipe(f"{name} must be between {low} and {high}, got {value}")
-
-
-@dataclass(frozen=True)
-class ChannelPrune(Technique):
-    """Remove the weakest channels (keep ratio ``keep``), then fine-tune on the labels."""
-
-    name: ClassVar[str] = "channel-prune"
-    order: ClassVar[int] = 1
-    keep: float = 0.5
-    epochs: int = 2
-    learning_rate: float = 5e-4
-
-    def validate(self) -> None:
-        _check_ratio("channel-prune keep", self.keep, 0.05, 1.0)
-        if self.epochs < 0:
-            raise InvalidRecipe(f"channel-prune epochs must be ≥ 0, got {self.epochs}")
-
-    def describe(self) -> str:
-        return f"channel-prune keep {self.keep:g}"
-
-    def apply(self, model: Any, context: Any) -> Any:
-        return _train_thinner(model, self.keep, context, learning_rate=self.learning_rate, epochs=self.epochs)
-
-    def probe(self, model: Any) -> str | None:
-        return surgery_problem(model)
-
-
-@dataclass(frozen=True)
-class Distill(Technique):
-    """A student of the parent's architecture at width ``width`` (the output layer unchanged),
-    initialised from the parent's strongest channels and trained against the parent's
-    temperature-softened outputs (weight ``alpha``) plus the labels (weight ``1 - alpha``)."""
-
-    name: ClassVar[str] = "distill"
-    order: ClassVar[int] = 0
-    width: float = 0.5
-    temperature: float = 4.0
-    alpha: float = 0.7
-    epochs: int = 4
-    learning_rate: float = 3e-3
-
-    def validate(self) -> None:
-        _check_ratio("distill width", self.width, 0.05, 1.0)
-        _check_ratio("distill alpha", self.alpha, 0.0, 1.0)
-        if self.temperature <= 0:
-            raise InvalidRecipe(f"distill temperature must be positive, got {self.temperature}")
-        if self.epochs < 1:
-            raise InvalidRecipe(f"distill epochs must be ≥ 1, got {self.epochs}")
-
-    def describe(self) -> str:
-        return f"distill w{self.width:g} T{self.temperature:g} α{self.alpha:g}"
-
-    def apply(self, model: Any, context: Any) -> Any:
-        return _train_thinner(
-            model,
-            self.width,
-            context,
-            learning_rate=self.learning_rate,
-            epochs=self.epochs,
-            teacher_logits=predict_logits(model, context.data.x_train, context.data.task),
-            temperature=self.temperature,
-            alpha=self.alpha,
-        )
-
-    def probe(self, model: Any) -> str | None:
-        return surgery_problem(model)
 
 
 def surgery_problem(model: Any) -> str | None:
