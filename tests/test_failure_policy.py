@@ -19,7 +19,8 @@ runner = CliRunner()
 FAILING_SPACE = """
 from dataclasses import dataclass
 from autotune.errors import CandidateFailed
-from autotune.search.recipe import Recipe, Runtime, Technique
+from autotune.search.recipe import Recipe, Runtime
+from autotune.techniques import Technique
 
 @dataclass(frozen=True)
 class Unsupported(Technique):

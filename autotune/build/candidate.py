@@ -1,8 +1,11 @@
-"""Candidates: a model on its way to deployment, with its lineage and content key, and the
-builder that turns a Recipe into a deployable artifact through the content cache."""
+"""Candidates: a model on its way to deployment, with its lineage and content key (the cache's
+address, ``content_key``), and the builder that turns a Recipe into a deployable artifact
+through the content cache."""
 
 from __future__ import annotations
 
+import hashlib
+import json
 import os
 import shutil
 from dataclasses import dataclass
@@ -12,7 +15,13 @@ from typing import Any
 from autotune.build.cache import ContentCache
 from autotune.build.convert import artifact_file
 from autotune.inputs.data import Dataset
-from autotune.search.recipe import Recipe, content_key
+from autotune.search.recipe import Recipe
+
+
+def content_key(*parts: Any) -> str:
+    """A stable hash of JSON-serialisable parts: the cache's content address."""
+    blob = json.dumps(parts, sort_keys=True, separators=(",", ":"), default=str)
+    return hashlib.sha256(blob.encode()).hexdigest()[:24]
 
 
 @dataclass(frozen=True)

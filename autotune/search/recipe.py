@@ -8,8 +8,6 @@ and ``runtime``.
 
 from __future__ import annotations
 
-import hashlib
-import json
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -110,12 +108,6 @@ class Recipe:
             runtime=Runtime(**data["runtime"]),
             steps=tuple(technique_from_dict(s) for s in data.get("steps", ())),
         )
-
-
-def content_key(*parts: Any) -> str:
-    """A stable hash of JSON-serialisable parts: the cache's content address."""
-    blob = json.dumps(parts, sort_keys=True, separators=(",", ":"), default=str)
-    return hashlib.sha256(blob.encode()).hexdigest()[:24]
 
 
 def reference_recipes(cores: int) -> dict[str, Recipe]:
