@@ -4,8 +4,8 @@ front re-timed at the end of a run."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
 import time
+from collections.abc import Callable
 
 import optuna
 from optuna.trial import TrialState
