@@ -1,8 +1,10 @@
 """The single place that decides which TensorFlow / Keras is imported, and how quietly.
 
 TF-MOT needs Keras 2, so ``TF_USE_LEGACY_KERAS=1`` must be set before TensorFlow is first
-imported; every module that needs TensorFlow gets it from here. Importing TensorFlow costs
-seconds and hundreds of MB, so nothing imports this module at package import time.
+imported; every module that needs TensorFlow, tf_keras, Keras 3, TF-MOT or LiteRT gets it
+from here (``lint-imports`` enforces it), through functions that import on their first call.
+Importing TensorFlow costs seconds and hundreds of MB, so importing this module imports none
+of them: the sampling process and the fast tests never load TensorFlow.
 """
 
 from __future__ import annotations
