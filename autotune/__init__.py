@@ -1,4 +1,12 @@
-"""autotune: measured multi-objective search for deployable TensorFlow/Keras models."""
+"""autotune: measured multi-objective search for deployable TensorFlow/Keras models.
+
+The package is layered; each subpackage imports only those below it (``lint-imports``
+checks it): ``cli`` and ``report`` (printing) → ``study`` (the run and its trials) →
+``results`` (front, choice, export, plots) → ``measure`` (executors, timing, host) →
+``build`` (builder, cache, conversion) → ``search`` (recipes, objectives, spaces) →
+``techniques`` and ``storage`` → ``inputs`` (configuration, model, data) → ``_keras`` (the
+one TensorFlow import) and ``errors``.
+"""
 
 from importlib.metadata import PackageNotFoundError, version
 

@@ -14,8 +14,8 @@ from typing import Annotated, Any, TypeVar
 import typer
 
 from autotune import report
-from autotune.config import check_study_name, storage_url, study_name_for
 from autotune.errors import AutotuneError, ConfigError
+from autotune.inputs.config import check_study_name, storage_url, study_name_for
 
 app = typer.Typer(
     add_completion=False,
@@ -73,7 +73,7 @@ def _as_path(value: str | None) -> str | None:
 def _as_data(value: str | None) -> str | None:
     """A data path becomes absolute, and so does a loader's ``file.py``; a ``module:function``
     loader stays as it is (same rule as a study file's, relative to the working directory)."""
-    from autotune.config import resolve_data
+    from autotune.inputs.config import resolve_data
 
     return None if value is None else resolve_data(Path.cwd(), value)
 
@@ -126,8 +126,8 @@ def run(
 
     Settings come from the command line, then the study file, then the defaults.
     """
-    from autotune.config import layered, read_study_file
-    from autotune.runner import run as run_study
+    from autotune.inputs.config import layered, read_study_file
+    from autotune.study.run import run as run_study
 
     file_values = read_study_file(study_file.expanduser()) if study_file is not None else {}
     flags = {
@@ -182,7 +182,7 @@ def resume(
 
     Trials left running by a run that died are failed once their heartbeat is stale, and run
     again once."""
-    from autotune.runner import run as run_study
+    from autotune.study.run import run as run_study
 
     given = {"budget": budget, "trust_model_code": trust_model_code or None}
     _search(name, given, storage, run_study, must_exist=True, allow_new_hardware=allow_new_hardware)
@@ -200,7 +200,7 @@ def worker(
     on this machine or others sharing a PostgreSQL storage."""
     import os
 
-    from autotune.runner import run as run_study
+    from autotune.study.run import run as run_study
 
     url = storage_url(storage)
     number = os.environ.get("AUTOTUNE_WORKER")
@@ -223,10 +223,10 @@ def _search(
     workers: int = 1,
     allow_new_hardware: bool = False,
 ) -> None:
-    from autotune import store
-    from autotune.capabilities import Capabilities
-    from autotune.front import environments, front_rows
-    from autotune.measure import environment
+    from autotune.measure.stats import environment
+    from autotune.results.front import environments, front_rows
+    from autotune.search.capabilities import Capabilities
+    from autotune.storage import store
 
     if given.get("budget") is not None and given["budget"] < 1:
         raise ConfigError(f"--budget must be at least 1, got {given['budget']}")
@@ -254,8 +254,8 @@ def _search(
 @_guarded
 def studies(storage: StorageOpt = None) -> None:
     """List the studies in the storage."""
-    from autotune import store
-    from autotune.front import summarize
+    from autotune.results.front import summarize
+    from autotune.storage import store
 
     url = storage_url(storage)
     st = store.open_storage(url)
@@ -273,8 +273,8 @@ def front(
     storage: StorageOpt = None,
 ) -> None:
     """Show the Pareto front: latency against accuracy of the deployed artifacts."""
-    from autotune import store
-    from autotune.front import front_rows
+    from autotune.results.front import front_rows
+    from autotune.storage import store
 
     if format not in ("table", "json", "csv"):
         raise ConfigError(f"--format must be table, json or csv, not {format!r}")
@@ -303,7 +303,7 @@ def export(
     trust_model_code: TrustOpt = False,
 ) -> None:
     """Write the chosen trial's artifact, verify it reproduces its recorded quality, and describe it."""
-    from autotune.export import export as do_export
+    from autotune.results.export import export as do_export
 
     for flag, value in (("--max-latency-ms", max_latency_ms), ("--max-size-kb", max_size_kb), ("--max-accuracy-drop", max_accuracy_drop)):
         if value is not None and value < 0:
@@ -334,7 +334,7 @@ def show(
 ) -> None:
     """One trial in full (lineage, metrics, stage timings, cache use, why it failed), or the
     study: its configuration, baseline, and the techniques its model cannot take, with why."""
-    from autotune import store
+    from autotune.storage import store
 
     url = storage_url(storage)
     with store.database_errors(url):
@@ -361,8 +361,8 @@ def plot(
     storage: StorageOpt = None,
 ) -> None:
     """Draw every trial, the front with its recipes, the references and the limit, and the hypervolume over trials."""
-    from autotune import store
-    from autotune.plot import plot_study
+    from autotune.results.plot import plot_study
+    from autotune.storage import store
 
     url = storage_url(storage)
     with store.database_errors(url):
@@ -379,7 +379,7 @@ def dashboard(
     port: Annotated[int, typer.Option(help="Port to listen on")] = 8080,
 ) -> None:
     """Open optuna-dashboard on the same storage (studies show with named objectives)."""
-    from autotune import store
+    from autotune.storage import store
 
     try:
         from optuna_dashboard import run_server

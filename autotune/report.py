@@ -16,9 +16,9 @@ from rich.markup import escape
 from rich.table import Table
 from rich.text import Text
 
-from autotune import store
-from autotune.capabilities import Capabilities
-from autotune.front import FrontRow, StudySummary
+from autotune.results.front import FrontRow, StudySummary
+from autotune.search.capabilities import Capabilities
+from autotune.storage import store
 
 console = Console(highlight=False)
 if not console.is_terminal:

@@ -18,15 +18,15 @@ import tempfile
 import time
 from pathlib import Path
 
-from autotune.cache import ContentCache
-from autotune.candidate import Builder
-from autotune.data import file_key, load_npz
-from autotune.demo import ensure_demo
-from autotune.host import HostLock
-from autotune.measure import usable_cores
-from autotune.recipe import Recipe, Runtime
-from autotune.runner import Settings, host_peak
-from autotune.timing import Timer
+from autotune.build.cache import ContentCache
+from autotune.build.candidate import Builder
+from autotune.inputs.data import file_key, load_npz
+from autotune.inputs.demo import ensure_demo
+from autotune.measure.host import HostLock, host_peak
+from autotune.measure.stats import usable_cores
+from autotune.measure.timing import Timer
+from autotune.search.recipe import Recipe, Runtime
+from autotune.study.settings import Settings
 
 
 def cv(values: list[float]) -> float:
@@ -45,7 +45,7 @@ def main() -> None:
         builder = Builder(model_path, file_key(model_path), data, data.key, ContentCache(Path(tmp) / "cache"), 0)
         baseline = Recipe(precision="fp32", runtime=Runtime(threads=usable_cores()))
         settings = Settings()
-        timer_args = (builder.build(baseline).path, baseline.runtime, host_peak(settings, _env_id()), HostLock())
+        timer_args = (builder.build(baseline).path, baseline.runtime, host_peak(settings.host_dir, settings.lock, _env_id()), HostLock())
         print(f"{args.repeats} repetitions per artifact, candidate at {args.threads} thread(s), baseline fp32 at {usable_cores()}")
         summary = []
         for precision in ("int8", "fp32"):
@@ -80,7 +80,7 @@ def main() -> None:
 
 
 def _env_id() -> str:
-    from autotune.measure import environment
+    from autotune.measure.stats import environment
 
     return str(environment()["id"])
 

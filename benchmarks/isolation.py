@@ -18,11 +18,12 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from autotune import store  # noqa: E402
-from autotune.store import PROCESS  # noqa: E402
-from autotune.child import ChildEvaluator  # noqa: E402
-from autotune.config import make_config  # noqa: E402
-from autotune.runner import Settings, run  # noqa: E402
+from autotune.inputs.config import make_config  # noqa: E402
+from autotune.storage import store  # noqa: E402
+from autotune.storage.store import PROCESS  # noqa: E402
+from autotune.study.child import ChildEvaluator  # noqa: E402
+from autotune.study.run import run  # noqa: E402
+from autotune.study.settings import Settings  # noqa: E402
 
 
 def main() -> None:

@@ -21,14 +21,15 @@ from typing import Any
 
 import numpy as np
 
-from autotune.artifact import open_executor
-from autotune.cache import ContentCache
-from autotune.candidate import Builder
-from autotune.config import storage_url
-from autotune.data import file_key, load_model, load_npz
-from autotune.host import HostLock, cores_for, pinning
-from autotune.measure import LatencyProtocol, accuracy, measure_latency, usable_cores
-from autotune.recipe import Recipe, reference_recipes
+from autotune.build.cache import ContentCache
+from autotune.build.candidate import Builder
+from autotune.inputs.config import storage_url
+from autotune.inputs.data import file_key, load_npz
+from autotune.inputs.model import load_model
+from autotune.measure.artifact import open_executor
+from autotune.measure.host import HostLock, cores_for, pinning
+from autotune.measure.stats import LatencyProtocol, accuracy, measure_latency, usable_cores
+from autotune.search.recipe import Recipe, reference_recipes
 
 
 def timed(call: Callable[[], object], threads: int, protocol: LatencyProtocol) -> float:
@@ -56,14 +57,14 @@ def main() -> None:
         cache, seed = ContentCache(Path(tmp) / "cache"), 0
         if study is not None:
             # The study's own model, data, seed and cache: its pick is not retrained.
-            from autotune import store
-            from autotune.runner import resolve_inputs
+            from autotune.inputs.model import resolve_inputs
+            from autotune.storage import store
 
             config = store.stored_config(study)
             args.model, args.data = resolve_inputs(config, Path.cwd() / "studies")
             cache, seed = ContentCache(Path.cwd() / "studies" / config.study / "cache"), config.seed
         elif args.model is None:
-            from autotune.demo import ensure_demo
+            from autotune.inputs.demo import ensure_demo
 
             args.model, args.data = ensure_demo(Path(tmp) / "studies")
         data = load_npz(args.data)
@@ -101,14 +102,14 @@ def main() -> None:
 
 
 def _study(args: argparse.Namespace) -> Any:
-    from autotune import store
+    from autotune.storage import store
 
     return store.load_study(store.open_storage(storage_url(args.storage)), args.study)
 
 
 def _autotune_pick(study: Any, limit: float) -> tuple[str, Recipe]:
-    from autotune import store
-    from autotune.front import fastest_feasible, front_rows
+    from autotune.results.front import fastest_feasible, front_rows
+    from autotune.storage import store
 
     pick = fastest_feasible(front_rows(study), limit)
     if pick is None:

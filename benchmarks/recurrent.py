@@ -17,12 +17,12 @@ from pathlib import Path
 
 import numpy as np
 
-from autotune.artifact import LiteRTExecutor, TensorFlowExecutor
-from autotune.cache import ContentCache
-from autotune.context import TechniqueContext
-from autotune.data import Dataset
-from autotune.host import HostLock, cores_for, pinning
-from autotune.measure import LatencyProtocol, measure_latency, quality
+from autotune.build.cache import ContentCache
+from autotune.build.context import TechniqueContext
+from autotune.inputs.data import Dataset
+from autotune.measure.artifact import LiteRTExecutor, TensorFlowExecutor
+from autotune.measure.host import HostLock, cores_for, pinning
+from autotune.measure.stats import LatencyProtocol, measure_latency, quality
 
 
 def digits16() -> Dataset:
@@ -50,8 +50,8 @@ def main() -> None:
     args = parser.parse_args()
 
     from autotune._keras import keras
+    from autotune.build.convert import to_saved_model, to_tflite
     from autotune.techniques import Distill
-    from autotune.techniques.convert import to_saved_model, to_tflite
     from autotune.techniques.recurrent import unrolled
     from autotune.techniques.training import fine_tune
 

@@ -38,7 +38,7 @@ def main() -> None:
             work = args.keep.resolve()
         t0 = time.perf_counter()
         subprocess.run(
-            [sys.executable, "-c", "from pathlib import Path; from autotune.demo import ensure_demo; ensure_demo(Path('studies'))"],
+            [sys.executable, "-c", "from pathlib import Path; from autotune.inputs.demo import ensure_demo; ensure_demo(Path('studies'))"],
             cwd=work,
             check=True,
         )
@@ -49,8 +49,8 @@ def main() -> None:
         subprocess.run(command, cwd=work, check=True, stdout=subprocess.DEVNULL)
         run_s = time.perf_counter() - t0
 
-        from autotune import store
-        from autotune.front import fastest_feasible, front_rows
+        from autotune.results.front import fastest_feasible, front_rows
+        from autotune.storage import store
 
         optuna.logging.set_verbosity(optuna.logging.ERROR)
         st = store.open_storage(f"sqlite:///{work}/studies/autotune.db")

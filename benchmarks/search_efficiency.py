@@ -28,11 +28,12 @@ from pathlib import Path
 
 import numpy as np
 import optuna
-from autotune import store
-from autotune.measure import LatencyProtocol
-from autotune.plot import hypervolume_curve
-from autotune.runner import Settings, run
-from autotune.timing import TimingPolicy
+from autotune.measure.stats import LatencyProtocol
+from autotune.measure.timing import TimingPolicy
+from autotune.results.plot import hypervolume_curve
+from autotune.storage import store
+from autotune.study.run import run
+from autotune.study.settings import Settings
 
 CHECKPOINTS = (10, 20, 30, 40, 50, 75, 100)
 

@@ -33,9 +33,9 @@ def _build(shape: str, folder: Path) -> tuple[Path, Path, float]:
 
 
 def _one(shape: str, work: Path, budget: int, limit: float) -> dict:
-    from autotune import store
-    from autotune.capabilities import Capabilities
-    from autotune.front import fastest_feasible, front_rows
+    from autotune.results.front import fastest_feasible, front_rows
+    from autotune.search.capabilities import Capabilities
+    from autotune.storage import store
 
     model, data, train_s = _build(shape, work / "models" / shape)
     name = shape

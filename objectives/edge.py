@@ -4,7 +4,7 @@ at once, feasible within the accuracy limit. The front is a surface: `autotune p
 latency against accuracy with the size in the labels, and `export --prefer size` picks the
 smallest feasible member."""
 
-from autotune.objective import Constraint, Metric, Objective
+from autotune.search.objective import Constraint, Metric, Objective
 
 
 def objective(max_accuracy_drop: float) -> Objective:

@@ -4,7 +4,7 @@ absolute error on the validation targets (minimise). The study's quality limit
 how much the MAE may grow over the fp32 baseline's, in the targets' units. Training-based
 techniques fine-tune on mean squared error, and distillation matches the teacher's outputs."""
 
-from autotune.objective import Constraint, Metric, Objective
+from autotune.search.objective import Constraint, Metric, Objective
 
 
 def objective(max_mae_increase: float) -> Objective:

@@ -2,7 +2,7 @@
 batch size searched; feasible within the accuracy limit and, optionally, a per-call p99 limit
 (a batch that waits too long for its answer is no use to a service with a deadline)."""
 
-from autotune.objective import Constraint, Metric, Objective
+from autotune.search.objective import Constraint, Metric, Objective
 
 BATCH_SIZES = (1, 4, 16, 64)
 

@@ -12,9 +12,9 @@ your project's ``search_spaces/`` folder and change it for a larger model or dat
 
 import optuna
 
-from autotune.capabilities import can, choices, switch
-from autotune.measure import usable_cores
-from autotune.recipe import PRECISIONS, Recipe, Runtime
+from autotune.measure.stats import usable_cores
+from autotune.search.capabilities import can, choices, switch
+from autotune.search.recipe import PRECISIONS, Recipe, Runtime
 from autotune.techniques import ChannelPrune, Distill, MagnitudePrune, QuantizeAware
 
 FINE_TUNE_EPOCHS = 2

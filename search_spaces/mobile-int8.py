@@ -6,9 +6,9 @@ quantisation-aware training. Threads 1..cores (a phone app often gets one).
 
 import optuna
 
-from autotune.capabilities import switch
-from autotune.measure import usable_cores
-from autotune.recipe import Recipe, Runtime
+from autotune.measure.stats import usable_cores
+from autotune.search.capabilities import switch
+from autotune.search.recipe import Recipe, Runtime
 from autotune.techniques import ChannelPrune, Distill, QuantizeAware
 
 

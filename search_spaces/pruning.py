@@ -10,9 +10,9 @@ on your model instead of assuming it.
 
 import optuna
 
-from autotune.capabilities import can, choices, switch
-from autotune.measure import usable_cores
-from autotune.recipe import Recipe, Runtime
+from autotune.measure.stats import usable_cores
+from autotune.search.capabilities import can, choices, switch
+from autotune.search.recipe import Recipe, Runtime
 from autotune.techniques import ChannelPrune, MagnitudePrune
 
 

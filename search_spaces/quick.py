@@ -7,9 +7,9 @@ measurement, about 1.5 s for a small CNN.
 
 import optuna
 
-from autotune.capabilities import can, choices
-from autotune.measure import usable_cores
-from autotune.recipe import PRECISIONS, Recipe, Runtime
+from autotune.measure.stats import usable_cores
+from autotune.search.capabilities import can, choices
+from autotune.search.recipe import PRECISIONS, Recipe, Runtime
 
 
 def space(trial: optuna.Trial) -> Recipe:

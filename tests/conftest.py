@@ -18,7 +18,7 @@ def _isolated_env(monkeypatch: pytest.MonkeyPatch) -> None:
 @pytest.fixture(scope="session")
 def demo_files(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
     """The demo model and data, trained once per test session (about 15 s)."""
-    from autotune.demo import ensure_demo
+    from autotune.inputs.demo import ensure_demo
 
     return ensure_demo(tmp_path_factory.mktemp("demo") / "studies")
 

@@ -13,8 +13,8 @@ import optuna
 import pytest
 from typer.testing import CliRunner
 
-from autotune import store
 from autotune.cli import app
+from autotune.storage import store
 
 pytestmark = pytest.mark.slow
 runner = CliRunner()
@@ -196,7 +196,7 @@ def test_another_machine_may_add_trials_when_allowed(here):
 
 
 def test_a_trusted_lambda_model_loads(here):
-    from autotune.data import load_model
+    from autotune.inputs.model import load_model
 
     model = load_model(here / "lambda.keras", trust_code=True)
     assert any(type(layer).__name__ == "Lambda" for layer in model.layers)

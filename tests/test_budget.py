@@ -6,8 +6,12 @@ from __future__ import annotations
 import optuna
 from optuna.trial import TrialState
 
-from autotune import store
-from autotune.runner import BASELINE_REF, Plan, Settings, _ensure_references, _surplus, fail_zombies
+from autotune.search.recipe import BASELINE_REF
+from autotune.storage import store
+from autotune.study.references import ensure_references
+from autotune.study.settings import Settings
+from autotune.study.workers import fail_zombies, surplus
+from autotune.study.workspace import Plan
 
 
 def _study(tmp_path):
@@ -25,12 +29,12 @@ def test_a_queued_retry_below_a_new_trial_takes_the_last_slot(tmp_path):
     _complete(study, 8)
     study.enqueue_trial({"x": 1})  # a retry queued by another worker: number 8
     mine = study.ask({"x": optuna.distributions.FloatDistribution(0, 2)})  # pops the retry: it is number 8
-    assert mine.number == 8 and not _surplus(study, mine.number, 10)
+    assert mine.number == 8 and not surplus(study, mine.number, 10)
     other = study.ask()  # number 9: the last slot
-    assert not _surplus(study, other.number, 10)
+    assert not surplus(study, other.number, 10)
     study.enqueue_trial({"x": 1.5})  # number 10, queued: it fills nothing yet
     late = study.ask()  # number 10 is popped: 8 and 9 are running, 0-7 complete: the budget is full
-    assert _surplus(study, late.number, 10)
+    assert surplus(study, late.number, 10)
 
 
 def test_a_trial_that_never_started_is_failed_and_one_that_runs_is_kept(tmp_path):
@@ -47,18 +51,18 @@ def test_a_trial_that_never_started_is_failed_and_one_that_runs_is_kept(tmp_path
 
 
 def test_a_reference_still_running_is_not_queued_again(tmp_path):
-    from autotune.recipe import reference_recipes
+    from autotune.search.recipe import reference_recipes
 
     study = _study(tmp_path)
     plan = Plan(config=None, space=None, objective=None, references=reference_recipes(2))  # type: ignore[arg-type]
     study.enqueue_trial({}, user_attrs={store.REFERENCE: "seeds-int8"})
     running = study.ask()  # seeds-int8 is running on some worker
-    _ensure_references(study, plan)
+    ensure_references(study, plan)
     # Neither seeds-int8 a second time nor the baseline (which the run measures itself) is queued.
     assert not study.get_trials(states=(TrialState.WAITING,))
     study.tell(running, state=TrialState.FAIL)  # that worker's trial failed: the next run queues it again
-    _ensure_references(study, plan)
-    _ensure_references(study, plan)  # and only once
+    ensure_references(study, plan)
+    ensure_references(study, plan)  # and only once
     queued = study.get_trials(states=(TrialState.WAITING,))
     assert [t.user_attrs.get(store.REFERENCE) for t in queued] == ["seeds-int8"]
     assert BASELINE_REF not in {t.user_attrs.get(store.REFERENCE) for t in study.get_trials()}

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from autotune.cache import ContentCache
+from autotune.build.cache import ContentCache
 
 
 def test_a_build_that_dies_midway_leaves_no_entry(tmp_path):

@@ -5,10 +5,10 @@ from __future__ import annotations
 import optuna
 import pytest
 
-from autotune import store
-from autotune.capabilities import Capabilities, choices, switch
-from autotune.plugins import load_space
-from autotune.recipe import Recipe, Runtime
+from autotune.search.capabilities import Capabilities, choices, switch
+from autotune.search.plugins import load_space
+from autotune.search.recipe import Recipe, Runtime
+from autotune.storage import store
 from autotune.techniques import Distill, QuantizeAware
 
 NO_STUDENT_NO_INT8 = Capabilities(

@@ -6,10 +6,10 @@ import optuna
 import pytest
 from optuna.trial import TrialState, create_trial
 
-from autotune import store
-from autotune.choose import Limits, choose, knee
 from autotune.errors import ConfigError
-from autotune.front import timed_rows
+from autotune.results.choose import Limits, choose, knee
+from autotune.results.front import timed_rows
+from autotune.storage import store
 
 BASE_ACC = 0.99
 

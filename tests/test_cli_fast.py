@@ -11,7 +11,7 @@ runner = CliRunner()
 
 
 def test_importing_the_cli_and_engine_does_not_import_tensorflow():
-    code = "import autotune.cli, autotune.runner, autotune.export, autotune.front, sys; print('tensorflow' in sys.modules)"
+    code = "import autotune.cli, autotune.study.run, autotune.results.export, autotune.results.front, sys; print('tensorflow' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "False"
 

@@ -4,7 +4,7 @@ real TFLite and SavedModel graphs of a model whose count is known by hand)."""
 import numpy as np
 import pytest
 
-from autotune.compute import conv_macs, tflite_macs
+from autotune.measure.compute import conv_macs, tflite_macs
 
 
 def test_tflite_op_counts():
@@ -42,7 +42,7 @@ def test_sequence_ops_count_every_weight_matrix_once_per_step_and_sample():
 
 
 def test_a_while_loop_counts_its_body_once_per_iteration():
-    from autotune.compute import while_loop_macs
+    from autotune.measure.compute import while_loop_macs
 
     main = {"ops": [{"op_name": "WHILE", "inputs": [0, 1, 2], "outputs": [3], "cond": 1, "body": 2}],
             "shapes": {}, "consts": {0: 0, 1: 16}, "inputs": []}
@@ -55,8 +55,8 @@ def test_a_while_loop_counts_its_body_once_per_iteration():
 @pytest.mark.slow
 def test_the_artifact_and_the_saved_model_count_the_same_known_macs(tmp_path):
     from autotune._keras import keras
-    from autotune.artifact import LiteRTExecutor, TensorFlowExecutor
-    from autotune.techniques.convert import to_saved_model, to_tflite
+    from autotune.build.convert import to_saved_model, to_tflite
+    from autotune.measure.artifact import LiteRTExecutor, TensorFlowExecutor
 
     k = keras()
     inp = k.Input((16, 16, 3))

@@ -1,7 +1,7 @@
 import pytest
 
-from autotune.config import make_config, merge_with_stored, storage_url, study_name_for
 from autotune.errors import ConfigError
+from autotune.inputs.config import make_config, merge_with_stored, storage_url, study_name_for
 
 
 def test_study_name_defaults_to_demo_or_the_model_file_name():

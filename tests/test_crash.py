@@ -11,7 +11,7 @@ import optuna
 import pytest
 from optuna.trial import TrialState
 
-from autotune import store
+from autotune.storage import store
 
 pytestmark = pytest.mark.slow
 
@@ -35,7 +35,8 @@ def test_a_segfault_in_a_trial_fails_that_trial_and_the_search_goes_on(workdir):
 
 
 def test_a_child_past_its_memory_limit_is_replaced_between_trials(workdir):
-    from autotune.runner import Settings, run
+    from autotune.study.run import run
+    from autotune.study.settings import Settings
 
     result = run("demo", {"space": "quick", "budget": 4}, "sqlite:///studies/autotune.db", settings=Settings(child_max_rss_mb=1))
     assert result.evaluated == 4

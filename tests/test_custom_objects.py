@@ -16,10 +16,10 @@ import pytest
 from optuna.trial import TrialState
 from typer.testing import CliRunner
 
-from autotune import store
 from autotune.cli import app
-from autotune.config import check_trusted, make_config, merge_with_stored, read_study_file
 from autotune.errors import ConfigError
+from autotune.inputs.config import check_trusted, make_config, merge_with_stored, read_study_file
+from autotune.storage import store
 
 runner = CliRunner()
 
@@ -96,7 +96,7 @@ K3_NOT_PORTABLE = K3_PORTABLE.replace('self.add_weight(name="scale", shape=(inpu
                                       'self.add_weight((input_shape[-1],), "ones")')
 
 DISTILL_SPACE = """
-from autotune.recipe import Recipe, Runtime
+from autotune.search.recipe import Recipe, Runtime
 from autotune.techniques import Distill
 
 def space(trial):
@@ -110,7 +110,7 @@ def space(trial):
 def _no_active_objects_after():
     """A process keeps the custom objects it loaded the model with; tests share one process."""
     yield
-    from autotune import custom
+    from autotune.inputs import custom
 
     custom.use(None)
 
@@ -253,7 +253,7 @@ def test_search_train_reload_and_export_a_model_with_a_custom_layer(inputs, tmp_
 @pytest.mark.slow
 def test_a_keras3_layer_in_keras_ops_needs_no_twin(inputs):
     from autotune._keras import keras
-    from autotune.data import load_model
+    from autotune.inputs.model import load_model
     from autotune.techniques.training import load_entry, save_entry
 
     model = load_model(inputs / "k3_portable.keras", trust_code=True, custom_objects=str(inputs / "k3_portable.py"))

@@ -1,8 +1,8 @@
 import numpy as np
 import pytest
 
-from autotune.data import load_npz
 from autotune.errors import ConfigError
+from autotune.inputs.data import load_npz
 
 
 def _write(path, **arrays):
@@ -99,7 +99,7 @@ def partial():
 
 @pytest.mark.parametrize("fn", ["arrays", "four", "pairs"])
 def test_a_python_loader_by_module_or_by_file(tmp_path, monkeypatch, fn):
-    from autotune.data import load_data
+    from autotune.inputs.data import load_data
 
     (tmp_path / "myloaders.py").write_text(LOADERS)
     monkeypatch.chdir(tmp_path)
@@ -119,7 +119,7 @@ def test_a_python_loader_by_module_or_by_file(tmp_path, monkeypatch, fn):
     ],
 )
 def test_a_bad_loader_is_one_line(tmp_path, monkeypatch, fn, words):
-    from autotune.data import load_data
+    from autotune.inputs.data import load_data
 
     (tmp_path / "myloaders2.py").write_text(LOADERS)
     with pytest.raises(ConfigError, match=words):
@@ -127,7 +127,7 @@ def test_a_bad_loader_is_one_line(tmp_path, monkeypatch, fn, words):
 
 
 def test_a_missing_source_or_an_unknown_kind(tmp_path):
-    from autotune.data import load_data
+    from autotune.inputs.data import load_data
 
     with pytest.raises(ConfigError, match="data not found"):
         load_data(str(tmp_path / "none.npz"), None, (3,), "classification")

@@ -8,8 +8,8 @@ import pytest
 from optuna.trial import TrialState
 from typer.testing import CliRunner
 
-from autotune import store
 from autotune.cli import app
+from autotune.storage import store
 
 pytestmark = pytest.mark.slow
 runner = CliRunner()
@@ -19,7 +19,8 @@ runner = CliRunner()
 FAILING_SPACE = """
 from dataclasses import dataclass
 from autotune.errors import CandidateFailed
-from autotune.recipe import Recipe, Runtime, Technique
+from autotune.search.recipe import Recipe, Runtime
+from autotune.techniques import Technique
 
 @dataclass(frozen=True)
 class Unsupported(Technique):

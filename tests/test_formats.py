@@ -11,8 +11,8 @@ import optuna
 import pytest
 from typer.testing import CliRunner
 
-from autotune import store
 from autotune.cli import app
+from autotune.storage import store
 
 pytestmark = pytest.mark.slow
 runner = CliRunner()
@@ -56,7 +56,7 @@ def keras3_model(tmp_path_factory, image_dir):
     tf()
     import keras
 
-    from autotune.data import load_image_dir
+    from autotune.inputs.data import load_image_dir
 
     data = load_image_dir(image_dir, (32, 32, 1))
     keras.utils.set_random_seed(0)
@@ -81,7 +81,7 @@ def keras3_model(tmp_path_factory, image_dir):
 
 def test_every_model_format_loads_to_the_same_predictions(tmp_path, demo_files, digits, keras3_model):
     from autotune._keras import keras
-    from autotune.data import load_model
+    from autotune.inputs.model import load_model
 
     source = keras().models.load_model(demo_files[0], compile=False)
     x = digits["x_val"][:64]
@@ -97,7 +97,7 @@ def test_every_model_format_loads_to_the_same_predictions(tmp_path, demo_files, 
 
 
 def test_image_directories_with_and_without_a_validation_folder(image_dir):
-    from autotune.data import load_data
+    from autotune.inputs.data import load_data
 
     d = load_data(str(image_dir), None, (32, 32, 1), "classification")
     assert d.x_train.shape == (500, 32, 32, 1) and d.x_val.shape == (200, 32, 32, 1)
@@ -121,7 +121,7 @@ def load():
 
 
 def test_a_loader_returning_tf_data_datasets(tmp_path, demo_files, digits):
-    from autotune.data import load_data
+    from autotune.inputs.data import load_data
 
     (tmp_path / "tfdata_loader.py").write_text(LOADER.format(path=str(demo_files[1])))
     d = load_data(f"{tmp_path / 'tfdata_loader.py'}:load", None, (32, 32, 1), "classification")
@@ -180,7 +180,7 @@ def test_a_study_file_end_to_end_with_show_plot_export_and_a_warm_start(empty_wo
 
 
 REGRESSION_SPACE = """
-from autotune.recipe import Recipe, Runtime
+from autotune.search.recipe import Recipe, Runtime
 from autotune.techniques import Distill
 
 def space(trial):

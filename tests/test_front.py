@@ -4,9 +4,9 @@ import optuna
 import pytest
 from optuna.trial import TrialState, create_trial
 
-from autotune import store
 from autotune.errors import ConfigError
-from autotune.front import FrontRow, fastest_feasible, front_rows, pareto_trials, row
+from autotune.results.front import FrontRow, fastest_feasible, front_rows, pareto_trials, row
+from autotune.storage import store
 
 
 def _trial(number_hint, p50, acc, baseline_acc=0.99, baseline_p50=1.0, reference=None):

@@ -10,13 +10,13 @@ import textwrap
 
 import pytest
 
-from autotune.host import ALLOWED_CORES, HostLock, cores_for, peak_key, pinning
+from autotune.measure.host import ALLOWED_CORES, HostLock, cores_for, peak_key, pinning
 
 HOLDER = textwrap.dedent(
     """
     import sys
     from pathlib import Path
-    from autotune.host import HostLock
+    from autotune.measure.host import HostLock
     lock = HostLock(Path(sys.argv[1]))
     with (lock.shared() if sys.argv[2] == "shared" else lock.exclusive()):
         print("held", flush=True)

@@ -1,4 +1,4 @@
-"""Keras 3 .keras files rebuilt as verified tf_keras models (autotune.keras3)."""
+"""Keras 3 .keras files rebuilt as verified tf_keras models (autotune.inputs.keras3)."""
 
 from __future__ import annotations
 
@@ -13,9 +13,9 @@ from typing import Any
 import numpy as np
 import pytest
 
-from autotune import keras3
 from autotune.errors import ConfigError
-from autotune.keras3 import is_keras3_file, rebuild_in_tf_keras
+from autotune.inputs import keras3
+from autotune.inputs.keras3 import is_keras3_file, rebuild_in_tf_keras
 
 
 def _zip(path: Path, metadata: dict[str, Any] | None, config: dict[str, Any]) -> Path:
@@ -93,7 +93,7 @@ def test_config_refusals_need_no_tensorflow(tmp_path: Path) -> None:
 
 
 def test_config_check_imports_no_tensorflow() -> None:
-    code = ("import sys; from autotune import keras3, keras3_ops; "
+    code = ("import sys; from autotune.inputs import keras3, keras3_ops; "
             "assert 'Add' in keras3_ops.OPERATIONS and 'tensorflow' not in sys.modules and 'keras' not in sys.modules")
     subprocess.run([sys.executable, "-c", code], check=True, cwd=Path(__file__).resolve().parent.parent)
 
@@ -328,7 +328,7 @@ def _images(shape: tuple[int, ...], n: int = 4) -> np.ndarray:
 def test_operation_names_are_keras3_operations(k3: ModuleType) -> None:
     import importlib
 
-    from autotune import keras3_ops
+    from autotune.inputs import keras3_ops
 
     classes = {name for module in ("numpy", "nn", "core", "math")
                for name in vars(importlib.import_module(f"keras.src.ops.{module}"))}

@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from autotune.measure import LatencyProtocol, artifact_size, measure_interleaved, measure_latency, median_interval, summarize
+from autotune.measure.stats import LatencyProtocol, artifact_size, measure_interleaved, measure_latency, median_interval, summarize
 
 
 class FakeClock:

@@ -60,7 +60,7 @@ def nested(base):
 
 @pytest.fixture(scope="module")
 def flat(nested):
-    from autotune.flatten import flatten_nested
+    from autotune.inputs.flatten import flatten_nested
 
     return flatten_nested(nested)
 
@@ -116,7 +116,7 @@ def test_a_nested_mobilenet_flattens_to_the_same_function(nested, flat, images):
 
 
 def test_a_sequential_around_the_base_flattens(base, images):
-    from autotune.flatten import flatten_nested
+    from autotune.inputs.flatten import flatten_nested
 
     k = _k()
     seq = k.Sequential([base, k.layers.GlobalAveragePooling2D(), k.layers.Dense(10)])
@@ -127,7 +127,7 @@ def test_a_sequential_around_the_base_flattens(base, images):
 
 
 def test_two_levels_of_nesting_flatten_with_unique_names_and_copied_statistics():
-    from autotune.flatten import flatten_nested
+    from autotune.inputs.flatten import flatten_nested
 
     model = _two_level()
     flat = flatten_nested(model)
@@ -147,7 +147,7 @@ def test_two_levels_of_nesting_flatten_with_unique_names_and_copied_statistics()
 
 
 def test_a_model_without_nested_models_is_returned_as_it_is():
-    from autotune.flatten import flatten_nested
+    from autotune.inputs.flatten import flatten_nested
 
     k = _k()
     model = k.Sequential([k.layers.Input((4,)), k.layers.Dense(3), k.layers.Dense(2)])
@@ -155,7 +155,7 @@ def test_a_model_without_nested_models_is_returned_as_it_is():
 
 
 def test_a_shared_nested_model_is_refused():
-    from autotune.flatten import flatten_nested
+    from autotune.inputs.flatten import flatten_nested
 
     k = _k()
     encoder = k.Sequential([k.layers.Input((4,)), k.layers.Dense(3)], name="encoder")
@@ -166,7 +166,7 @@ def test_a_shared_nested_model_is_refused():
 
 
 def test_a_subclassed_nested_model_is_refused():
-    from autotune.flatten import flatten_nested
+    from autotune.inputs.flatten import flatten_nested
 
     k = _k()
 
@@ -184,7 +184,7 @@ def test_a_subclassed_nested_model_is_refused():
 
 
 def test_a_layer_whose_config_loses_state_fails_the_prediction_check():
-    from autotune.flatten import flatten_nested
+    from autotune.inputs.flatten import flatten_nested
 
     k = _k()
 
@@ -209,7 +209,7 @@ def test_a_layer_whose_config_loses_state_fails_the_prediction_check():
 
 
 def test_channel_surgery_thins_the_flat_mobilenet(nested, flat, images):
-    from autotune.techniques import channels
+    from autotune.techniques import _surgery as channels
 
     with pytest.raises(CandidateFailed, match="no layer of this model can lose channels"):
         channels.thinned(nested, 0.5)  # why flattening exists: the base is one opaque layer
@@ -231,10 +231,10 @@ def test_tf_mot_pruning_wraps_the_layers_of_the_former_base(nested, flat):
 
 
 def test_magnitude_pruning_reaches_its_target_inside_a_flattened_model(tmp_path):
-    from autotune.cache import ContentCache
-    from autotune.context import TechniqueContext
-    from autotune.data import Dataset
-    from autotune.flatten import flatten_nested
+    from autotune.build.cache import ContentCache
+    from autotune.build.context import TechniqueContext
+    from autotune.inputs.data import Dataset
+    from autotune.inputs.flatten import flatten_nested
     from autotune.techniques import MagnitudePrune
 
     rng = np.random.default_rng(0)
@@ -250,7 +250,7 @@ def test_magnitude_pruning_reaches_its_target_inside_a_flattened_model(tmp_path)
 
 def test_the_flat_model_converts_to_tflite_with_the_same_predictions(flat, images, tmp_path):
     from autotune._keras import litert_interpreter_class
-    from autotune.techniques.convert import to_tflite
+    from autotune.build.convert import to_tflite
 
     path = to_tflite(flat, "fp32", images, tmp_path)
     interpreter = litert_interpreter_class()(model_path=str(path))
@@ -273,7 +273,7 @@ def test_the_flat_model_converts_to_tflite_with_the_same_predictions(flat, image
 def test_load_model_returns_a_saved_nested_model_flat(nested, images, tmp_path, suffix):
     import warnings
 
-    from autotune.data import load_model
+    from autotune.inputs.model import load_model
 
     path = tmp_path / f"nested{suffix}"
     with warnings.catch_warnings():
@@ -286,7 +286,7 @@ def test_load_model_returns_a_saved_nested_model_flat(nested, images, tmp_path, 
 
 
 def test_load_model_returns_a_nested_saved_model_flat(tmp_path):
-    from autotune.data import load_model
+    from autotune.inputs.model import load_model
 
     model = _two_level()
     model.save(tmp_path / "saved", save_format="tf")
@@ -297,7 +297,7 @@ def test_load_model_returns_a_nested_saved_model_flat(tmp_path):
 
 
 def test_load_model_names_the_file_when_flattening_is_refused(tmp_path):
-    from autotune.data import load_model
+    from autotune.inputs.model import load_model
 
     k = _k()
     encoder = k.Sequential([k.layers.Input((4,)), k.layers.Dense(4)], name="encoder")

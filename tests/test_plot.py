@@ -11,9 +11,9 @@ import optuna
 import pytest
 from optuna.trial import TrialState, create_trial
 
-from autotune import store
 from autotune.errors import ConfigError
-from autotune.plot import hypervolume_curve, plot_study, short_recipe
+from autotune.results.plot import hypervolume_curve, plot_study, short_recipe
+from autotune.storage import store
 
 LATENCY = ["latency_p50_ms", "accuracy"]
 THROUGHPUT = ["throughput_sps", "accuracy"]

@@ -2,9 +2,9 @@ import optuna
 import pytest
 
 from autotune.errors import ConfigError
-from autotune.objective import Objective
-from autotune.plugins import load_objective, load_space
-from autotune.recipe import Recipe
+from autotune.search.objective import Objective
+from autotune.search.plugins import load_objective, load_space
+from autotune.search.recipe import Recipe
 
 
 @pytest.mark.parametrize("name", ["default", "quick"])

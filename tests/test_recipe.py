@@ -1,7 +1,8 @@
 import pytest
 
+from autotune.build.candidate import content_key
 from autotune.errors import InvalidRecipe
-from autotune.recipe import Recipe, Runtime, content_key, reference_recipes
+from autotune.search.recipe import Recipe, Runtime, reference_recipes
 
 
 def test_readable_recipe_names_precision_engine_and_threads():

@@ -12,9 +12,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from autotune.cache import ContentCache
-from autotune.context import TechniqueContext
-from autotune.data import Dataset
+from autotune.build.cache import ContentCache
+from autotune.build.context import TechniqueContext
+from autotune.inputs.data import Dataset
 
 pytestmark = pytest.mark.slow
 
@@ -109,8 +109,8 @@ def _context(data, tmp_path: Path) -> TechniqueContext:
 
 @pytest.mark.parametrize("name", MODELS)
 def test_fp32_conversion_uses_the_sequence_op_and_matches_keras(name, trained, digits, tokens, tmp_path):
-    from autotune.artifact import LiteRTExecutor
-    from autotune.techniques.convert import to_tflite
+    from autotune.build.convert import to_tflite
+    from autotune.measure.artifact import LiteRTExecutor
 
     model, data = trained[name], _data(name, digits, tokens)
     path = to_tflite(model, "fp32", data.x_train[:16], tmp_path)
@@ -131,10 +131,10 @@ def test_fp32_conversion_uses_the_sequence_op_and_matches_keras(name, trained, d
 
 @pytest.mark.parametrize("name", MODELS)
 def test_every_precision_converts_and_runs_or_fails_in_one_line(name, trained, digits, tokens, tmp_path):
-    from autotune.artifact import LiteRTExecutor
+    from autotune.build.convert import to_tflite
     from autotune.errors import CandidateFailed
-    from autotune.measure import quality
-    from autotune.techniques.convert import to_tflite
+    from autotune.measure.artifact import LiteRTExecutor
+    from autotune.measure.stats import quality
 
     model, data = trained[name], _data(name, digits, tokens)
     keras_accuracy = float(np.mean(np.argmax(model.predict(data.x_val, verbose=0), axis=1) == data.y_val))
@@ -209,7 +209,7 @@ def test_removing_dead_units_leaves_the_function_unchanged(make, digits, tokens)
     state and output stay 0, so the surgery must remove exactly those units, in each gate
     block, in the recurrent kernel's rows and columns and in the next layer's rows, and the
     thinner model compute the same outputs."""
-    from autotune.techniques.channels import kept_channels, plan, thinned
+    from autotune.techniques._surgery import kept_channels, plan, thinned
     from autotune.techniques.recurrent import GATES
 
     model = make()
@@ -238,7 +238,7 @@ def test_removing_dead_units_leaves_the_function_unchanged(make, digits, tokens)
 def test_units_the_surgery_cannot_follow_are_kept():
     from autotune._keras import keras
     from autotune.errors import CandidateFailed
-    from autotune.techniques.channels import thinned
+    from autotune.techniques._surgery import thinned
 
     k = keras()
     L = k.layers
@@ -252,10 +252,10 @@ def test_units_the_surgery_cannot_follow_are_kept():
 
 
 def test_a_fixed_batch_artifact_evaluates_every_validation_sample(trained, digits, tmp_path):
-    from autotune.artifact import LiteRTExecutor
+    from autotune.build.convert import to_tflite
     from autotune.errors import CandidateFailed
-    from autotune.measure import quality
-    from autotune.techniques.convert import to_tflite
+    from autotune.measure.artifact import LiteRTExecutor
+    from autotune.measure.stats import quality
 
     model = trained["lstm"]
     executor = LiteRTExecutor(to_tflite(model, "fp32", digits.x_train[:16], tmp_path, batch=4), threads=1)
@@ -272,8 +272,8 @@ def test_a_fixed_batch_artifact_evaluates_every_validation_sample(trained, digit
 
 @pytest.mark.parametrize("xla", [False, True], ids=["tensorflow", "xla"])
 def test_the_saved_model_of_a_recurrent_model_runs_any_batch(xla, trained, tokens, tmp_path):
-    from autotune.artifact import TensorFlowExecutor
-    from autotune.techniques.convert import to_saved_model
+    from autotune.build.convert import to_saved_model
+    from autotune.measure.artifact import TensorFlowExecutor
 
     model = trained["embedding-lstm"]
     executor = TensorFlowExecutor(to_saved_model(model, xla, tmp_path))
@@ -289,7 +289,7 @@ def test_a_keras3_bidirectional_model_is_rebuilt(tmp_path):
     _keras.tf()
     import keras  # Keras 3
 
-    from autotune.data import load_model
+    from autotune.inputs.model import load_model
 
     k3 = keras.Sequential([keras.Input((8, 8)), keras.layers.Bidirectional(keras.layers.LSTM(8)), keras.layers.Dense(4)])
     k3.save(tmp_path / "bi.keras")
@@ -300,11 +300,11 @@ def test_a_keras3_bidirectional_model_is_rebuilt(tmp_path):
 def test_a_throughput_timing_compares_with_the_baseline_at_the_same_batch(trained, digits, tmp_path):
     """The baseline artifact takes batch 1 only; a batch-4 candidate is timed against the
     baseline converted at batch 4."""
-    from autotune.host import HostLock
-    from autotune.measure import LatencyProtocol
-    from autotune.recipe import Recipe, Runtime
-    from autotune.techniques.convert import to_tflite
-    from autotune.timing import Timer, TimingPolicy
+    from autotune.build.convert import to_tflite
+    from autotune.measure.host import HostLock
+    from autotune.measure.stats import LatencyProtocol
+    from autotune.measure.timing import Timer, TimingPolicy
+    from autotune.search.recipe import Recipe, Runtime
 
     model = trained["gru"]
 
@@ -323,9 +323,9 @@ def test_a_throughput_timing_compares_with_the_baseline_at_the_same_batch(traine
 def test_a_recurrent_model_is_searched_and_exported_through_the_cli(digits, empty_workdir):
     from typer.testing import CliRunner
 
-    from autotune import store
     from autotune._keras import keras
     from autotune.cli import app
+    from autotune.storage import store
     from autotune.techniques.training import fine_tune
 
     k = keras()

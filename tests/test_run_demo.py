@@ -10,9 +10,9 @@ import pytest
 from optuna.trial import TrialState
 from typer.testing import CliRunner
 
-from autotune import store
 from autotune.cli import app
-from autotune.host import ALLOWED_CORES, peak_key
+from autotune.measure.host import ALLOWED_CORES, peak_key
+from autotune.storage import store
 
 pytestmark = pytest.mark.slow
 runner = CliRunner()
@@ -139,7 +139,7 @@ def test_run_front_resume_and_export(workdir):
 def test_export_of_a_tensorflow_trial_writes_a_saved_model(workdir):
     space = workdir / "tf_space.py"
     space.write_text(
-        "from autotune.recipe import Recipe, Runtime\n"
+        "from autotune.search.recipe import Recipe, Runtime\n"
         "def space(trial):\n"
         "    xla = trial.suggest_categorical('xla', [True])\n"
         "    return Recipe('fp32', Runtime('tensorflow', threads=2, xla=xla))\n"
@@ -172,7 +172,7 @@ def test_export_refuses_an_artifact_that_does_not_reproduce_its_record(workdir):
 
 
 TECHNIQUE_SPACE = """
-from autotune.recipe import Recipe, Runtime
+from autotune.search.recipe import Recipe, Runtime
 from autotune.techniques import ChannelPrune, Distill, QuantizeAware
 
 def space(trial):

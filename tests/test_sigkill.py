@@ -14,12 +14,12 @@ import optuna
 import pytest
 from optuna.trial import TrialState
 
-from autotune import store
+from autotune.storage import store
 
 pytestmark = pytest.mark.slow
 
 SPACE = """
-from autotune.recipe import Recipe, Runtime
+from autotune.search.recipe import Recipe, Runtime
 from autotune.techniques import Distill
 
 def space(trial):

@@ -8,9 +8,9 @@ from pathlib import Path
 import optuna
 import pytest
 
-from autotune.objective import Objective
-from autotune.plugins import load_objective, load_space
-from autotune.recipe import Recipe
+from autotune.search.objective import Objective
+from autotune.search.plugins import load_objective, load_space
+from autotune.search.recipe import Recipe
 
 
 def _sample(space, n, seed=0):

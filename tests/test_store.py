@@ -1,7 +1,7 @@
 import pytest
 
-from autotune import store
 from autotune.errors import StorageError
+from autotune.storage import store
 
 
 def test_passwords_never_appear_in_urls_we_show():

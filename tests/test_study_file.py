@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import pytest
 
-from autotune.config import layered, make_config, read_study_file, storage_url
 from autotune.errors import ConfigError
+from autotune.inputs.config import layered, make_config, read_study_file, storage_url
 
 
 def _write(folder, text, name="mnist.toml"):

@@ -9,10 +9,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from autotune.cache import ContentCache
-from autotune.context import TechniqueContext
-from autotune.data import Dataset
-from autotune.recipe import Recipe, Runtime
+from autotune.build.cache import ContentCache
+from autotune.build.context import TechniqueContext
+from autotune.inputs.data import Dataset
+from autotune.search.recipe import Recipe, Runtime
 
 pytestmark = pytest.mark.slow
 
@@ -123,7 +123,7 @@ def test_channel_pruning_builds_a_thinner_model_with_the_same_outputs_shape(data
 
 
 def test_channels_tied_by_a_residual_add_are_pruned_together(tmp_path):
-    from autotune.techniques.channels import thinned
+    from autotune.techniques._surgery import thinned
 
     thin = thinned(_mobilenet_block(), 0.5)
     widths = {layer.name: layer.output_shape[-1] for layer in thin.layers}
@@ -137,7 +137,7 @@ def test_removing_dead_channels_leaves_the_function_unchanged(data, make):
     """Zero half of each prunable group's channels (in every layer that writes them); the
     surgery must remove exactly those, and the thinner model compute the same outputs —
     through batch normalisation, depthwise convolution, the residual add and Flatten→Dense."""
-    from autotune.techniques.channels import kept_channels, plan, thinned
+    from autotune.techniques._surgery import kept_channels, plan, thinned
 
     model = make()
     channel_plan = plan(model)
@@ -166,7 +166,7 @@ def test_removing_dead_channels_leaves_the_function_unchanged(data, make):
 
 
 def test_the_first_layer_of_a_sequential_model_is_thinned_too():
-    from autotune.techniques.channels import thinned
+    from autotune.techniques._surgery import thinned
 
     thin = thinned(_sequential(), 0.5)
     assert [layer.output_shape[-1] for layer in thin.layers if type(layer).__name__ in ("Conv2D", "Dense")] == [8, 8, 16, 4]
@@ -175,7 +175,7 @@ def test_the_first_layer_of_a_sequential_model_is_thinned_too():
 def test_a_broadcasting_merge_does_not_tie_channels_of_different_widths(data):
     """Spatial attention: x * sigmoid(conv1x1(x)) with one filter broadcast over x's channels."""
     from autotune._keras import keras
-    from autotune.techniques.channels import thinned
+    from autotune.techniques._surgery import thinned
 
     k = keras()
     L = k.layers
@@ -193,7 +193,7 @@ def test_a_broadcasting_merge_does_not_tie_channels_of_different_widths(data):
 def test_a_model_whose_channels_all_reach_unsupported_layers_fails_clearly(tmp_path, data):
     from autotune._keras import keras
     from autotune.errors import CandidateFailed
-    from autotune.techniques.channels import thinned
+    from autotune.techniques._surgery import thinned
 
     k = keras()
     x0 = k.layers.Input((8, 8, 3))
@@ -222,8 +222,8 @@ def test_a_distilled_student_is_smaller_and_learns_from_its_teacher(data, tmp_pa
 def test_qat_output_converts_to_an_int8_artifact(data, tmp_path):
     from ai_edge_litert.interpreter import Interpreter
 
+    from autotune.build.convert import to_tflite
     from autotune.techniques import QuantizeAware
-    from autotune.techniques.convert import to_tflite
     from autotune.techniques.training import load_entry, save_entry
 
     ctx = _context(data, tmp_path)
@@ -252,7 +252,7 @@ def test_qat_of_a_layer_tf_mot_cannot_quantise_fails_before_training(data, tmp_p
 
 
 def test_a_cached_candidate_is_returned_without_retraining(data, tmp_path, monkeypatch):
-    from autotune.candidate import Builder
+    from autotune.build.candidate import Builder
     from autotune.techniques import ChannelPrune, MagnitudePrune
 
     model = _sequential()
@@ -267,7 +267,7 @@ def test_a_cached_candidate_is_returned_without_retraining(data, tmp_path, monke
     def no_training(*args, **kwargs):
         raise AssertionError("a cached candidate must not be trained again")
 
-    monkeypatch.setattr("autotune.techniques.channels.fine_tune", no_training)
+    monkeypatch.setattr("autotune.techniques.training.fine_tune", no_training)
     monkeypatch.setattr("autotune.techniques.prune.fine_tune", no_training)
     again = builder.build(recipe)
     counts = cache.take_counts()

@@ -9,10 +9,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from autotune.host import HostLock
-from autotune.measure import LatencyProtocol
-from autotune.recipe import Recipe, Runtime
-from autotune.timing import Timer, TimingPolicy
+from autotune.measure.host import HostLock
+from autotune.measure.stats import LatencyProtocol
+from autotune.measure.timing import Timer, TimingPolicy
+from autotune.search.recipe import Recipe, Runtime
 
 pytestmark = pytest.mark.slow
 
@@ -22,7 +22,7 @@ FAST = TimingPolicy(LatencyProtocol(warmup_calls=5, warmup_seconds=0.05, min_cal
 def _dense_stack(tmp: Path, name: str, width: int, depth: int) -> Path:
     """A plain MLP on 64 inputs converted to TFLite fp32: ``width`` sets its work (MACs grow as width²)."""
     from autotune._keras import keras
-    from autotune.techniques.convert import to_tflite
+    from autotune.build.convert import to_tflite
 
     k = keras()
     inp = k.Input((64,))

@@ -12,7 +12,7 @@ import optuna
 import pytest
 from optuna.trial import TrialState
 
-from autotune import store
+from autotune.storage import store
 
 pytestmark = pytest.mark.slow
 

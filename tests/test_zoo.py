@@ -16,8 +16,8 @@ import pytest
 from optuna.trial import TrialState
 from typer.testing import CliRunner
 
-from autotune import store
 from autotune.cli import app
+from autotune.storage import store
 from tests import zoo
 
 pytestmark = pytest.mark.slow
@@ -25,8 +25,8 @@ runner = CliRunner()
 
 # One trained step the model allows (a student first, else thinner channels), else no training.
 SPACE = '''
-from autotune.capabilities import can
-from autotune.recipe import Recipe, Runtime
+from autotune.search.capabilities import can
+from autotune.search.recipe import Recipe, Runtime
 from autotune.techniques import ChannelPrune, Distill
 
 def space(trial):
@@ -38,7 +38,7 @@ def space(trial):
 '''
 # A space that does not ask the probe and always proposes QAT.
 QAT_SPACE = '''
-from autotune.recipe import Recipe, Runtime
+from autotune.search.recipe import Recipe, Runtime
 from autotune.techniques import QuantizeAware
 
 def space(trial):

@@ -12,8 +12,9 @@ from typing import Any, ClassVar, Literal
 
 import numpy as np
 
+from autotune._keras import tfmot
 from autotune.errors import CandidateFailed, InvalidRecipe, first_line
-from autotune.recipe import Technique
+from autotune.techniques._base import Technique, register
 from autotune.techniques.training import fine_tune, keras_quality, steps_per_epoch
 
 SCHEDULES = ("constant", "polynomial")
@@ -26,9 +27,7 @@ _RAMP = 0.7
 
 def schedule_for(schedule: str, sparsity: float, total_steps: int) -> Any:
     """The TF-MOT schedule for a fine-tuning of ``total_steps`` optimizer steps."""
-    import tensorflow_model_optimization as tfmot
-
-    s = tfmot.sparsity.keras
+    s = tfmot().sparsity.keras
     frequency = max(1, total_steps // _UPDATES)
     if schedule == "constant":
         return s.ConstantSparsity(sparsity, begin_step=0, frequency=frequency)
@@ -48,6 +47,7 @@ def sparsity_of(model: Any) -> tuple[dict[str, float], float]:
     return per_layer, round(zeros / max(1, size), 4)
 
 
+@register
 @dataclass(frozen=True)
 class MagnitudePrune(Technique):
     name: ClassVar[str] = "prune"
@@ -74,9 +74,7 @@ class MagnitudePrune(Technique):
         return f"prune {self.sparsity:g} {self.schedule}"
 
     def apply(self, model: Any, context: Any) -> Any:
-        import tensorflow_model_optimization as tfmot
-
-        s = tfmot.sparsity.keras
+        s = tfmot().sparsity.keras
         total = self.epochs * steps_per_epoch(context.data)
         if self.structure == "2:4":
             kwargs = {"sparsity_m_by_n": (2, 4), "pruning_schedule": schedule_for("constant", 0.5, total)}
@@ -102,10 +100,8 @@ class MagnitudePrune(Technique):
         return stripped
 
     def probe(self, model: Any) -> str | None:
-        import tensorflow_model_optimization as tfmot
-
         try:
-            tfmot.sparsity.keras.prune_low_magnitude(model, pruning_schedule=schedule_for("constant", self.sparsity, 1))
+            tfmot().sparsity.keras.prune_low_magnitude(model, pruning_schedule=schedule_for("constant", self.sparsity, 1))
         except (ValueError, TypeError, RuntimeError) as e:
             return f"TF-MOT cannot prune this model: {first_line(e)}"
         return None

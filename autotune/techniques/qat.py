@@ -10,11 +10,13 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
+from autotune._keras import tfmot
 from autotune.errors import CandidateFailed, InvalidRecipe, first_line
-from autotune.recipe import Technique
+from autotune.techniques._base import Technique, register
 from autotune.techniques.training import fine_tune, keras_quality
 
 
+@register
 @dataclass(frozen=True)
 class QuantizeAware(Technique):
     name: ClassVar[str] = "qat"
@@ -33,12 +35,10 @@ class QuantizeAware(Technique):
         return "QAT (sparsity-preserving)" if self.preserve_sparsity else "QAT"
 
     def apply(self, model: Any, context: Any) -> Any:
-        import tensorflow_model_optimization as tfmot
-
-        q = tfmot.quantization.keras
+        q = tfmot().quantization.keras
         try:
             if self.preserve_sparsity:
-                scheme = tfmot.experimental.combine.Default8BitPrunePreserveQuantizeScheme()
+                scheme = tfmot().experimental.combine.Default8BitPrunePreserveQuantizeScheme()
                 quantized = q.quantize_apply(q.quantize_annotate_model(model), scheme)
             else:
                 quantized = q.quantize_model(model)
@@ -49,10 +49,8 @@ class QuantizeAware(Technique):
         return quantized
 
     def probe(self, model: Any) -> str | None:
-        import tensorflow_model_optimization as tfmot
-
         try:
-            tfmot.quantization.keras.quantize_model(model)
+            tfmot().quantization.keras.quantize_model(model)
         except (ValueError, RuntimeError, TypeError, KeyError) as e:
             return f"TF-MOT cannot quantise this model: {first_line(e)}"
         return None

@@ -2,7 +2,7 @@
 them for conversion, and narrowing their units for students and channel pruning.
 
 Conversion: a recurrent model is converted at the deployed batch with a static input
-signature (see ``autotune.techniques.convert``), and, for full-integer int8 only, a layer
+signature (see ``autotune.build.convert``), and, for full-integer int8 only, a layer
 TFLite runs as a WHILE loop is unrolled over its time steps first (``unrolled``).
 
 Surgery: a recurrent layer starts a channel group of ``units`` channels, like a Dense layer.

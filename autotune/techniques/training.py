@@ -1,6 +1,7 @@
 """Fine-tuning shared by the training-based techniques: one loop for label training and for
-distillation, the study's training split read through tf.data, and the saving and loading of
-intermediate models in the content cache."""
+distillation, the study's training split read through tf.data, the thinner model both
+channel techniques train, and the saving and loading of intermediate models in the content
+cache."""
 
 from __future__ import annotations
 
@@ -11,9 +12,10 @@ from typing import Any
 
 import numpy as np
 
-from autotune._keras import keras, native_stderr_silenced, tf
-from autotune.data import Dataset
+from autotune._keras import keras, native_stderr_silenced, tf, tfmot
 from autotune.errors import CandidateFailed, first_line
+from autotune.inputs.data import Dataset
+from autotune.techniques._surgery import copy_model, thinned
 
 BATCH_SIZE = 64
 KERAS_FILE = "model.keras"
@@ -141,13 +143,11 @@ def load_facts(folder: Path) -> dict[str, Any]:
 def load_entry(folder: Path) -> Any:
     """Load a model written by ``save_entry`` (our own cache: QAT's custom objects in scope,
     and the user's layers of the --custom-objects file this process loaded the model with)."""
-    import tensorflow_model_optimization as tfmot
-
-    from autotune import custom
+    from autotune.inputs import custom
 
     k = keras()
     try:
-        with tfmot.quantization.keras.quantize_scope(), custom.scope(), native_stderr_silenced():
+        with tfmot().quantization.keras.quantize_scope(), custom.scope(), native_stderr_silenced():
             if (folder / H5_FILE).is_file():
                 return k.models.load_model(folder / H5_FILE, compile=False)
             return k.models.load_model(folder / KERAS_FILE, compile=False, safe_mode=True)
@@ -158,3 +158,13 @@ def load_entry(folder: Path) -> Any:
 
 def count_params(model: Any) -> int:
     return int(sum(np.prod(w.shape) for w in model.weights if w.trainable))
+
+
+def train_thinner(model: Any, ratio: float, context: Any, **training: Any) -> Any:
+    """Thin ``model`` to ``ratio`` of its channels (a copy at 1.0), fine-tune it, record facts."""
+    student = thinned(model, ratio) if ratio < 1.0 else copy_model(model)
+    fine_tune(student, context.data, seed=context.seed, **training)
+    context.facts.update(
+        params_before=count_params(model), params=count_params(student), **keras_quality(student, context.data)
+    )
+    return student

@@ -1,0 +1,183 @@
+"""What a measurement needs from the machine: cores to pin to, a host-wide lock so that only
+one process times at a time, and the machine's compute peak (measured once, then kept).
+
+Pinning: the p50 of one MobileNetV2 measured in 6 separate processes varied by 6.6 % unpinned
+and 0.5 % pinned, on this project's 2-core reference machine. The lock: workers on one host
+must not time each other's noise.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import json
+import os
+import tempfile
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import numpy as np
+
+from autotune.measure.stats import LatencyProtocol, measure_latency
+
+# The cores this process may use, read once: pinning narrows the live affinity for a while.
+try:
+    ALLOWED_CORES: tuple[int, ...] = tuple(sorted(os.sched_getaffinity(0)))
+except AttributeError:  # not Linux: no affinity control
+    ALLOWED_CORES = tuple(range(os.cpu_count() or 1))
+
+# A matrix product big enough to keep every core's vector units busy: (256 × 1024) · (1024 × 1024).
+PEAK_ROWS, PEAK_DEPTH, PEAK_COLS = 256, 1024, 1024
+PEAK_PROTOCOL = LatencyProtocol(warmup_calls=3, warmup_seconds=0.1, min_calls=20, min_seconds=0.5, max_seconds=5.0)
+
+
+def cores_for(threads: int) -> tuple[int, ...]:
+    """The cores a runtime with ``threads`` threads is pinned to: the highest-numbered ones,
+    since the kernel tends to deliver interrupts to core 0."""
+    n = max(1, min(threads, len(ALLOWED_CORES)))
+    return ALLOWED_CORES[-n:]
+
+
+def _set_affinity_all_threads(cores: tuple[int, ...]) -> None:
+    # os.sched_setaffinity(0, ...) moves only the calling thread; a runtime's worker
+    # threads (LiteRT's pool, TensorFlow's executors) already exist and must move too.
+    for tid in os.listdir("/proc/self/task"):
+        with contextlib.suppress(OSError):  # the thread ended meanwhile
+            os.sched_setaffinity(int(tid), cores)
+
+
+@contextlib.contextmanager
+def pinning() -> Iterator[Callable[[tuple[int, ...]], None]]:
+    """Yield ``pin(cores)``, which moves every thread of this process onto ``cores``; on
+    leaving, every thread may use all the allowed cores again."""
+    if not hasattr(os, "sched_setaffinity") or not os.path.isdir("/proc/self/task"):
+        yield lambda cores: None
+        return
+    try:
+        yield _set_affinity_all_threads
+    finally:
+        _set_affinity_all_threads(ALLOWED_CORES)
+
+
+def default_lock_path() -> Path:
+    """One file per host (not per user or study): every autotune process here shares it."""
+    return Path(os.environ.get("AUTOTUNE_LOCK_FILE") or Path(tempfile.gettempdir()) / "autotune-measure.lock")
+
+
+class HostLock:
+    """A readers-writer lock over a file (``flock``), shared by every process on the host.
+
+    Measuring takes it exclusively; other heavy work (training, conversion) takes it shared.
+    So a measurement waits until no other process computes, and nothing computes while one
+    measures. ``flock`` locks die with their process, so a killed worker never leaves it held.
+    """
+
+    def __init__(self, path: Path | None = None) -> None:
+        self.path = path or default_lock_path()
+
+    @contextlib.contextmanager
+    def _hold(self, mode: int) -> Iterator[float]:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        # flock needs no write access: read-only lets every user of the host share one file.
+        try:
+            fd = os.open(self.path, os.O_RDONLY)
+        except FileNotFoundError:
+            fd = os.open(self.path, os.O_RDONLY | os.O_CREAT, 0o666)
+            with contextlib.suppress(OSError):
+                os.fchmod(fd, 0o666)  # past the umask, so other users can open it too
+        try:
+            t0 = time.perf_counter()
+            fcntl.flock(fd, mode)
+            try:
+                yield time.perf_counter() - t0
+            finally:
+                fcntl.flock(fd, fcntl.LOCK_UN)
+        finally:
+            os.close(fd)
+
+    def exclusive(self) -> contextlib.AbstractContextManager[float]:
+        """Hold the lock alone; yields the seconds spent waiting for it."""
+        return self._hold(fcntl.LOCK_EX)
+
+    def shared(self) -> contextlib.AbstractContextManager[float]:
+        """Hold the lock alongside other sharers; yields the seconds spent waiting."""
+        return self._hold(fcntl.LOCK_SH)
+
+
+def default_host_dir() -> Path:
+    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+    return Path(os.environ.get("AUTOTUNE_HOST_DIR") or Path(base) / "autotune")
+
+
+def load_peak(host_dir: Path, env_id: str) -> dict[str, float] | None:
+    try:
+        return json.loads((host_dir / f"peak-{env_id}.json").read_text())
+    except (OSError, ValueError):
+        return None
+
+
+def save_peak(host_dir: Path, env_id: str, peak: dict[str, float]) -> None:
+    """Written under a temporary name and renamed: a reader never sees half a file."""
+    host_dir.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=host_dir, prefix=".peak-")
+    with os.fdopen(fd, "w") as f:
+        json.dump(peak, f, indent=2)
+    os.replace(tmp, host_dir / f"peak-{env_id}.json")
+
+
+def peak_key(precision: str, engine: str, threads: int) -> str:
+    """Which measured peak bounds a runtime: int8 kernels (full and dynamic int8) have their
+    own; fp16 runs in fp32 on a CPU without fp16 arithmetic, as does TensorFlow's fp32."""
+    kind = "int8" if precision in ("int8", "dynamic-int8") and engine == "litert" else "fp32"
+    return f"{kind}/{max(1, min(threads, len(ALLOWED_CORES)))}"
+
+
+def host_peak(host_dir: Path, lock: HostLock, env_id: str) -> dict[str, float]:
+    """The machine's compute peak, measured once per host and environment and kept."""
+    peak = load_peak(host_dir, env_id)
+    if peak is None:
+        peak = measure_peak(lock)
+        save_peak(host_dir, env_id, peak)
+    return peak
+
+
+def _peak_models(out_dir: Path) -> dict[str, Path]:
+    """The matrix product as an fp32 and a full-int8 TFLite model."""
+    from autotune._keras import keras
+    from autotune.build.convert import to_tflite
+
+    k = keras()
+    inp = k.Input((PEAK_DEPTH,))
+    model = k.Model(inp, k.layers.Dense(PEAK_COLS, use_bias=False)(inp))
+    calib = np.random.default_rng(0).standard_normal((16, PEAK_DEPTH)).astype(np.float32)
+    paths = {}
+    for precision in ("fp32", "int8"):
+        d = out_dir / precision
+        d.mkdir()
+        paths[precision] = to_tflite(model, precision, calib, d)
+    return paths
+
+
+def measure_peak(lock: HostLock | None = None) -> dict[str, float]:
+    """MACs per second of a large matrix product in LiteRT, for fp32 and int8 kernels at each
+    thread count from 1 to the usable cores, pinned and under the host's measurement lock."""
+    from autotune.measure.artifact import LiteRTExecutor
+
+    lock = lock or HostLock()
+    macs = PEAK_ROWS * PEAK_DEPTH * PEAK_COLS
+    peak: dict[str, float] = {}
+    x = np.random.default_rng(1).standard_normal((PEAK_ROWS, PEAK_DEPTH)).astype(np.float32)
+    with tempfile.TemporaryDirectory(prefix="autotune-peak-") as tmp:
+        with lock.shared():
+            models = _peak_models(Path(tmp))
+        for kind, path in models.items():
+            for threads in range(1, len(ALLOWED_CORES) + 1):
+                executor = LiteRTExecutor(path, threads)
+                call = executor.timed_call(x)
+                with lock.exclusive(), pinning() as pin:
+                    pin(cores_for(threads))
+                    stats = measure_latency(call, PEAK_PROTOCOL)
+                peak[f"{kind}/{threads}"] = macs / (stats.p50_ms / 1e3)
+                del executor
+    return peak

@@ -1,0 +1,149 @@
+"""Timing a deployed artifact the way the project promises: alone on the host (lock), pinned to
+its cores, against the study's baseline in the same sitting, re-measured when noisy, and set
+against the machine's compute floor.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from autotune.measure.artifact import Executor, open_executor
+from autotune.measure.host import HostLock, cores_for, peak_key, pinning
+from autotune.measure.stats import Comparison, LatencyProtocol, Side, measure_interleaved
+from autotune.search.recipe import Recipe, Runtime
+
+
+@dataclass(frozen=True)
+class TimingPolicy:
+    protocol: LatencyProtocol = LatencyProtocol()
+    # A comparison whose speed-up interval is wider than this fraction of the speed-up is
+    # taken again (up to ``retries`` times) and flagged noisy if it stays that wide.
+    noise_limit: float = 0.10
+    retries: int = 1
+
+
+@dataclass(frozen=True)
+class Timed:
+    """The figures of one timed artifact and how they were taken."""
+
+    comparison: Comparison
+    noisy: bool
+    attempts: int
+    macs: int | None
+    compute_floor_ms: float | None
+    lock_wait_s: float
+    cores: tuple[int, ...]
+    baseline_cores: tuple[int, ...]
+    batch_size: int
+
+    def metrics(self) -> dict[str, Any]:
+        c = self.comparison
+        floor = self.compute_floor_ms
+        return c.as_metrics() | {
+            "noisy": self.noisy,
+            "measurements": self.attempts,
+            "batch_size": self.batch_size,
+            # Samples per second over sustained calls: batch over the mean call.
+            "throughput_sps": self.batch_size * 1e3 / c.candidate.mean_ms,
+            "macs": self.macs,
+            "compute_floor_ms": floor,
+            "floor_ratio": None if not floor else c.candidate.p50_ms / floor,
+        }
+
+    def record(self) -> dict[str, Any]:
+        """How the measurement was taken, for the trial's attributes."""
+        return {
+            "cores": list(self.cores),
+            "baseline_cores": list(self.baseline_cores),
+            "lock_wait_s": self.lock_wait_s,
+            "attempts": self.attempts,
+            "rounds": self.comparison.rounds,
+            "calls": self.comparison.candidate.calls,
+            "baseline_calls": self.comparison.baseline.calls,
+        }
+
+
+def batch_of(x: np.ndarray, batch: int) -> np.ndarray:
+    """The first ``batch`` samples of ``x``, cycling when the set is smaller than the batch."""
+    return x[np.arange(batch) % len(x)]
+
+
+@dataclass
+class Timer:
+    """Times artifacts of one study against its baseline artifact (opened once, kept).
+
+    ``baseline_at`` gives the baseline artifact converted for another batch, for models whose
+    artifacts take one batch only (recurrent ones); without it, the baseline is resized.
+    """
+
+    baseline_path: Path
+    baseline_runtime: Runtime
+    peak: dict[str, float]
+    lock: HostLock
+    policy: TimingPolicy = TimingPolicy()
+    baseline_at: Callable[[int], Path] | None = None
+    _baselines: dict[Path, Executor] = field(default_factory=dict, repr=False)
+
+    def _baseline_executor(self, batch: int) -> Executor:
+        path = self.baseline_path
+        if self.baseline_at is not None and batch != self.baseline_runtime.batch_size:
+            with self.lock.shared():  # converting is work: not while another process times
+                path = self.baseline_at(batch)
+        if path not in self._baselines:
+            self._baselines[path], _ = open_executor(path, self.baseline_runtime)
+        return self._baselines[path]
+
+    def time(self, path: Path, recipe: Recipe, x: np.ndarray) -> Timed:
+        """Load ``path`` as ``recipe`` deploys it, time its cold start, then compare it with
+        the baseline at the same batch, under the host lock and pinned."""
+        runtime = recipe.runtime
+        sample = batch_of(x, runtime.batch_size)
+        baseline = self._baseline_executor(runtime.batch_size)
+        cores: dict[Side, tuple[int, ...]] = {
+            "candidate": cores_for(runtime.threads),
+            "baseline": cores_for(self.baseline_runtime.threads),
+        }
+        with self.lock.exclusive() as waited, pinning() as pin:
+            pin(cores["candidate"])
+            executor, load_s = open_executor(path, runtime)
+            call = executor.timed_call(sample)
+            t0 = time.perf_counter()
+            call()
+            cold_s = load_s + time.perf_counter() - t0
+            baseline_call = baseline.timed_call(sample)
+            best: Comparison | None = None
+            attempts = 0
+            while attempts <= self.policy.retries:
+                attempts += 1
+                c = measure_interleaved(
+                    call, baseline_call, self.policy.protocol, cold_start_s=cold_s, before_block=lambda side: pin(cores[side])
+                )
+                if best is None or c.relative_width < best.relative_width:
+                    best = c
+                if best.relative_width <= self.policy.noise_limit:
+                    break
+        assert best is not None
+        with self.lock.shared():  # freezing a graph is work: not while another process times
+            try:
+                macs = executor.macs(sample)
+            except Exception:  # an auxiliary figure: an op layout we cannot read costs only it
+                macs = None
+        peak = self.peak.get(peak_key(recipe.precision, runtime.engine, runtime.threads))
+        floor = macs * runtime.batch_size / peak * 1e3 if macs and peak else None
+        return Timed(
+            comparison=best,
+            noisy=best.relative_width > self.policy.noise_limit,
+            attempts=attempts,
+            macs=macs,
+            compute_floor_ms=floor,
+            lock_wait_s=waited,
+            cores=cores["candidate"],
+            baseline_cores=cores["baseline"],
+            batch_size=runtime.batch_size,
+        )

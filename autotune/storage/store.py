@@ -1,0 +1,194 @@
+"""Everything that talks to the database.
+
+Optuna's RDB storage is the record of truth; autotune's own data rides along as namespaced
+study and trial user attributes (``autotune:config``, ``autotune:env``, ...), so ``resume``
+needs only the study name and optuna-dashboard shows our studies unchanged.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+import re
+import sqlite3
+import warnings
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import optuna
+import sqlalchemy
+import sqlalchemy.exc
+from optuna.trial import FrozenTrial, TrialState
+
+from autotune.errors import ConfigError, StorageError
+from autotune.inputs.config import StudyConfig
+
+if TYPE_CHECKING:  # the objective's directions and names are stored; it is built in autotune.search
+    from autotune.search.objective import Objective
+
+CONFIG = "autotune:config"
+ENV = "autotune:env"
+BASELINE = "autotune:baseline"
+CREATED = "autotune:created"
+OBJECTIVE = "autotune:objective"
+CAPABILITIES = "autotune:capabilities"  # what the model allows: the probe's findings (capabilities.py)
+# Trial attributes.
+METRICS = "autotune:metrics"
+RECIPE = "autotune:recipe"
+RECIPE_TEXT = "autotune:recipe_text"
+REFERENCE = "autotune:reference"
+FAIL_REASON = "autotune:fail_reason"
+TIMINGS = "autotune:timings"
+CACHE = "autotune:cache"
+LINEAGE = "autotune:lineage"
+ENV_ID = "autotune:env_id"
+WARM_START = "autotune:warm_start"  # "STUDY#N": the earlier trial whose parameters this one repeats
+WORKER = "autotune:worker"  # host:pid of the worker, /pid of the process that ran the trial
+PROCESS = "autotune:process"  # that process: pid, resident memory after the trial, restarts so far
+SURPLUS = "autotune:surplus"  # a trial started when others had already filled the budget
+GATED = "autotune:gated"  # why the accuracy gate stopped the trial before timing
+MEASUREMENT = "autotune:measurement"  # how the latency was taken: cores, lock wait, attempts
+PEAK = "autotune:peak"  # the host's measured MACs per second, by kernel kind and threads
+FINAL_PREFIX = "autotune:final:"  # + trial number: the front's re-measurement at a run's end
+
+
+def final_key(number: int) -> str:
+    return f"{FINAL_PREFIX}{number}"
+
+
+def finals(study: optuna.Study) -> dict[int, dict[str, Any]]:
+    """The end-of-run re-measurements, by trial number (trials are immutable once finished,
+    so they live on the study)."""
+    return {int(k.removeprefix(FINAL_PREFIX)): v for k, v in study.user_attrs.items() if k.startswith(FINAL_PREFIX)}
+
+optuna.logging.set_verbosity(optuna.logging.ERROR)
+# TPE's ``group`` option is marked experimental; it is what makes conditional spaces work well.
+warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
+
+
+def redact(url: str) -> str:
+    """The URL with any password replaced by ***, for every message and record."""
+    try:
+        return sqlalchemy.engine.make_url(url).render_as_string(hide_password=True)
+    except sqlalchemy.exc.ArgumentError:
+        return re.sub(r"(://[^:/@]*:)[^@]*@", r"\1***@", url)
+
+
+@contextlib.contextmanager
+def database_errors(url: str) -> Iterator[None]:
+    """Turn the database's failures into one readable line that never shows a password."""
+    try:
+        yield
+    except sqlalchemy.exc.ArgumentError:
+        raise StorageError(f"storage URL {redact(url)!r} is malformed (e.g. sqlite:///studies/autotune.db)") from None
+    except sqlalchemy.exc.SQLAlchemyError as e:
+        reason = str(getattr(e, "orig", None) or e).splitlines()[0]
+        raise StorageError(f"storage {redact(url)} cannot be used: {reason.replace(url, redact(url))}") from None
+    except ImportError:  # Optuna's word for a missing database driver
+        raise StorageError(f"storage {redact(url)} needs its database driver (PostgreSQL: pip install 'psycopg[binary]')") from None
+
+
+def open_storage(url: str, heartbeat: tuple[int, int] | None = None) -> optuna.storages.RDBStorage:
+    """The study storage. With ``heartbeat`` (interval, grace period in seconds) every trial
+    run through ``optimize`` says it is alive; a running trial silent for longer than the
+    grace period is failed, and queued once more, by the next worker that looks."""
+    kwargs: dict[str, Any] = {}
+    if url.startswith("sqlite:///") and url != "sqlite:///:memory:":
+        path = Path(url.removeprefix("sqlite:///"))
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            # WAL lets readers (front, studies) work while a run writes; the mode is stored in
+            # the file, so setting it once here holds for every later connection.
+            with contextlib.closing(sqlite3.connect(path, timeout=60)) as conn:
+                conn.execute("PRAGMA journal_mode=WAL")
+        except (OSError, sqlite3.Error) as e:
+            raise StorageError(f"storage {redact(url)} cannot be used: {e}") from None
+        # Wait for a writer rather than fail with "database is locked".
+        kwargs = {"connect_args": {"timeout": 60}}
+    beat: dict[str, Any] = {}
+    if heartbeat is not None:
+        beat = {
+            "heartbeat_interval": heartbeat[0],
+            "grace_period": heartbeat[1],
+            "heartbeat_stale_trial_callback": optuna.storages.RetryHeartbeatStaleTrialCallback(max_retry=1),
+        }
+    with database_errors(url):
+        return optuna.storages.RDBStorage(url, engine_kwargs=kwargs, **beat)
+
+
+def sampler_for(config: StudyConfig, trials_so_far: int) -> optuna.samplers.BaseSampler:
+    # A resumed study must not replay its first proposals, hence the offset.
+    return tpe_sampler(config.seed + trials_so_far)
+
+
+def tpe_sampler(seed: int) -> optuna.samplers.BaseSampler:
+    """Multi-objective TPE: models good and bad regions from few trials, handles conditional
+    (tree-structured) spaces and reads ``trial.set_constraint`` values. NSGA-II would spend a
+    50-trial budget on its first generation; the GP sampler needs PyTorch."""
+    return optuna.samplers.TPESampler(
+        seed=seed,
+        multivariate=True,
+        group=True,
+        n_startup_trials=10,
+        constant_liar=True,
+    )
+
+
+def study_exists(storage: optuna.storages.RDBStorage, name: str) -> bool:
+    return any(s.study_name == name for s in storage.get_all_studies())
+
+
+def create_study(
+    storage: optuna.storages.RDBStorage,
+    config: StudyConfig,
+    objective: Objective,
+    env: dict[str, Any],
+    sampler: optuna.samplers.BaseSampler | None = None,
+) -> optuna.Study:
+    study = optuna.create_study(
+        study_name=config.study,
+        storage=storage,
+        directions=objective.directions,
+        sampler=sampler or sampler_for(config, 0),
+    )
+    study.set_metric_names(objective.metric_names)
+    study.set_user_attr(CONFIG, config.to_json())
+    study.set_user_attr(ENV, env)
+    study.set_user_attr(OBJECTIVE, objective.name)
+    study.set_user_attr(CREATED, dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"))
+    return study
+
+
+def load_study(
+    storage: optuna.storages.RDBStorage,
+    name: str,
+    config: StudyConfig | None = None,
+    sampler: Callable[[StudyConfig, int], optuna.samplers.BaseSampler] | None = None,
+) -> optuna.Study:
+    if not study_exists(storage, name):
+        raise ConfigError(f"no study named {name!r} in this storage (see `autotune studies`)")
+    study = optuna.load_study(study_name=name, storage=storage)
+    if config is not None:
+        study.sampler = (sampler or sampler_for)(config, len(study.get_trials(deepcopy=False)))
+    return study
+
+
+def stored_config(study: optuna.Study) -> StudyConfig:
+    data = study.user_attrs.get(CONFIG)
+    if data is None:
+        raise ConfigError(f"study {study.study_name!r} was not created by autotune")
+    return StudyConfig.from_json(data)
+
+
+def save_config(study: optuna.Study, config: StudyConfig) -> None:
+    study.set_user_attr(CONFIG, config.to_json())
+
+
+def evaluated(trials: list[FrozenTrial]) -> int:
+    """The budget counts complete and pruned trials; failed ones are retried, not counted."""
+    return sum(t.state in (TrialState.COMPLETE, TrialState.PRUNED) for t in trials)
+
+
+def study_names(storage: optuna.storages.RDBStorage) -> list[str]:
+    return [s.study_name for s in storage.get_all_studies()]

@@ -1,0 +1,133 @@
+"""Where trials are evaluated: the ``Evaluator`` interface the trial loop talks to, and the
+evaluator that runs them in this process (``LocalEvaluator``). The default evaluator runs
+them in a child process instead (``autotune.study.child.ChildEvaluator``), so that a crash
+costs one trial and not the study.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+from abc import ABC, abstractmethod
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from autotune.errors import CandidateFailed
+from autotune.search.recipe import Recipe
+from autotune.study.settings import Settings
+from autotune.study.trial import Attrs, evaluate
+from autotune.study.workspace import Workspace
+
+
+@dataclass
+class Outcome:
+    """What one evaluation gives back: the measured metrics (None if it failed), the records
+    to set on the trial, and why it failed (None if it did not)."""
+
+    metrics: dict[str, Any] | None
+    attrs: dict[str, Any]
+    failed: str | None = None
+
+
+class Evaluator(ABC):
+    """Builds and measures recipes on the study's model and data, wherever they are loaded.
+
+    Attributes:
+        env: The environment fingerprint of the process that measures (``measure.stats.environment``).
+        peak: The host's compute peak, MACs per second by kernel kind and threads.
+    """
+
+    env: dict[str, Any]
+    peak: dict[str, float]
+
+    @abstractmethod
+    def evaluate(self, number: int, recipe: Recipe, baseline: dict[str, Any] | None, on_stage: Callable[[str], None]) -> Outcome:
+        """Build, gate, convert and measure one trial's recipe (``study.trial.evaluate``).
+
+        Args:
+            number: The trial's number (fault injection and the records use it).
+            recipe: The validated recipe to build.
+            baseline: The study's baseline metrics, or None for the baseline trial itself
+                (then no accuracy gate applies).
+            on_stage: Called with each stage's name (``train``, ``convert``, ...) as it starts.
+
+        Returns:
+            The metrics and records. A candidate that cannot be built or measured
+            (``CandidateFailed``: a conversion error, an unsupported op, the trial's process
+            killed or timed out) comes back as an outcome with ``failed`` set, not raised.
+
+        Raises:
+            ConfigError: The study's inputs cannot be loaded where the trial runs (a child
+                process started again after the last one died).
+            Exception: Anything else is a bug and stops the run: ``LocalEvaluator`` lets it
+                through, ``ChildEvaluator`` raises RuntimeError with the child's traceback.
+        """
+
+    @abstractmethod
+    def remeasure(self, recipe_dict: dict[str, Any]) -> dict[str, Any]:
+        """Time a recipe of the front again, against the baseline as in a trial.
+
+        Args:
+            recipe_dict: The stored recipe (``Recipe.to_dict``).
+
+        Returns:
+            The latency metrics with the environment and time of the measurement, or
+            ``{"failed": reason}`` if the artifact no longer runs.
+
+        Raises:
+            CandidateFailed: The process measuring it died or timed out.
+        """
+
+    @abstractmethod
+    def probe(self) -> dict[str, Any]:
+        """Find which techniques, precisions and engines the study's model allows.
+
+        Returns:
+            The findings as ``search.capabilities.Capabilities.to_dict()``.
+
+        Raises:
+            CandidateFailed: The process probing died or timed out.
+        """
+
+    def close(self) -> None:
+        """Release the evaluator's resources (its process); it may be used again after."""
+
+
+class LocalEvaluator(Evaluator):
+    """Evaluates trials in this process, with the workspace loaded here."""
+
+    def __init__(self, ws: Workspace, settings: Settings) -> None:
+        self.ws, self.settings = ws, settings
+        self.env, self.peak = ws.env, ws.peak
+        self.pid = os.getpid()
+
+    def evaluate(self, number: int, recipe: Recipe, baseline: dict[str, Any] | None, on_stage: Callable[[str], None]) -> Outcome:
+        attrs = Attrs(number)
+        try:
+            metrics = evaluate(self.ws, attrs, recipe, self.settings, on_stage, baseline)
+        except CandidateFailed as e:
+            return Outcome(None, attrs.user_attrs, str(e))
+        return Outcome(metrics, attrs.user_attrs)
+
+    def remeasure(self, recipe_dict: dict[str, Any]) -> dict[str, Any]:
+        recipe = Recipe.from_dict(recipe_dict)
+        with self.ws.lock.shared():
+            candidate = self.ws.builder.build(recipe)
+        self.ws.cache.take_counts()
+        assert candidate.path is not None
+        try:
+            timed = self.ws.timer().time(candidate.path, recipe, self.ws.data.x_val)
+        except CandidateFailed as e:  # it ran in the search; if it fails now, say so
+            return {"failed": str(e)}
+        return timed.metrics() | {"env_id": self.env["id"], "measured_at": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")}
+
+    def probe(self) -> dict[str, Any]:
+        """What the model allows (capabilities.Capabilities as a dict), found once per study."""
+        from autotune.study.probe import probe
+        from autotune.techniques import TECHNIQUES
+
+        return probe(self.ws, list(TECHNIQUES.values())).to_dict()
+
+    def close(self) -> None:
+        pass

@@ -1,0 +1,206 @@
+"""One trial, top to bottom: ask → recipe → build → gate → convert → measure → record.
+
+``run_trial`` is what Optuna calls for each trial, in the process that holds the study. It
+asks the space for a recipe (or takes a reference recipe), checks it against the budget, the
+capability probe and the recipe's own rules, hands it to the evaluator and records what came
+back. The evaluator runs ``evaluate`` (below) where the model lives, usually a child process
+(``autotune.study.child``): build (train, or take from the cache), gate on the trained
+accuracy, convert, then measure accuracy and latency of the deployed artifact. The two halves
+meet at ``Evaluator.evaluate``: a recipe and the known baseline go in, an ``Outcome`` comes out.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import socket
+import time
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+import optuna
+
+from autotune.errors import CandidateFailed, ConfigError, InvalidRecipe
+from autotune.measure.artifact import open_executor
+from autotune.measure.stats import artifact_size, quality, quality_loss
+from autotune.search import capabilities
+from autotune.search.recipe import BASELINE_REF, Recipe
+from autotune.storage import store
+from autotune.study.faults import fault_point
+from autotune.study.settings import Reporter, Settings
+from autotune.study.workers import surplus
+from autotune.study.workspace import Plan, Workspace
+
+if TYPE_CHECKING:
+    from autotune.study.evaluator import Evaluator
+
+WORKER_ID = f"{socket.gethostname()}:{os.getpid()}"
+
+
+def run_trial(trial: optuna.Trial, plan: Plan, evaluator: Evaluator, reporter: Reporter) -> list[float]:
+    """Run one trial and return its objective values.
+
+    Raises CandidateFailed (a FAIL trial, its reason recorded) when the candidate cannot be
+    built or measured or the budget is already filled; ``optuna.TrialPruned`` when the probe
+    excluded a part of the recipe or the recipe is invalid; ConfigError when the space
+    returns something that is not a Recipe.
+    """
+    # Ask: a reference recipe queued for this trial, or the space's proposal.
+    reference = trial.user_attrs.get(store.REFERENCE)
+    if reference != BASELINE_REF and surplus(trial.study, trial.number, plan.config.budget):
+        trial.set_user_attr(store.SURPLUS, True)
+        trial.set_user_attr(store.FAIL_REASON, "not run: other workers' trials already fill the budget")
+        raise CandidateFailed("not run: the budget is already taken by earlier trials")
+    recipe = plan.references[reference] if reference else plan.space(trial)
+
+    # Recipe: what the model allows, the searched batch, the recipe's own rules.
+    if not isinstance(recipe, Recipe):
+        raise ConfigError(f"space {plan.config.space!r} returned {type(recipe).__name__}, not a Recipe")
+    blocked = None if reference == BASELINE_REF else capabilities.of_study(trial.study).blocking(recipe)
+    if blocked is not None:
+        # A space that does not ask the probe proposed what this model cannot take.
+        trial.set_user_attr(store.RECIPE_TEXT, recipe.describe())
+        trial.set_user_attr(store.FAIL_REASON, f"{blocked[0]} does not apply to this model: {blocked[1]}")
+        raise optuna.TrialPruned(f"{blocked[0]} excluded by the capability probe")
+    if plan.objective.batch_sizes and not reference:
+        # Throughput objectives search the batch: it belongs to the runtime, not to the space.
+        batch = trial.suggest_categorical("batch_size", list(plan.objective.batch_sizes))
+        recipe = dataclasses.replace(recipe, runtime=dataclasses.replace(recipe.runtime, batch_size=batch))
+    trial.set_user_attr(store.RECIPE_TEXT, recipe.describe())
+    reporter.trial_started(trial.number, recipe.describe())
+    try:
+        recipe.validate()
+    except InvalidRecipe as e:
+        trial.set_user_attr(store.FAIL_REASON, f"invalid recipe: {e}")
+        raise optuna.TrialPruned(str(e)) from None
+    trial.set_user_attr(store.RECIPE, recipe.to_dict())
+    trial.set_user_attr(store.ENV_ID, evaluator.env["id"])
+
+    # Build, gate, convert, measure: ``evaluate`` below, in the evaluator's process.
+    known_baseline = None if reference == BASELINE_REF else trial.study.user_attrs[store.BASELINE]
+    outcome = evaluator.evaluate(trial.number, recipe, known_baseline, reporter.stage)
+
+    # Record: what the evaluation recorded, the metrics against the baseline, the constraints.
+    for key, value in outcome.attrs.items():
+        trial.set_user_attr(key, value)
+    process = outcome.attrs.get(store.PROCESS, {}).get("pid", os.getpid())
+    trial.set_user_attr(store.WORKER, f"{WORKER_ID}/{process}")
+    if outcome.failed is not None:
+        trial.set_user_attr(store.FAIL_REASON, outcome.failed)
+        raise CandidateFailed(outcome.failed)
+    metrics = outcome.metrics
+    assert metrics is not None
+    if known_baseline is None:
+        baseline = {"trial": trial.number, **metrics}
+        trial.study.set_user_attr(store.BASELINE, baseline)
+    else:
+        baseline = known_baseline
+    # The speed-up is the interleaved ratio the measurement took (for the baseline trial,
+    # the baseline against itself: how close to 1 the method gets).
+    metrics |= quality_loss(plan.objective.task, metrics, baseline)
+    metrics["feasible"] = plan.objective.feasible(metrics)
+    trial.set_user_attr(store.METRICS, metrics)
+    fault_point("write", trial.number)
+    for c in plan.objective.constraints:
+        trial.set_constraint(c.name, c.violation(metrics))
+    return plan.objective.values(metrics)
+
+
+class Attrs:
+    """What a trial records while it is evaluated (in this process or a child), applied to
+    the Optuna trial by the process that holds it."""
+
+    def __init__(self, number: int) -> None:
+        self.number = number
+        self.user_attrs: dict[str, Any] = {}
+
+    def set_user_attr(self, key: str, value: Any) -> None:
+        self.user_attrs[key] = value
+
+
+def evaluate(
+    ws: Workspace, trial: Attrs, recipe: Recipe, settings: Settings, stage: Callable[[str], None], baseline: dict[str, Any] | None
+) -> dict[str, Any]:
+    """Train (or take from the cache), gate, convert, then measure accuracy and latency of the
+    deployed artifact; return all metrics."""
+    timings: dict[str, float] = {}
+    try:
+        with ws.lock.shared() as waited:
+            timings["work_lock_wait_s"] = waited
+            t0 = time.perf_counter()
+            stage("train" if recipe.steps else "build")
+            fault_point("train", trial.number)
+            try:
+                built = ws.builder.build_model(recipe)
+            finally:
+                timings["train_s"] = time.perf_counter() - t0
+            trial.set_user_attr(store.LINEAGE, list(built.lineage))
+            if baseline is not None and recipe.steps:
+                gated = _gate(ws, trial, built.facts, baseline, settings)
+                if gated is not None:
+                    return gated
+
+            t0 = time.perf_counter()
+            stage("convert")
+            fault_point("convert", trial.number)
+            try:
+                candidate = ws.builder.convert(built, recipe)
+            finally:
+                timings["convert_s"] = time.perf_counter() - t0
+            trial.set_user_attr(store.LINEAGE, list(candidate.lineage))
+            assert candidate.path is not None
+
+            t0 = time.perf_counter()
+            stage("accuracy")
+            fault_point("accuracy", trial.number)
+            executor, _ = open_executor(candidate.path, recipe.runtime)
+            scores = quality(executor.predict, ws.data.x_val, ws.data.y_val, ws.data.task)
+            del executor
+            timings["accuracy_s"] = time.perf_counter() - t0
+
+        t0 = time.perf_counter()
+        stage("latency")
+        fault_point("latency", trial.number)
+        timed = ws.timer().time(candidate.path, recipe, ws.data.x_val)
+        timings["latency_s"] = time.perf_counter() - t0
+        timings["measure_lock_wait_s"] = timed.lock_wait_s
+        trial.set_user_attr(store.MEASUREMENT, timed.record())
+    finally:
+        counts = ws.cache.take_counts()
+        trial.set_user_attr(store.CACHE, counts.as_dict())
+        trial.set_user_attr(store.TIMINGS, timings)
+
+    size, gz = artifact_size(candidate.path)
+    return {**scores, "size_bytes": size, "gzip_bytes": gz, **timed.metrics()}
+
+
+def _gate(
+    ws: Workspace, trial: Attrs, facts: dict[str, Any], baseline: dict[str, Any], settings: Settings
+) -> dict[str, Any] | None:
+    """Metrics of a trial stopped by the accuracy gate, or None if it may go on.
+
+    A gated trial is complete, so the sampler learns from it: its accuracy (or MAE) is the
+    trained model's, its constraint is violated by that much, and its latency and size are the
+    baseline's (not measured: the sampler sees no gain there). It never shows on the front.
+    """
+    name = "mae" if ws.data.task == "regression" else "accuracy"
+    value = facts.get(f"{name}_keras")
+    if value is None:
+        return None
+    loss = quality_loss(ws.data.task, {name: value}, baseline)["quality_loss"]
+    # The margin is in accuracy points; for a regressor, the same share of its baseline MAE.
+    margin = settings.gate_margin * (baseline[name] if name == "mae" else 1.0)
+    limit = gate_limit(ws.config.max_accuracy_drop, margin)
+    if loss <= limit:
+        return None
+    worse = "an MAE increase" if name == "mae" else "a drop"
+    reason = f"{name} {value:.4f} after training, {worse} of {loss:.4f}, is past the gate at {limit:.4f}: not converted or timed"
+    trial.set_user_attr(store.GATED, reason)
+    keep = {k: v for k, v in baseline.items() if k != "trial"}
+    return {**keep, name: value, "gated": True}
+
+
+def gate_limit(max_accuracy_drop: float, margin: float) -> float:
+    """The Keras-accuracy drop past which a trained candidate is not converted or timed: far
+    enough past the limit that conversion (which rarely gains accuracy) cannot save it."""
+    return max(2 * max_accuracy_drop, max_accuracy_drop + margin)

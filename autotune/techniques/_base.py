@@ -1,0 +1,82 @@
+"""The base of every technique, and the registry that turns a stored step back into one.
+
+A technique is a frozen dataclass subclassing ``Technique``. ``TECHNIQUES`` maps the stored
+name of each built-in technique to its class (each registers itself with ``@register``), so
+that a recipe read from the database can be rebuilt (export, resume); it is a lookup for
+deserialisation, not an extension point. A technique of the user's own, defined in a space
+file, travels to the trial process by pickle instead (``search.plugins`` registers the file
+as a module there). This module imports only the errors.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from typing import Any, ClassVar, TypeVar
+
+from autotune.errors import InvalidRecipe
+
+T = TypeVar("T", bound="type[Technique]")
+
+
+class Technique(ABC):
+    """One step that turns a Keras model into another Keras model (prune, distill, QAT, ...).
+
+    Subclasses are frozen dataclasses whose fields are the technique's parameters. ``apply``
+    must be deterministic given its parameters, the parent model and the study seed, because
+    its output is cached under a content key derived from exactly those.
+    """
+
+    name: ClassVar[str]
+    # Position in a chain: distill (0) → channel-prune (1) → prune (2) → QAT (3). A chain
+    # runs in increasing order, each technique at most once.
+    order: ClassVar[int]
+    # The only precision the technique's result survives conversion at, if any.
+    requires_precision: ClassVar[str | None] = None
+
+    def validate(self) -> None:
+        """Raise InvalidRecipe for parameters out of range."""
+
+    def params(self) -> dict[str, Any]:
+        return dict(sorted(vars(self).items()))
+
+    @abstractmethod
+    def apply(self, model: Any, context: Any) -> Any:
+        """Return a new Keras model; raise CandidateFailed if this candidate cannot be made."""
+
+    def describe(self) -> str:
+        return self.name
+
+    def probe(self, model: Any) -> str | None:
+        """Why this technique cannot apply to ``model`` at all, found cheaply (no training),
+        or None if it can. Runs once per study, before the search, on a copy of the model;
+        the default claims nothing, so a trial of the technique is what finds out."""
+        return None
+
+
+def check_ratio(name: str, value: float, low: float, high: float) -> None:
+    """Raise InvalidRecipe unless ``low <= value <= high``."""
+    if not low <= value <= high:
+        raise InvalidRecipe(f"{name} must be between {low} and {high}, got {value}")
+
+
+TECHNIQUES: dict[str, type[Technique]] = {}
+
+
+def register(cls: T) -> T:
+    """Class decorator of the built-in techniques: ``cls`` can be rebuilt from a stored recipe.
+    ``TECHNIQUES`` stays in chain order (the probe tries them, and reports them, that way)."""
+    ordered = sorted({**TECHNIQUES, cls.name: cls}.items(), key=lambda item: item[1].order)
+    TECHNIQUES.clear()
+    TECHNIQUES.update(ordered)
+    return cls
+
+
+def technique_from_dict(data: dict[str, Any]) -> Technique:
+    try:
+        cls = TECHNIQUES[data["name"]]
+    except KeyError:
+        raise InvalidRecipe(f"unknown technique {data.get('name')!r} in a stored recipe") from None
+    try:
+        return cls(**data["params"])
+    except TypeError as e:
+        raise InvalidRecipe(f"stored {data['name']} step has parameters this version does not know: {e}") from None
