@@ -52,3 +52,30 @@ def test_a_space_file_that_raises_on_import_is_a_config_error(empty_workdir):
     nofn.write_text("x = 1\n")
     with pytest.raises(ConfigError, match="defines no function space"):
         load_space(str(nofn))
+
+
+def test_space_and_objective_files_written_before_the_layout_by_layer_still_load(empty_workdir):
+    # A user's copy of the built-in default space and latency objective as they shipped with
+    # the flat package: ``autotune.recipe``, ``autotune.capabilities``, ``autotune.measure``.
+    (empty_workdir / "old_space.py").write_text(
+        "from autotune.capabilities import can, choices, switch\n"
+        "from autotune.measure import usable_cores\n"
+        "from autotune.recipe import PRECISIONS, Recipe, Runtime\n"
+        "from autotune.techniques import ChannelPrune, Distill, MagnitudePrune, QuantizeAware\n"
+        "def space(trial):\n"
+        "    precision = trial.suggest_categorical('precision', choices(trial, list(PRECISIONS)))\n"
+        "    steps = (Distill(width=0.5),) if switch(trial, 'distill', 'distill') else ()\n"
+        "    return Recipe(precision=precision, runtime=Runtime(threads=usable_cores()), steps=steps)\n"
+    )
+    (empty_workdir / "old_objective.py").write_text(
+        "from autotune.objective import Constraint, Metric, Objective\n"
+        "def objective(max_drop):\n"
+        "    return Objective(name='mine', metrics=(Metric('latency_p50_ms', 'minimize'), Metric('accuracy', 'maximize')),\n"
+        "                     constraints=(Constraint('accuracy_drop', max_drop),))\n"
+    )
+    study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=0))
+    recipes = [load_space("old_space.py")(study.ask()) for _ in range(20)]
+    assert {r.precision for r in recipes} == {"fp32", "fp16", "dynamic-int8", "int8"}
+    assert any(r.steps and r.steps[0].name == "distill" for r in recipes)
+    obj = load_objective("old_objective.py")(0.01)
+    assert obj.metric_names == ["latency_p50_ms", "accuracy"] and not obj.feasible({"accuracy_drop": 0.02})

@@ -5,3 +5,8 @@ compute peak (``host``) and multiply-accumulate counting (``compute``). It may i
 ``build`` (the peak's matrix product is converted like any model) and the layers below it;
 never the study loop or the results.
 """
+
+# Space files written before the layout by layer import it from here.
+from autotune.measure.stats import usable_cores
+
+__all__ = ["usable_cores"]
