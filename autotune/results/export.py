@@ -14,7 +14,7 @@ from optuna.trial import TrialState
 from autotune import __version__
 from autotune.build.cache import ContentCache
 from autotune.build.candidate import Builder, copy_artifact
-from autotune.errors import ConfigError, ExportMismatch
+from autotune.errors import ConfigError, ExportMismatch, InvalidRecipe
 from autotune.inputs import custom
 from autotune.inputs.config import check_trusted
 from autotune.inputs.data import file_key
@@ -23,7 +23,7 @@ from autotune.measure.artifact import open_executor
 from autotune.measure.stats import environment, quality
 from autotune.results.choose import Limits, choose
 from autotune.results.front import ranking_metric, timed_rows
-from autotune.search.plugins import build_objective
+from autotune.search.plugins import build_objective, load_space
 from autotune.search.recipe import Recipe
 from autotune.storage import store
 
@@ -101,7 +101,7 @@ def export(
         final = store.finals(study).get(trial_number)
 
     _check_out_dir(out, force)
-    recipe = Recipe.from_dict(trial.user_attrs[store.RECIPE])
+    recipe = _stored_recipe(trial.user_attrs[store.RECIPE], config.space)
     objective = build_objective(config)
     model_path, model, data = load_inputs(config, studies_dir, objective.task)
     cache = ContentCache(studies_dir / config.study / "cache")
@@ -255,3 +255,13 @@ def _usage(recipe: Recipe, input_spec: dict[str, Any]) -> str:
         f"ai_edge_litert Interpreter(model_path='model.tflite', num_threads={recipe.runtime.threads}); "
         f"{batch}; input {shape}{quantise}; {output}{reset}"
     )
+
+
+def _stored_recipe(data: dict[str, Any], space: str) -> Recipe:
+    """The trial's recipe; a technique of the user's own is defined in the study's space file,
+    which is imported (and so registers it) only when the recipe needs it."""
+    try:
+        return Recipe.from_dict(data)
+    except InvalidRecipe:
+        load_space(space)
+        return Recipe.from_dict(data)

@@ -1,21 +1,23 @@
 """The base of every technique, and the registry that turns a stored step back into one.
 
-A technique is a frozen dataclass subclassing ``Technique``. ``TECHNIQUES`` maps the stored
-name of each built-in technique to its class (each registers itself with ``@register``), so
-that a recipe read from the database can be rebuilt (export, resume); it is a lookup for
-deserialisation, not an extension point. A technique of the user's own, defined in a space
-file, travels to the trial process by pickle instead (``search.plugins`` registers the file
-as a module there). This module imports only the errors.
+A technique is a frozen dataclass subclassing ``Technique``. Every subclass that names
+itself is registered when its class is defined, in ``TECHNIQUES`` (stored name → class), so
+that a recipe read from the database can be rebuilt (end-of-run re-measurement, export,
+resume): the built-ins when ``autotune.techniques`` is imported, a technique of the user's
+own when the space file that defines it is imported (the trial process imports it too, and
+export imports it when a stored recipe names a technique it does not know). A user's class
+may not take a built-in's name; of two user classes with one name, the later definition wins
+(a space file read afresh). This module imports only the errors.
 """
 
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from typing import Any, ClassVar, TypeVar
+from typing import Any, ClassVar
 
 from autotune.errors import InvalidRecipe
 
-T = TypeVar("T", bound="type[Technique]")
+TECHNIQUES: dict[str, type[Technique]] = {}
 
 
 class Technique(ABC):
@@ -32,6 +34,11 @@ class Technique(ABC):
     order: ClassVar[int]
     # The only precision the technique's result survives conversion at, if any.
     requires_precision: ClassVar[str | None] = None
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        if "name" in cls.__dict__:
+            _register(cls)
 
     def validate(self) -> None:
         """Raise InvalidRecipe for parameters out of range."""
@@ -59,16 +66,17 @@ def check_ratio(name: str, value: float, low: float, high: float) -> None:
         raise InvalidRecipe(f"{name} must be between {low} and {high}, got {value}")
 
 
-TECHNIQUES: dict[str, type[Technique]] = {}
 
 
-def register(cls: T) -> T:
-    """Class decorator of the built-in techniques: ``cls`` can be rebuilt from a stored recipe.
-    ``TECHNIQUES`` stays in chain order (the probe tries them, and reports them, that way)."""
-    ordered = sorted({**TECHNIQUES, cls.name: cls}.items(), key=lambda item: item[1].order)
+def _register(cls: type[Technique]) -> None:
+    """Make ``cls`` rebuildable from a stored recipe. ``TECHNIQUES`` stays in chain order (the
+    probe tries them, and reports them, that way)."""
+    taken = TECHNIQUES.get(cls.name)
+    if taken is not None and taken.__module__.startswith("autotune.") and taken.__qualname__ != cls.__qualname__:
+        raise InvalidRecipe(f"technique {cls.__qualname__} is named {cls.name!r}, which autotune's {taken.__qualname__} already is; choose another name")
+    ordered = sorted({**TECHNIQUES, cls.name: cls}.items(), key=lambda item: getattr(item[1], "order", len(TECHNIQUES)))
     TECHNIQUES.clear()
     TECHNIQUES.update(ordered)
-    return cls
 
 
 def technique_from_dict(data: dict[str, Any]) -> Technique:

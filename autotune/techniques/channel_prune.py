@@ -7,12 +7,11 @@ from dataclasses import dataclass
 from typing import Any, ClassVar
 
 from autotune.errors import InvalidRecipe
-from autotune.techniques._base import Technique, check_ratio, register
+from autotune.techniques._base import Technique, check_ratio
 from autotune.techniques._surgery import surgery_problem
 from autotune.techniques.training import train_thinner
 
 
-@register
 @dataclass(frozen=True)
 class ChannelPrune(Technique):
     """Remove the weakest channels (keep ratio ``keep``), then fine-tune on the labels."""

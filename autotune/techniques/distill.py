@@ -8,12 +8,11 @@ from dataclasses import dataclass
 from typing import Any, ClassVar
 
 from autotune.errors import InvalidRecipe
-from autotune.techniques._base import Technique, check_ratio, register
+from autotune.techniques._base import Technique, check_ratio
 from autotune.techniques._surgery import surgery_problem
 from autotune.techniques.training import predict_logits, train_thinner
 
 
-@register
 @dataclass(frozen=True)
 class Distill(Technique):
     """A student of the parent's architecture at width ``width`` (the output layer unchanged),

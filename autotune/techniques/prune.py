@@ -14,7 +14,7 @@ import numpy as np
 
 from autotune._keras import tfmot
 from autotune.errors import CandidateFailed, InvalidRecipe, first_line
-from autotune.techniques._base import Technique, register
+from autotune.techniques._base import Technique
 from autotune.techniques.training import fine_tune, keras_quality, steps_per_epoch
 
 SCHEDULES = ("constant", "polynomial")
@@ -47,7 +47,6 @@ def sparsity_of(model: Any) -> tuple[dict[str, float], float]:
     return per_layer, round(zeros / max(1, size), 4)
 
 
-@register
 @dataclass(frozen=True)
 class MagnitudePrune(Technique):
     name: ClassVar[str] = "prune"

@@ -12,11 +12,10 @@ from typing import Any, ClassVar
 
 from autotune._keras import tfmot
 from autotune.errors import CandidateFailed, InvalidRecipe, first_line
-from autotune.techniques._base import Technique, register
+from autotune.techniques._base import Technique
 from autotune.techniques.training import fine_tune, keras_quality
 
 
-@register
 @dataclass(frozen=True)
 class QuantizeAware(Technique):
     name: ClassVar[str] = "qat"
