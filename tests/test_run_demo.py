@@ -61,6 +61,7 @@ def test_run_front_resume_and_export(workdir):
         peak = peaks[peak_key(rec["precision"], rec["runtime"]["engine"], rec["runtime"]["threads"])]
         assert m["compute_floor_ms"] == pytest.approx(DEMO_MACS / peak * 1e3)
         assert m["floor_ratio"] == pytest.approx(m["latency_p50_ms"] / m["compute_floor_ms"])
+        assert m["floor_ratio"] >= 1.0  # the peak is a ceiling: nothing measured beats it
         taken = t.user_attrs[store.MEASUREMENT]
         assert taken["calls"] == m["latency_calls"] and taken["baseline_calls"] >= 100
         threads = t.user_attrs[store.RECIPE]["runtime"]["threads"]

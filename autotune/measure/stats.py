@@ -123,6 +123,13 @@ def measure_latency(
     return summarize(samples, cold_start_s)
 
 
+def fastest_call_ms(call: Callable[[], object], protocol: LatencyProtocol, *, clock: Clock = time.perf_counter) -> float:
+    """The fastest single call, in milliseconds, after the same warm-up and timed block as
+    ``measure_latency``: what the machine reaches at best, for bounds rather than reports."""
+    _warm_up(call, protocol, clock)
+    return min(_timed_block(call, protocol.min_calls, protocol.min_seconds, protocol.max_seconds, clock)) * 1e3
+
+
 def _ci_rank(n: int, confidence: float) -> int:
     """The rank k (1-based) such that the k-th smallest and k-th largest of n values bound
     their median with at least ``confidence`` (the sign test's order statistics)."""
