@@ -5,6 +5,7 @@
 | ConfigError      | bad file, flag, model or data given by the user      | one clear line, exit 2          |
 | InvalidRecipe    | a combination that cannot be built                   | trial pruned before any work    |
 | CandidateFailed  | conversion or measurement failed for this candidate  | trial FAIL, the search goes on  |
+| TrainingStopped  | fine-tuning hopeless after its first epoch           | trial recorded as gated         |
 | SearchStopped    | the search cannot usefully go on (failures in a row) | one clear line, exit 1          |
 | ExportMismatch   | the written artifact does not reproduce its record   | one clear line, exit 1          |
 
@@ -44,6 +45,16 @@ class InvalidRecipe(AutotuneError):
 
 class CandidateFailed(AutotuneError):
     """Building or measuring this candidate failed; the trial fails and the search goes on."""
+
+
+class TrainingStopped(AutotuneError):
+    """A fine-tuning run stopped after its first epoch because its accuracy there cannot reach
+    the gate; the trial is recorded as gated (complete, never on the front), not failed."""
+
+    def __init__(self, reason: str, quality: dict[str, float]) -> None:
+        super().__init__(reason)
+        self.quality = quality  # the validation quality after the first epoch, e.g. {"accuracy_keras": 0.41}
+        self.lineage: tuple[dict[str, object], ...] = ()  # set by the builder: the steps up to the stopped one
 
 
 class SearchStopped(AutotuneError):

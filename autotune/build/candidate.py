@@ -14,6 +14,7 @@ from typing import Any
 
 from autotune.build.cache import ContentCache
 from autotune.build.convert import artifact_file
+from autotune.errors import TrainingStopped
 from autotune.inputs.data import Dataset
 from autotune.search.recipe import Recipe
 
@@ -105,8 +106,13 @@ class Builder:
         assert candidate.path is not None
         return load_entry(candidate.path)
 
-    def build_model(self, recipe: Recipe) -> Candidate:
-        """Apply the recipe's steps (each from the cache when it holds it)."""
+    def build_model(self, recipe: Recipe, first_epoch_rule: Any = None) -> Candidate:
+        """Apply the recipe's steps (each from the cache when it holds it).
+
+        Raises TrainingStopped (with ``lineage`` set, the stopped step last) when a step's
+        fine-tuning is hopeless after its first epoch by ``first_epoch_rule``; nothing of that
+        step is cached.
+        """
         from autotune.build.context import TechniqueContext
         from autotune.techniques.training import load_facts, save_entry
 
@@ -119,8 +125,13 @@ class Builder:
                 facts, model = load_facts(entry), None
                 self.cache.counts.epochs_reused += epochs
             else:
-                context = TechniqueContext(data=self.data, seed=self.seed, cache=self.cache, key=key)
-                model = step.apply(self._load(candidate), context)
+                context = TechniqueContext(data=self.data, seed=self.seed, cache=self.cache, key=key, first_epoch_rule=first_epoch_rule)
+                try:
+                    model = step.apply(self._load(candidate), context)
+                except TrainingStopped as e:
+                    self.cache.counts.epochs_trained += 1
+                    e.lineage = (*candidate.lineage, {"step": step.name, **step.params(), "stopped_after_epoch": 1, **e.quality})
+                    raise
                 facts = context.facts
                 entry = self.cache.get_or_build(key, lambda tmp, m=model, f=facts: save_entry(m, f, tmp), label=step.name)
                 self.cache.counts.epochs_trained += epochs

@@ -18,3 +18,6 @@ class TechniqueContext:
     # What the technique found out (sparsity reached, parameters, accuracy): stored with the
     # cached model and shown in the trial's lineage.
     facts: dict[str, Any] = field(default_factory=dict)
+    # When a fine-tuning run may stop after its first epoch (``techniques.training.FirstEpochRule``),
+    # or None: every run trains all its epochs.
+    first_epoch_rule: Any = None

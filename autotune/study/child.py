@@ -46,8 +46,8 @@ def _serve(conn: Any, config_json: dict[str, Any], settings: Any) -> None:
             return
         try:
             if kind == "evaluate":
-                _, number, recipe, baseline = request
-                outcome = evaluator.evaluate(number, recipe, baseline, lambda stage: conn.send(("stage", stage)))
+                _, number, recipe, baseline, gains = request
+                outcome = evaluator.evaluate(number, recipe, baseline, lambda stage: conn.send(("stage", stage)), gains)
                 conn.send(("done", outcome))
             elif kind == "remeasure":
                 conn.send(("done", evaluator.remeasure(request[1])))
@@ -170,9 +170,11 @@ class ChildEvaluator(Evaluator):
             self._proc = None
             raise CandidateFailed(f"the trial's process died: {reason}") from None
 
-    def evaluate(self, number: int, recipe: Recipe, baseline: dict[str, Any] | None, on_stage: Any) -> Outcome:
+    def evaluate(
+        self, number: int, recipe: Recipe, baseline: dict[str, Any] | None, on_stage: Any, gains: dict[str, float] | None = None
+    ) -> Outcome:
         try:
-            outcome = self._call(("evaluate", number, recipe, baseline), on_stage)
+            outcome = self._call(("evaluate", number, recipe, baseline, gains), on_stage)
         except CandidateFailed as e:
             return Outcome(None, {PROCESS: {"pid": self.pid, "died": True}}, str(e))
         outcome.attrs[PROCESS] = {"pid": self.pid, "rss_mb": round(self._rss_mb(), 1), "restarts": self.restarts}

@@ -42,7 +42,14 @@ class Evaluator(ABC):
     peak: dict[str, float]
 
     @abstractmethod
-    def evaluate(self, number: int, recipe: Recipe, baseline: dict[str, Any] | None, on_stage: Callable[[str], None]) -> Outcome:
+    def evaluate(
+        self,
+        number: int,
+        recipe: Recipe,
+        baseline: dict[str, Any] | None,
+        on_stage: Callable[[str], None],
+        gains: dict[str, float] | None = None,
+    ) -> Outcome:
         """Build, gate, convert and measure one trial's recipe (``study.trial.evaluate``).
 
         Args:
@@ -51,6 +58,9 @@ class Evaluator(ABC):
             baseline: The study's baseline metrics, or None for the baseline trial itself
                 (then no accuracy gate applies).
             on_stage: Called with each stage's name (``train``, ``convert``, ...) as it starts.
+            gains: By technique, the most a fine-tuning run gained after its first epoch in
+                this study (``study.fidelity``): a run that cannot reach the gate even so stops
+                after that epoch and comes back gated. None: every run trains all its epochs.
 
         Returns:
             The metrics and records. A candidate that cannot be built or measured
@@ -102,10 +112,17 @@ class LocalEvaluator(Evaluator):
         self.env, self.peak = ws.env, ws.peak
         self.pid = os.getpid()
 
-    def evaluate(self, number: int, recipe: Recipe, baseline: dict[str, Any] | None, on_stage: Callable[[str], None]) -> Outcome:
+    def evaluate(
+        self,
+        number: int,
+        recipe: Recipe,
+        baseline: dict[str, Any] | None,
+        on_stage: Callable[[str], None],
+        gains: dict[str, float] | None = None,
+    ) -> Outcome:
         attrs = Attrs(number)
         try:
-            metrics = evaluate(self.ws, attrs, recipe, self.settings, on_stage, baseline)
+            metrics = evaluate(self.ws, attrs, recipe, self.settings, on_stage, baseline, gains)
         except CandidateFailed as e:
             return Outcome(None, attrs.user_attrs, str(e))
         return Outcome(metrics, attrs.user_attrs)

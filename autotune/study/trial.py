@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 
 import optuna
 
-from autotune.errors import CandidateFailed, ConfigError, InvalidRecipe
+from autotune.errors import CandidateFailed, ConfigError, InvalidRecipe, TrainingStopped
 from autotune.measure.artifact import open_executor
 from autotune.measure.stats import artifact_size, quality, quality_loss
 from autotune.search import capabilities
@@ -30,6 +30,7 @@ from autotune.study.faults import fault_point
 from autotune.study.settings import Reporter, Settings
 from autotune.study.workers import surplus
 from autotune.study.workspace import Plan, Workspace
+from autotune.techniques.training import FIRST_EPOCH, FirstEpochRule
 
 if TYPE_CHECKING:
     from autotune.study.evaluator import Evaluator
@@ -78,7 +79,8 @@ def run_trial(trial: optuna.Trial, plan: Plan, evaluator: Evaluator, reporter: R
 
     # Build, gate, convert, measure: ``evaluate`` below, in the evaluator's process.
     known_baseline = None if reference == BASELINE_REF else trial.study.user_attrs[store.BASELINE]
-    outcome = evaluator.evaluate(trial.number, recipe, known_baseline, reporter.stage)
+    gains = None if known_baseline is None else first_epoch_gains(trial.study, plan.objective.task)
+    outcome = evaluator.evaluate(trial.number, recipe, known_baseline, reporter.stage, gains)
 
     # Record: what the evaluation recorded, the metrics against the baseline, the constraints.
     for key, value in outcome.attrs.items():
@@ -119,10 +121,17 @@ class Attrs:
 
 
 def evaluate(
-    ws: Workspace, trial: Attrs, recipe: Recipe, settings: Settings, stage: Callable[[str], None], baseline: dict[str, Any] | None
+    ws: Workspace,
+    trial: Attrs,
+    recipe: Recipe,
+    settings: Settings,
+    stage: Callable[[str], None],
+    baseline: dict[str, Any] | None,
+    gains: dict[str, float] | None = None,
 ) -> dict[str, Any]:
     """Train (or take from the cache), gate, convert, then measure accuracy and latency of the
-    deployed artifact; return all metrics."""
+    deployed artifact; return all metrics. With ``gains`` (and a baseline), a fine-tuning run
+    hopeless after its first epoch stops there and the trial comes back gated."""
     timings: dict[str, float] = {}
     try:
         with ws.lock.shared() as waited:
@@ -130,8 +139,14 @@ def evaluate(
             t0 = time.perf_counter()
             stage("train" if recipe.steps else "build")
             fault_point("train", trial.number)
+            rule = None if baseline is None or gains is None else first_epoch_rule(ws, settings, baseline, gains)
             try:
-                built = ws.builder.build_model(recipe)
+                built = ws.builder.build_model(recipe, rule)
+            except TrainingStopped as e:
+                trial.set_user_attr(store.LINEAGE, list(e.lineage))
+                trial.set_user_attr(store.GATED, str(e))
+                (value,) = e.quality.values()
+                return _gated_metrics(ws, baseline, value) | {"stopped_after_epoch": 1}
             finally:
                 timings["train_s"] = time.perf_counter() - t0
             trial.set_user_attr(store.LINEAGE, list(built.lineage))
@@ -196,8 +211,35 @@ def _gate(
     worse = "an MAE increase" if name == "mae" else "a drop"
     reason = f"{name} {value:.4f} after training, {worse} of {loss:.4f}, is past the gate at {limit:.4f}: not converted or timed"
     trial.set_user_attr(store.GATED, reason)
+    return _gated_metrics(ws, baseline, value)
+
+
+def _gated_metrics(ws: Workspace, baseline: dict[str, Any], value: float) -> dict[str, Any]:
+    """A gated trial's metrics: the trained quality, the baseline's latency and size."""
+    name = "mae" if ws.data.task == "regression" else "accuracy"
     keep = {k: v for k, v in baseline.items() if k != "trial"}
     return {**keep, name: value, "gated": True}
+
+
+def first_epoch_rule(ws: Workspace, settings: Settings, baseline: dict[str, Any], gains: dict[str, float]) -> FirstEpochRule:
+    """The gate's rule, applied after the first epoch of a fine-tuning run (early stop by fidelity)."""
+    name = "mae" if ws.data.task == "regression" else "accuracy"
+    margin = settings.gate_margin * (baseline[name] if name == "mae" else 1.0)
+    return FirstEpochRule(ws.data.task, baseline[name], gate_limit(ws.config.max_accuracy_drop, margin), gains)
+
+
+def first_epoch_gains(study: optuna.Study, task: str) -> dict[str, float]:
+    """By technique, the most a fine-tuning run of the study gained from its first epoch to its
+    last (accuracy points, or MAE), read from the finished trials' lineage."""
+    name = "mae" if task == "regression" else "accuracy"
+    first, last = f"{name}_keras{FIRST_EPOCH}", f"{name}_keras"
+    gains: dict[str, float] = {}
+    for t in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,)):
+        for step in t.user_attrs.get(store.LINEAGE, []):
+            if first in step and last in step and "stopped_after_epoch" not in step:
+                gain = step[first] - step[last] if name == "mae" else step[last] - step[first]
+                gains[step["step"]] = max(gains.get(step["step"], gain), gain)
+    return gains
 
 
 def gate_limit(max_accuracy_drop: float, margin: float) -> float:

@@ -31,7 +31,7 @@ class ChannelPrune(Technique):
         return f"channel-prune keep {self.keep:g}"
 
     def apply(self, model: Any, context: Any) -> Any:
-        return train_thinner(model, self.keep, context, learning_rate=self.learning_rate, epochs=self.epochs)
+        return train_thinner(model, self.keep, context, self.name, learning_rate=self.learning_rate, epochs=self.epochs)
 
     def probe(self, model: Any) -> str | None:
         return surgery_problem(model)

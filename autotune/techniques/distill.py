@@ -43,6 +43,7 @@ class Distill(Technique):
             model,
             self.width,
             context,
+            self.name,
             learning_rate=self.learning_rate,
             epochs=self.epochs,
             teacher_logits=predict_logits(model, context.data.x_train, context.data.task),

@@ -15,7 +15,7 @@ import numpy as np
 from autotune._keras import tfmot
 from autotune.errors import CandidateFailed, InvalidRecipe, first_line
 from autotune.techniques._base import Technique
-from autotune.techniques.training import fine_tune, keras_quality, steps_per_epoch
+from autotune.techniques.training import fine_tune_watched, keras_quality, steps_per_epoch
 
 SCHEDULES = ("constant", "polynomial")
 STRUCTURES = ("unstructured", "2:4")
@@ -83,11 +83,11 @@ class MagnitudePrune(Technique):
             wrapped = s.prune_low_magnitude(model, **kwargs)
         except ValueError as e:
             raise CandidateFailed(f"TF-MOT cannot prune this model: {first_line(e)}") from None
-        fine_tune(
+        fine_tune_watched(
             wrapped,
-            context.data,
+            context,
+            self.name,
             epochs=self.epochs,
-            seed=context.seed,
             learning_rate=self.learning_rate,
             callbacks=(s.UpdatePruningStep(),),
         )

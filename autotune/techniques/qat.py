@@ -13,7 +13,7 @@ from typing import Any, ClassVar
 from autotune._keras import tfmot
 from autotune.errors import CandidateFailed, InvalidRecipe, first_line
 from autotune.techniques._base import Technique
-from autotune.techniques.training import fine_tune, keras_quality
+from autotune.techniques.training import fine_tune_watched, keras_quality
 
 
 @dataclass(frozen=True)
@@ -43,7 +43,7 @@ class QuantizeAware(Technique):
                 quantized = q.quantize_model(model)
         except (ValueError, RuntimeError, TypeError) as e:
             raise CandidateFailed(f"TF-MOT cannot quantise this model: {first_line(e)}") from None
-        fine_tune(quantized, context.data, epochs=self.epochs, seed=context.seed, learning_rate=self.learning_rate)
+        fine_tune_watched(quantized, context, self.name, epochs=self.epochs, learning_rate=self.learning_rate)
         context.facts.update(keras_quality(quantized, context.data))
         return quantized
 

@@ -7,13 +7,15 @@ from __future__ import annotations
 
 import json
 import warnings
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from autotune._keras import keras, native_stderr_silenced, tf, tfmot
-from autotune.errors import CandidateFailed, first_line
+from autotune.errors import CandidateFailed, TrainingStopped, first_line
 from autotune.inputs.data import Dataset
 from autotune.techniques._surgery import copy_model, thinned
 
@@ -54,6 +56,91 @@ def keras_quality(model: Any, data: Dataset) -> dict[str, float]:
     if data.task == "regression":
         return {"mae_keras": float(np.mean(np.abs(pred.reshape(data.y_val.shape) - data.y_val)))}
     return {"accuracy_keras": float(np.mean(np.argmax(pred, axis=-1) == data.y_val))}
+
+
+# How much more than the most a technique has gained after its first epoch in this study a
+# run must still need to gain for it to be stopped there: a margin for runs that learn late.
+GAIN_SAFETY = 1.5
+FIRST_EPOCH = "_epoch1"  # suffix of the facts key holding the quality after the first epoch
+
+
+@dataclass(frozen=True)
+class FirstEpochRule:
+    """When a fine-tuning run is hopeless after its first epoch (early stop by fidelity).
+
+    The gate stops a trained candidate whose Keras quality is past ``limit`` (a drop in
+    accuracy points, or an MAE increase). After one epoch of several a run is not done
+    learning, so it is stopped only if even gaining ``GAIN_SAFETY`` times the most any run of
+    the same technique gained after its first epoch in this study would leave it past the
+    limit. A technique with no finished run in the study yet is never stopped: its first runs
+    teach the rule what the rest of the training brings.
+    """
+
+    task: str
+    baseline: float  # the baseline's accuracy (or MAE)
+    limit: float
+    # technique name → the most its quality improved from the first epoch to the last, in
+    # the units of the limit (accuracy points, or MAE)
+    gains: Mapping[str, float] = field(default_factory=dict)
+
+    def loss(self, quality: float) -> float:
+        return quality - self.baseline if self.task == "regression" else self.baseline - quality
+
+    def verdict(self, technique: str, quality: float, epochs: int) -> str | None:
+        """Why a run of ``technique`` with this quality after epoch 1 of ``epochs`` stops, or None."""
+        gain = self.gains.get(technique)
+        if gain is None:
+            return None
+        loss = self.loss(quality)
+        if loss - GAIN_SAFETY * max(gain, 0.0) <= self.limit:
+            return None
+        name, worse = ("mae", "an MAE increase") if self.task == "regression" else ("accuracy", "a drop")
+        return (
+            f"{name} {quality:.4f} after epoch 1 of {epochs}, {worse} of {loss:.4f}: even gaining {GAIN_SAFETY:g}× "
+            f"the most a {technique} run gained after its first epoch here ({gain:.4f}) leaves it past the gate at "
+            f"{self.limit:.4f}: stopped after 1 epoch, not converted or timed"
+        )
+
+
+class _FirstEpochWatch:
+    """A Keras callback: the validation quality after the first epoch, and the rule's verdict."""
+
+    def __init__(self, data: Dataset, technique: str, epochs: int, rule: FirstEpochRule | None) -> None:
+        self.data, self.technique, self.epochs, self.rule = data, technique, epochs, rule
+        self.quality: dict[str, float] = {}
+        self.stopped: str | None = None
+
+    def callback(self) -> Any:
+        watch = self
+
+        class Watch(keras().callbacks.Callback):
+            def on_epoch_end(self, epoch: int, logs: Any = None) -> None:
+                if epoch != 0:
+                    return
+                watch.quality = keras_quality(self.model, watch.data)
+                if watch.rule is not None:
+                    (value,) = watch.quality.values()
+                    watch.stopped = watch.rule.verdict(watch.technique, value, watch.epochs)
+                    if watch.stopped is not None:
+                        self.model.stop_training = True
+
+        return Watch()
+
+
+def fine_tune_watched(model: Any, context: Any, technique: str, *, epochs: int, **training: Any) -> None:
+    """``fine_tune`` that records the validation quality after the first epoch in the step's
+    facts (``accuracy_keras_epoch1``) and stops the run there when the context's
+    ``first_epoch_rule`` says it is hopeless (``TrainingStopped``)."""
+    rule = getattr(context, "first_epoch_rule", None)
+    if epochs < 2:
+        fine_tune(model, context.data, epochs=epochs, seed=context.seed, **training)
+        return
+    watch = _FirstEpochWatch(context.data, technique, epochs, rule)
+    callbacks = (*training.pop("callbacks", ()), watch.callback())
+    fine_tune(model, context.data, epochs=epochs, seed=context.seed, callbacks=callbacks, **training)
+    if watch.stopped is not None:
+        raise TrainingStopped(watch.stopped, watch.quality)
+    context.facts.update({k + FIRST_EPOCH: v for k, v in watch.quality.items()})
 
 
 def fine_tune(
@@ -160,10 +247,10 @@ def count_params(model: Any) -> int:
     return int(sum(np.prod(w.shape) for w in model.weights if w.trainable))
 
 
-def train_thinner(model: Any, ratio: float, context: Any, **training: Any) -> Any:
+def train_thinner(model: Any, ratio: float, context: Any, technique: str, **training: Any) -> Any:
     """Thin ``model`` to ``ratio`` of its channels (a copy at 1.0), fine-tune it, record facts."""
     student = thinned(model, ratio) if ratio < 1.0 else copy_model(model)
-    fine_tune(student, context.data, seed=context.seed, **training)
+    fine_tune_watched(student, context, technique, **training)
     context.facts.update(
         params_before=count_params(model), params=count_params(student), **keras_quality(student, context.data)
     )
