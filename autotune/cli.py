@@ -236,7 +236,7 @@ def _search(
             name, given, url, must_exist=must_exist, reporter=progress, warm_start=warm_start, workers=workers,
             allow_new_hardware=allow_new_hardware,
         )
-    report.run_done(result.study, result.evaluated, result.budget, result.trials_run, result.wall_s)
+    report.run_done(result.study, result.evaluated, result.budget, result.trials_run, result.wall_s, result.exhausted)
     study = store.load_study(store.open_storage(url), name)
     found = study.user_attrs.get(store.CAPABILITIES)
     if found and (found.get("failed") or Capabilities.from_dict(found).excluded()):

@@ -107,7 +107,9 @@ class RunProgress:
         self._evaluated, self._best = evaluated, best_feasible_ms
         recipe = trial.user_attrs.get(store.RECIPE_TEXT, "?")
         m = trial.user_attrs.get(store.METRICS)
-        if trial.state == TrialState.COMPLETE and m and m.get("gated"):
+        if store.REPEAT_OF in trial.user_attrs:
+            line = f"[dim]repeat[/] #{trial.number:<3} {recipe:<34} measured already as #{trial.user_attrs[store.REPEAT_OF]}: not run again"
+        elif trial.state == TrialState.COMPLETE and m and m.get("gated"):
             line = f"[yellow]gated[/] #{trial.number:<3} {recipe:<34} {_quality(m)} after training: not converted or timed"
         elif trial.state == TrialState.COMPLETE and m:
             mark = "[green]✓[/]" if m["feasible"] else "[yellow]✗[/]"
@@ -248,8 +250,10 @@ def capabilities(found: dict | None) -> None:
         console.print(f"  [yellow]left out[/] {name}: {escape(why)}")
 
 
-def run_done(study: str, evaluated: int, budget: int, trials_run: int, wall_s: float) -> None:
+def run_done(study: str, evaluated: int, budget: int, trials_run: int, wall_s: float, exhausted: str | None = None) -> None:
     console.print(f"study [bold]{study}[/]: {evaluated} of {budget} trials ({trials_run} run now in {wall_s:.1f} s)")
+    if exhausted:
+        console.print(f"ended before the budget: {exhausted}")
 
 
 def _value(v: object) -> str:

@@ -77,7 +77,7 @@ def pareto_trials(trials: list[FrozenTrial], directions: list[str]) -> list[Froz
     (anything dominating it is at least as accurate, hence feasible too), and the infeasible
     members show what the limit costs.
     """
-    done = [t for t in trials if t.state == TrialState.COMPLETE and t.values is not None]
+    done = [t for t in trials if t.state == TrialState.COMPLETE and t.values is not None and store.REPEAT_OF not in t.user_attrs]
     return [t for t in done if not any(_dominates(o.values, t.values, directions) for o in done if o is not t)]
 
 

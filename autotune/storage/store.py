@@ -48,6 +48,9 @@ WORKER = "autotune:worker"  # host:pid of the worker, /pid of the process that r
 PROCESS = "autotune:process"  # that process: pid, resident memory after the trial, restarts so far
 SURPLUS = "autotune:surplus"  # a trial started when others had already filled the budget
 GATED = "autotune:gated"  # why the accuracy gate stopped the trial before timing
+# A configuration already measured in the study: its recorded result is reused, not trained or
+# timed again; the trial it repeats (its number). Repeats fill no budget and show on no front.
+REPEAT_OF = "autotune:repeat_of"
 MEASUREMENT = "autotune:measurement"  # how the latency was taken: cores, lock wait, attempts
 PEAK = "autotune:peak"  # the host's measured MACs per second, by kernel kind and threads
 FINAL_PREFIX = "autotune:final:"  # + trial number: the front's re-measurement at a run's end
@@ -186,8 +189,25 @@ def save_config(study: optuna.Study, config: StudyConfig) -> None:
 
 
 def evaluated(trials: list[FrozenTrial]) -> int:
-    """The budget counts complete and pruned trials; failed ones are retried, not counted."""
-    return sum(t.state in (TrialState.COMPLETE, TrialState.PRUNED) for t in trials)
+    """The budget counts complete and pruned trials; failed ones are retried, and repeats of a
+    configuration already measured are answered from the record, so neither counts."""
+    return sum(t.state in (TrialState.COMPLETE, TrialState.PRUNED) and REPEAT_OF not in t.user_attrs for t in trials)
+
+
+def measured_before(trials: list[FrozenTrial], recipe: dict[str, Any], env_id: str, number: int) -> FrozenTrial | None:
+    """The first complete trial before ``number`` that measured ``recipe`` on environment
+    ``env_id`` (not itself a repeat), or None."""
+    for t in trials:
+        a = t.user_attrs
+        if (
+            t.number < number
+            and t.state == TrialState.COMPLETE
+            and REPEAT_OF not in a
+            and a.get(RECIPE) == recipe
+            and a.get(ENV_ID) == env_id
+        ):
+            return t
+    return None
 
 
 def study_names(storage: optuna.storages.RDBStorage) -> list[str]:

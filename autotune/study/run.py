@@ -32,6 +32,13 @@ class RunResult:
     budget: int
     trials_run: int
     wall_s: float
+    exhausted: str | None = None  # why the run ended before its budget with nothing new to try
+
+
+# Proposals in a row that repeat measured configurations (at least the budget) after which the
+# space counts as exhausted: a sampler proposes a repeat now and then, it does not keep at it
+# while anything new is left.
+REPEATS_FOR_EXHAUSTED = 30
 
 
 class FailurePolicy:
@@ -44,11 +51,20 @@ class FailurePolicy:
         self.budget, self.max_in_row, self.reporter = budget, max_in_row, reporter
         self.trials_run = 0
         self.failures_in_row = 0
+        self.repeats_in_row = 0
         self.stop_reason: str | None = None
+        self.exhausted: str | None = None
 
     def __call__(self, study: optuna.Study, trial: FrozenTrial) -> None:
         surplus = trial.user_attrs.get(store.SURPLUS, False)
-        self.trials_run += not surplus
+        repeat = store.REPEAT_OF in trial.user_attrs
+        self.trials_run += not surplus and not repeat
+        self.repeats_in_row = self.repeats_in_row + 1 if repeat else 0
+        if self.repeats_in_row >= max(REPEATS_FOR_EXHAUSTED, self.budget):
+            self.exhausted = (
+                f"the space looks exhausted: the last {self.repeats_in_row} configurations the sampler proposed "
+                "were all measured already"
+            )
         if not surplus:
             self.failures_in_row = self.failures_in_row + 1 if trial.state == TrialState.FAIL else 0
         trials = study.get_trials(deepcopy=False)
@@ -57,7 +73,7 @@ class FailurePolicy:
         reason = trial.user_attrs.get(store.FAIL_REASON, "unknown")
         if self.failures_in_row >= self.max_in_row:
             self.stop_reason = f"{self.failures_in_row} trials failed in a row; the last (trial {trial.number}): {reason}"
-        if self.stop_reason or surplus or n + sum(t.state == TrialState.RUNNING for t in trials) >= self.budget:
+        if self.stop_reason or self.exhausted or surplus or n + sum(t.state == TrialState.RUNNING for t in trials) >= self.budget:
             study.stop()
 
 
@@ -171,11 +187,18 @@ def _run(
             evaluator.close()  # the workers evaluate; a child starts again for the re-measurement
             start_workers(name, storage_url, workers, allow_new_hardware, config.trust_model_code)
         else:
-            search_until_budget(study, trial_fn, policy, config.budget, settings, lambda: policy.stop_reason)
+            search_until_budget(study, trial_fn, policy, config.budget, settings, lambda: policy.stop_reason or policy.exhausted)
         done = store.evaluated(study.get_trials(deepcopy=False))
     if settings.remeasure_front and not join and (policy.trials_run or workers > 1) and not policy.stop_reason:
         with store.database_errors(storage_url):
             remeasure_front(study, evaluator, reporter)
     if policy.stop_reason:
         raise SearchStopped(f"study {name!r} stopped at {done}/{config.budget} trials: {policy.stop_reason}")
-    return RunResult(study=name, evaluated=done, budget=config.budget, trials_run=policy.trials_run, wall_s=time.perf_counter() - started)
+    return RunResult(
+        study=name,
+        evaluated=done,
+        budget=config.budget,
+        trials_run=policy.trials_run,
+        wall_s=time.perf_counter() - started,
+        exhausted=policy.exhausted,
+    )

@@ -77,6 +77,12 @@ def run_trial(trial: optuna.Trial, plan: Plan, evaluator: Evaluator, reporter: R
     trial.set_user_attr(store.RECIPE, recipe.to_dict())
     trial.set_user_attr(store.ENV_ID, evaluator.env["id"])
 
+    # No repeats: a configuration this study already measured here is answered from its record.
+    if reference != BASELINE_REF:
+        prior = store.measured_before(trial.study.get_trials(deepcopy=False), recipe.to_dict(), evaluator.env["id"], trial.number)
+        if prior is not None:
+            return _repeat(trial, prior, plan)
+
     # Build, gate, convert, measure: ``evaluate`` below, in the evaluator's process.
     known_baseline = None if reference == BASELINE_REF else trial.study.user_attrs[store.BASELINE]
     gains = None if known_baseline is None else first_epoch_gains(trial.study, plan.objective.task)
@@ -103,6 +109,23 @@ def run_trial(trial: optuna.Trial, plan: Plan, evaluator: Evaluator, reporter: R
     metrics["feasible"] = plan.objective.feasible(metrics)
     trial.set_user_attr(store.METRICS, metrics)
     fault_point("write", trial.number)
+    for c in plan.objective.constraints:
+        trial.set_constraint(c.name, c.violation(metrics))
+    return plan.objective.values(metrics)
+
+
+# What a repeat takes over from the trial it repeats: what was measured and how it was made.
+_REUSED = (store.METRICS, store.MEASUREMENT, store.LINEAGE, store.GATED)
+
+
+def _repeat(trial: optuna.Trial, prior: optuna.trial.FrozenTrial, plan: Plan) -> list[float]:
+    """Record ``trial`` as a repeat of ``prior``: its figures, constraints and values, nothing
+    trained or timed (the sampler sees the result again; the budget and the front do not)."""
+    trial.set_user_attr(store.REPEAT_OF, prior.number)
+    for key in _REUSED:
+        if key in prior.user_attrs:
+            trial.set_user_attr(key, prior.user_attrs[key])
+    metrics = prior.user_attrs[store.METRICS]
     for c in plan.objective.constraints:
         trial.set_constraint(c.name, c.violation(metrics))
     return plan.objective.values(metrics)

@@ -24,7 +24,8 @@ def surplus(study: optuna.Study, number: int, budget: int) -> bool:
     """True if earlier trials (evaluated, or running on some worker) already fill the budget:
     two workers that both took "the last trial" leave exactly one to run it."""
     live = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.RUNNING, TrialState.WAITING)
-    return sum(t.number < number for t in study.get_trials(deepcopy=False, states=live)) >= budget
+    trials = study.get_trials(deepcopy=False, states=live)
+    return sum(t.number < number and store.REPEAT_OF not in t.user_attrs for t in trials) >= budget
 
 
 def search_until_budget(
