@@ -5,7 +5,7 @@ checks it): ``cli`` and ``report`` (printing) → ``study`` (the run and its tri
 ``results`` (front, choice, export, plots) → ``measure`` (executors, timing, host) →
 ``build`` (builder, cache, conversion) → ``search`` (recipes, objectives, spaces) →
 ``techniques`` and ``storage`` → ``inputs`` (configuration, model, data) → ``_keras`` (the
-one TensorFlow import) and ``errors``.
+one TensorFlow import), ``errors`` and ``_files`` (writing a file or directory atomically).
 """
 
 from importlib.metadata import PackageNotFoundError, version

@@ -7,17 +7,78 @@ from __future__ import annotations
 
 import functools
 import os
-from collections.abc import Callable
+import re
+import sys
+from collections.abc import Callable, Sequence
+from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, Any, TypeVar
 
 import typer
+from typer.core import TyperGroup
 
 from autotune import report
 from autotune.errors import AutotuneError, ConfigError
 from autotune.inputs.config import check_study_name, storage_url, study_name_for
+from autotune.results.choose import PREFERENCES
+
+
+class Format(StrEnum):
+    table = "table"
+    json = "json"
+    csv = "csv"
+
+
+Prefer = StrEnum("Prefer", PREFERENCES)  # type: ignore[misc]  # the choices live with the rules that apply them
+
+# Typer's message for a value outside an Enum's choices, behind pydantic's "Value error, ".
+_NOT_A_CHOICE = re.compile(r"^(?:Value error, )?(?P<value>'.*') is not one of (?P<choices>'.*')\.?$")
+
+
+def usage_line(e: typer.TyperException) -> str:
+    """A usage error (unknown option, missing argument, a value not among the choices) as
+    one line, like every other error: ``--format must be one of table, json, csv, not 'xml'``."""
+    param = getattr(e, "param", None)
+    message = e.format_message()
+    if param is not None and param.opts:
+        choice = _NOT_A_CHOICE.match(getattr(e, "message", ""))
+        if choice:
+            choices = ", ".join(c.strip("'") for c in choice["choices"].split(", "))
+            return f"{param.opts[0]} must be one of {choices}, not {choice['value']}"
+    ctx = getattr(e, "ctx", None)
+    return f"{message.rstrip('.')} (see `{ctx.command_path} --help`)" if ctx is not None else message
+
+
+class _OneLineErrors(TyperGroup):
+    """The commands, with a usage error printed as one line and exit 2 instead of typer's
+    panel: the same shape as autotune's own errors, which scripts and tests rely on."""
+
+    def main(
+        self,
+        args: Sequence[str] | None = None,
+        prog_name: str | None = None,
+        complete_var: str | None = None,
+        standalone_mode: bool = True,
+        **extra: Any,
+    ) -> Any:
+        if not standalone_mode:
+            return super().main(args, prog_name, complete_var, standalone_mode=False, **extra)
+        try:
+            # Not standalone: click's errors come back to us instead of being printed; an
+            # Exit (typer.Exit, --help) comes back as its code.
+            code = super().main(args, prog_name, complete_var, standalone_mode=False, **extra)
+        except typer.TyperException as e:  # click's exceptions, usage errors among them
+            if type(e).__name__ != "NoArgsIsHelpError":  # its help is already shown
+                report.error(usage_line(e))
+            sys.exit(e.exit_code)
+        except typer.Abort:
+            report.error("aborted")
+            sys.exit(1)
+        sys.exit(code if isinstance(code, int) else 0)
+
 
 app = typer.Typer(
+    cls=_OneLineErrors,
     add_completion=False,
     no_args_is_help=True,
     pretty_exceptions_enable=False,
@@ -268,7 +329,7 @@ def studies(storage: StorageOpt = None) -> None:
 @_guarded
 def front(
     name: Annotated[str, typer.Argument(help="Study name")],
-    format: Annotated[str, typer.Option("--format", help="table, json or csv")] = "table",
+    format: Annotated[Format, typer.Option("--format", help="How to print the front")] = Format.table,
     env: EnvOpt = None,
     storage: StorageOpt = None,
 ) -> None:
@@ -276,14 +337,12 @@ def front(
     from autotune.results.front import front_rows
     from autotune.storage import store
 
-    if format not in ("table", "json", "csv"):
-        raise ConfigError(f"--format must be table, json or csv, not {format!r}")
     url = storage_url(storage)
     with store.database_errors(url):
         study = store.load_study(store.open_storage(url), name)
         config = store.stored_config(study)
         rows = front_rows(study, env=env)
-    report.front(rows, format, title=f"Pareto front of {name}", limit=config.max_accuracy_drop, objectives=study.metric_names or ())
+    report.front(rows, format.value, title=f"Pareto front of {name}", limit=config.max_accuracy_drop, objectives=study.metric_names or ())
 
 
 @app.command()
@@ -292,7 +351,7 @@ def export(
     name: Annotated[str, typer.Argument(help="Study name")],
     out: Annotated[Path, typer.Option(help="Directory to write the artifact, manifest.json and MODEL_CARD.md into")],
     trial: Annotated[int | None, typer.Option(help="Export this trial instead of choosing one")] = None,
-    prefer: Annotated[str, typer.Option(help="Among trials within the limits: latency (fastest), accuracy, size, or knee")] = "latency",
+    prefer: Annotated[Prefer, typer.Option(help="Among trials within the limits: latency (fastest), accuracy, size, or knee")] = Prefer.latency,
     max_accuracy_drop: Annotated[float | None, typer.Option(help="Quality limit for choosing [default: the study's]")] = None,
     max_latency_ms: Annotated[float | None, typer.Option(help="Choose only among trials with p50 at most this")] = None,
     max_size_kb: Annotated[float | None, typer.Option(help="Choose only among artifacts of at most this many KiB")] = None,
@@ -316,7 +375,7 @@ def export(
         max_accuracy_drop=max_accuracy_drop,
         max_latency_ms=max_latency_ms,
         max_size_kb=max_size_kb,
-        prefer=prefer,
+        prefer=prefer.value,
         closest=closest,
         force=force,
         env=env,

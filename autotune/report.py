@@ -6,13 +6,12 @@ import csv
 import io
 import json
 import sys
-import time
 from collections.abc import Sequence
 
 from optuna.trial import FrozenTrial, TrialState
-from rich.console import Console
-from rich.live import Live
+from rich.console import Console, RenderableType
 from rich.markup import escape
+from rich.progress import Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 from rich.table import Table
 from rich.text import Text
 
@@ -31,13 +30,13 @@ def error(message: str) -> None:
     err_console.print(Text(f"autotune: error: {message}", style="bold red"), soft_wrap=True)
 
 
-def _clock(seconds: float) -> str:
-    seconds = max(0, int(round(seconds)))
-    return f"{seconds // 3600}:{seconds % 3600 // 60:02d}:{seconds % 60:02d}"
-
-
 def _ms(value: float | None) -> str:
     return "—" if value is None else f"{value:.3f}"
+
+
+# rich estimates the rate from the samples of its last 30 s by default; a trial can take
+# minutes, so the estimate is taken over the whole run.
+_WHOLE_RUN_S = 7 * 24 * 3600.0
 
 
 class RunProgress:
@@ -50,61 +49,61 @@ class RunProgress:
         # A worker among several prints its lines with a prefix and no live line (several
         # live lines on one terminal would tear each other).
         self._prefix = prefix
-        self._live = None if prefix else Live(console=console, refresh_per_second=4, transient=True)
+        self._progress = Progress(
+            TextColumn("{task.description}", style="bold", markup=False),
+            TextColumn("· {task.fields[trial]} ·", markup=False),
+            TextColumn("{task.fields[stage]}", style="cyan", markup=False),
+            TextColumn("  elapsed"),
+            TimeElapsedColumn(),
+            TextColumn(" remaining"),
+            TimeRemainingColumn(),
+            TextColumn(" best feasible p50 {task.fields[best]} ms", markup=False),
+            console=console,
+            refresh_per_second=4,
+            transient=True,
+            speed_estimate_period=_WHOLE_RUN_S,
+            disable=bool(prefix),
+        )
+        self._task = self._progress.add_task("", total=None, trial="—", stage="", best=_ms(None))
         self._budget = 0
-        self._evaluated = 0
-        self._started = time.monotonic()
-        self._trial_started = self._started
-        self._durations: list[float] = []
-        self._trial = "—"
-        self._stage = ""
-        self._best: float | None = None
 
     def __enter__(self) -> RunProgress:
-        if self._live is not None:
-            self._live.__enter__()
+        self._progress.__enter__()
         return self
 
     def __exit__(self, *exc: object) -> None:
-        if self._live is not None:
-            self._live.__exit__(*exc)
+        self._progress.__exit__(*exc)  # type: ignore[arg-type]
 
     def _print(self, line: str) -> None:
         console.print(escape(self._prefix) + line)
 
-    def _render(self) -> Text:
-        elapsed = time.monotonic() - self._started
-        left = max(self._budget - self._evaluated, 0)
-        per = sum(self._durations) / len(self._durations) if self._durations else None
-        remaining = "?" if per is None else f"~{_clock(per * left)}"
-        return Text.assemble(
-            (f"trial {min(self._evaluated + 1, self._budget)} of {self._budget}", "bold"),
-            f" · {self._trial} · ",
-            (self._stage, "cyan"),
-            f"   elapsed {_clock(elapsed)}  remaining {remaining}  best feasible p50 {_ms(self._best)} ms",
-        )
+    def _update(self, *, evaluated: int | None = None, **fields: str) -> None:
+        if evaluated is not None:
+            fields["description"] = f"trial {min(evaluated + 1, self._budget)} of {self._budget}"
+            # Workers may overshoot the budget; nothing then remains.
+            self._progress.update(self._task, total=self._budget, completed=min(evaluated, self._budget), **fields)
+        else:
+            self._progress.update(self._task, **fields)
+        # The run goes on once the budget is spent (the front is re-measured): elapsed keeps
+        # counting rather than stopping where rich calls the one task finished.
+        self._progress.tasks[0].finished_time = None
 
-    def _refresh(self) -> None:
-        if self._live is not None:
-            self._live.update(self._render())
+    def get_renderable(self) -> RenderableType:
+        """The live line as it is drawn now."""
+        return self._progress.get_renderable()
 
     def search_started(self, study: str, budget: int, evaluated: int) -> None:
-        self._budget, self._evaluated = budget, evaluated
+        self._budget = budget
         self._print(f"study [bold]{study}[/]: {evaluated} of {budget} trials done")
-        self._refresh()
+        self._update(evaluated=evaluated)
 
     def trial_started(self, number: int, recipe: str) -> None:
-        self._trial_started = time.monotonic()
-        self._trial, self._stage = f"#{number} {recipe}", "start"
-        self._refresh()
+        self._update(trial=f"#{number} {recipe}", stage="start")
 
     def stage(self, name: str) -> None:
-        self._stage = name
-        self._refresh()
+        self._update(stage=name)
 
     def trial_finished(self, trial: FrozenTrial, evaluated: int, best_feasible_ms: float | None) -> None:
-        self._durations.append(time.monotonic() - self._trial_started)
-        self._evaluated, self._best = evaluated, best_feasible_ms
         recipe = trial.user_attrs.get(store.RECIPE_TEXT, "?")
         m = trial.user_attrs.get(store.METRICS)
         if store.REPEAT_OF in trial.user_attrs:
@@ -122,15 +121,13 @@ class RunProgress:
             reason = trial.user_attrs.get(store.FAIL_REASON, "")
             line = f"[red]{trial.state.name.lower()}[/] #{trial.number:<3} {recipe:<34} {reason}"
         self._print(line)
-        self._refresh()
+        self._update(evaluated=evaluated, best=_ms(best_feasible_ms))
 
     def probe_started(self) -> None:
-        self._trial, self._stage = "what this model allows", "probe"
-        self._refresh()
+        self._update(trial="what this model allows", stage="probe")
 
     def probed(self, found: dict) -> None:
         self._print(capabilities_line(found) + ("; the reasons follow the front" if Capabilities.from_dict(found).excluded() else ""))
-        self._refresh()
 
     def front_remeasured(self, number: int, recipe: str, search: dict, final: dict) -> None:
         if "failed" in final:
@@ -140,7 +137,6 @@ class RunProgress:
                 f"re-measured #{number:<3} {recipe:<34} p50 {search['latency_p50_ms']:.3f} → "
                 f"{final['latency_p50_ms']:.3f} ms  {_speedup(final)}" + ("  [yellow]noisy[/]" if final.get("noisy") else "")
             )
-        self._refresh()
 
 
 def _quality(m: dict) -> str:

@@ -51,3 +51,28 @@ def test_a_storage_password_is_never_printed(empty_workdir):
     result = runner.invoke(app, ["studies", "--storage", "postgresql://me:hunter2@127.0.0.1:1/none"])
     assert result.exit_code == 2
     assert "hunter2" not in result.output and "***" in result.output
+
+
+def test_a_value_outside_the_choices_is_one_line_naming_them(empty_workdir):
+    cases = [
+        (["front", "x", "--format", "xml"], "--format must be one of table, json, csv, not 'xml'"),
+        (["export", "x", "--out", "o", "--prefer", "fastest"], "--prefer must be one of latency, accuracy, size, knee, not 'fastest'"),
+    ]
+    for args, line in cases:
+        result = runner.invoke(app, args)
+        assert result.exit_code == 2, (args, result.output)
+        assert result.output.strip() == f"autotune: error: {line}"
+    assert not (empty_workdir / "o").exists()
+
+
+def test_other_usage_errors_are_one_line_and_exit_2(empty_workdir):
+    for args, words in ((["front", "x", "--bogus"], "No such option: --bogus"), (["front"], "Missing argument"), (["nosuch"], "No such command")):
+        result = runner.invoke(app, args)
+        assert result.exit_code == 2, (args, result.output)
+        assert words in result.output and len(result.output.strip().splitlines()) == 1, (args, result.output)
+
+
+def test_help_shows_the_choices():
+    assert "table|json|csv" in runner.invoke(app, ["front", "--help"]).output
+    result = runner.invoke(app, ["export", "--help"], env={"COLUMNS": "200"})
+    assert result.exit_code == 0 and "latency|accuracy|size|knee" in result.output

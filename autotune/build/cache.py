@@ -6,12 +6,11 @@ renamed into place, so a half-written entry (a crash mid-write) is never read as
 
 from __future__ import annotations
 
-import os
-import shutil
-import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+
+from autotune._files import writing_atomically
 
 
 @dataclass
@@ -50,17 +49,9 @@ class ContentCache:
             return final
         self.counts.misses.append(label)
         self.root.mkdir(parents=True, exist_ok=True)
-        tmp = self.root / f".tmp-{key}-{uuid.uuid4().hex[:8]}"
-        tmp.mkdir()
-        try:
+        # Two workers may build the same entry at once: the first renamed in is kept.
+        with writing_atomically(final, directory=True) as tmp:
             build(tmp)
-            try:
-                os.rename(tmp, final)
-            except OSError:
-                if not final.is_dir():  # not a lost race with another worker: a real error
-                    raise
-        finally:
-            shutil.rmtree(tmp, ignore_errors=True)
         return final
 
     def take_counts(self) -> CacheCounts:

@@ -6,12 +6,12 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from autotune._files import writing_atomically
 from autotune.build.cache import ContentCache
 from autotune.build.convert import artifact_file
 from autotune.errors import TrainingStopped
@@ -176,12 +176,11 @@ def copy_artifact(candidate: Candidate, out_dir: Path) -> Path:
     if candidate.path is None:
         raise ValueError("only a converted candidate has an artifact to copy")
     dest = out_dir / candidate.path.name
-    tmp = out_dir / f".{candidate.path.name}.tmp-{os.getpid()}"  # renamed into place: never half-written
-    if candidate.path.is_dir():
-        shutil.copytree(candidate.path, tmp)
-    else:
-        shutil.copyfile(candidate.path, tmp)
-    if dest.is_dir():
-        shutil.rmtree(dest)
-    os.replace(tmp, dest)
+    with writing_atomically(dest, directory=candidate.path.is_dir()) as tmp:  # never half-written
+        if candidate.path.is_dir():
+            shutil.copytree(candidate.path, tmp, dirs_exist_ok=True)
+        else:
+            shutil.copyfile(candidate.path, tmp)
+        if dest.is_dir():
+            shutil.rmtree(dest)  # an earlier export's (--force): ours replaces it
     return dest

@@ -88,12 +88,62 @@ def storage_url(flag: str | None, file_value: str | None = None) -> str:
     return flag or file_value or os.environ.get("AUTOTUNE_STORAGE") or DEFAULT_STORAGE
 
 
-# Keys a study file may hold: top level, and the [constraints] table.
-FILE_KEYS = (
-    "study", "model", "data", "val_data", "custom_objects", "space", "objective", "budget", "seed", "storage", "trust_model_code",
-)
-CONSTRAINT_KEYS = ("max_accuracy_drop", "max_p99_ms", "max_size_kb")
+class _FileConstraints(BaseModel):
+    """A study file's ``[constraints]`` table."""
+
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+    max_accuracy_drop: float | None = None
+    max_p99_ms: float | None = None
+    max_size_kb: float | None = None
+
+
+class _StudyFile(BaseModel):
+    """What a study file may hold, typed as TOML gives it: strict, so ``budget = "10"`` or
+    ``seed = true`` is refused rather than converted. The limits may also stand at the top."""
+
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+    study: str | None = None
+    model: str | None = None
+    data: str | None = None
+    val_data: str | None = None
+    custom_objects: str | None = None
+    space: str | None = None
+    objective: str | None = None
+    budget: int | None = None
+    seed: int | None = None
+    storage: str | None = None
+    trust_model_code: bool | None = None
+    max_accuracy_drop: float | None = None
+    max_p99_ms: float | None = None
+    max_size_kb: float | None = None
+    constraints: _FileConstraints = Field(default_factory=_FileConstraints)
+
+
+CONSTRAINT_KEYS = tuple(_FileConstraints.model_fields)
+FILE_KEYS = tuple(k for k in _StudyFile.model_fields if k not in CONSTRAINT_KEYS and k != "constraints")
 _PATH_KEYS = ("model", "data", "val_data", "custom_objects")
+# How a study file's error names the type a key needs (pydantic's error types).
+_KINDS = {"int_type": "an integer", "float_type": "a number", "string_type": "a string", "bool_type": "true or false"}
+
+
+def _file_error(path: Path, e: ValidationError) -> ConfigError:
+    """The first of pydantic's errors as one line naming the file and the key; an unknown key
+    first, since a misspelt key is the likelier mistake."""
+    errors = e.errors()
+    err = next((x for x in errors if x["type"] == "extra_forbidden"), errors[0])
+    key = ".".join(str(p) for p in err["loc"])
+    if err["type"] == "extra_forbidden":
+        return ConfigError(
+            f"study file {path}: unknown key {key!r}; known: {', '.join(FILE_KEYS)}, "
+            f"[constraints] {', '.join(CONSTRAINT_KEYS)}"
+        )
+    if key == "constraints" and err["type"] in ("model_type", "model_attributes_type", "dict_type"):
+        return ConfigError(f"study file {path}: 'constraints' must be a table ([constraints])")
+    if err["type"] in _KINDS:
+        return ConfigError(f"study file {path}: {key} must be {_KINDS[err['type']]}, got {err['input']!r}")
+    return ConfigError(f"study file {path}: {key}: {err['msg']}")
 
 
 def resolve_data(folder: Path, value: str) -> str:
@@ -127,29 +177,18 @@ def read_study_file(path: Path) -> dict[str, Any]:
         raw = tomllib.loads(path.read_text())
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as e:
         raise ConfigError(f"study file {path} is not valid TOML: {e}") from None
-    constraints = raw.pop("constraints", {})
-    if not isinstance(constraints, dict):
-        raise ConfigError(f"study file {path}: 'constraints' must be a table ([constraints])")
-    unknown = sorted(set(raw) - set(FILE_KEYS) - set(CONSTRAINT_KEYS)) + sorted(f"constraints.{k}" for k in set(constraints) - set(CONSTRAINT_KEYS))
-    if unknown:
-        raise ConfigError(
-            f"study file {path}: unknown key {unknown[0]!r}; known: {', '.join(FILE_KEYS)}, "
-            f"[constraints] {', '.join(CONSTRAINT_KEYS)}"
-        )
-    clash = sorted(set(raw) & set(constraints))
+    try:
+        parsed = _StudyFile.model_validate(raw)
+    except ValidationError as e:
+        raise _file_error(path, e) from None
+    constraints = parsed.constraints.model_dump(exclude_unset=True)
+    values: dict[str, Any] = parsed.model_dump(exclude_unset=True, exclude={"constraints"})
+    clash = sorted(set(values) & set(constraints))
     if clash:
         raise ConfigError(f"study file {path}: {clash[0]!r} is set both at the top and in [constraints]")
-    values: dict[str, Any] = {**raw, **constraints}
+    values.update(constraints)
     folder = path.parent.resolve()
     for key, value in values.items():
-        if key == "trust_model_code":
-            if not isinstance(value, bool):
-                raise ConfigError(f"study file {path}: trust_model_code must be true or false, got {value!r}")
-            continue
-        expected = (int,) if key in ("budget", "seed") else (int, float) if key in CONSTRAINT_KEYS else (str,)
-        if isinstance(value, bool) or not isinstance(value, expected):
-            kind = "an integer" if expected == (int,) else "a number" if expected == (int, float) else "a string"
-            raise ConfigError(f"study file {path}: {key} must be {kind}, got {value!r}")
         if key in _PATH_KEYS:
             values[key] = _relative_to(folder, value)
         elif key in ("space", "objective"):

@@ -8,11 +8,11 @@ precision, threads and the training-based techniques change its latency measurab
 
 from __future__ import annotations
 
-import os
-import shutil
 from pathlib import Path
 
 import numpy as np
+
+from autotune._files import writing_atomically
 
 DEMO_VERSION = 1
 SEED = 0
@@ -71,27 +71,22 @@ def ensure_demo(root: Path) -> tuple[Path, Path]:
     if model_path.is_file() and data_path.is_file():
         return model_path, data_path
     folder = model_path.parent
-    tmp = folder.with_name(f"{folder.name}.tmp-{os.getpid()}")
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir(parents=True)
-    digits_npz(tmp / data_path.name)
-    data = load_npz(tmp / data_path.name)
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    # Another process may finish first; theirs is as good as ours, and is kept.
+    with writing_atomically(folder, directory=True) as tmp:
+        digits_npz(tmp / data_path.name)
+        data = load_npz(tmp / data_path.name)
 
-    from autotune._keras import keras
+        from autotune._keras import keras
 
-    k = keras()
-    k.utils.set_random_seed(SEED)
-    model = build_model()
-    model.compile(
-        optimizer=k.optimizers.Adam(1e-3),
-        loss=k.losses.SparseCategoricalCrossentropy(from_logits=True),
-        metrics=["accuracy"],
-    )
-    model.fit(data.x_train, data.y_train, epochs=EPOCHS, batch_size=32, verbose=0)
-    model.save(tmp / model_path.name)
-    # Another process may have finished first; theirs is as good as ours.
-    try:
-        tmp.rename(folder)
-    except OSError:
-        shutil.rmtree(tmp, ignore_errors=True)
+        k = keras()
+        k.utils.set_random_seed(SEED)
+        model = build_model()
+        model.compile(
+            optimizer=k.optimizers.Adam(1e-3),
+            loss=k.losses.SparseCategoricalCrossentropy(from_logits=True),
+            metrics=["accuracy"],
+        )
+        model.fit(data.x_train, data.y_train, epochs=EPOCHS, batch_size=32, verbose=0)
+        model.save(tmp / model_path.name)
     return model_path, data_path

@@ -19,6 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
+from autotune._files import write_text_atomically
 from autotune.measure.stats import LatencyProtocol, fastest_call_ms
 
 # The cores this process may use, read once: pinning narrows the live affinity for a while.
@@ -133,10 +134,7 @@ def load_peak(host_dir: Path, env_id: str) -> dict[str, float] | None:
 def save_peak(host_dir: Path, env_id: str, peak: dict[str, float]) -> None:
     """Written under a temporary name and renamed: a reader never sees half a file."""
     host_dir.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=host_dir, prefix=".peak-")
-    with os.fdopen(fd, "w") as f:
-        json.dump(peak, f, indent=2)
-    os.replace(tmp, host_dir / f"peak-v{PEAK_METHOD}-{env_id}.json")
+    write_text_atomically(host_dir / f"peak-v{PEAK_METHOD}-{env_id}.json", json.dumps(peak, indent=2))
 
 
 def peak_key(precision: str, engine: str, threads: int) -> str:

@@ -12,6 +12,7 @@ from typing import Any
 from optuna.trial import TrialState
 
 from autotune import __version__
+from autotune._files import write_text_atomically
 from autotune.build.cache import ContentCache
 from autotune.build.candidate import Builder, copy_artifact
 from autotune.errors import ConfigError, ExportMismatch, InvalidRecipe
@@ -146,15 +147,9 @@ def export(
         "usage": _usage(recipe, input_spec),
     }
     manifest_path = out / MANIFEST
-    _write_atomically(manifest_path, json.dumps(manifest, indent=2, default=str) + "\n")
-    _write_atomically(out / MODEL_CARD, model_card(manifest))
+    write_text_atomically(manifest_path, json.dumps(manifest, indent=2, default=str) + "\n")
+    write_text_atomically(out / MODEL_CARD, model_card(manifest))
     return ExportResult(trial_number, recipe.describe(), artifact, manifest_path, quality_name, measured[quality_name], why)
-
-
-def _write_atomically(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    tmp.write_text(text)
-    os.replace(tmp, path)
 
 
 def _fmt(value: Any, spec: str, unit: str = "") -> str:

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import os
 import re
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +19,7 @@ from matplotlib.transforms import Bbox
 from optuna._hypervolume import compute_hypervolume
 from optuna.trial import TrialState
 
+from autotune._files import writing_atomically
 from autotune.errors import ConfigError
 from autotune.results.front import FrontRow, fastest_feasible, front_rows, ranking_metric, timed
 from autotune.storage import store
@@ -251,13 +251,6 @@ def plot_study(study: optuna.Study, out: Path, *, limit: float, env: str | None 
     marks = [(x, y, 5.0) for x, y, _, _ in labels] + [(x, y, 12.0) for x, y in references]
     _place_labels(left, canvas.get_renderer(), labels, marks)
 
-    fd, tmp = tempfile.mkstemp(prefix=f".{out.name}.", suffix=".png", dir=parent)
-    os.close(fd)
-    try:
+    with writing_atomically(out) as tmp:
         fig.savefig(tmp, format="png")
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, out)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
     return out
