@@ -5,152 +5,42 @@ Space and objective files are Python that you choose to run: autotune imports th
 
 from __future__ import annotations
 
-import functools
 import os
-import re
-import sys
-from collections.abc import Callable, Sequence
-from enum import StrEnum
+from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated, Any, TypeVar
+from typing import Annotated, Any
 
 import typer
-from typer.core import TyperGroup
 
 from autotune import report
-from autotune.errors import AutotuneError, ConfigError
+from autotune.cli_options import (
+    PLUGIN_NOTE,
+    AllowOpt,
+    EnvOpt,
+    Format,
+    OneLineErrors,
+    Prefer,
+    StorageOpt,
+    TrustOpt,
+    as_data,
+    as_path,
+    as_plugin,
+    guarded,
+)
+from autotune.errors import ConfigError
 from autotune.inputs.config import check_study_name, storage_url, study_name_for
-from autotune.results.choose import PREFERENCES
-
-
-class Format(StrEnum):
-    table = "table"
-    json = "json"
-    csv = "csv"
-
-
-Prefer = StrEnum("Prefer", PREFERENCES)  # type: ignore[misc]  # the choices live with the rules that apply them
-
-# Typer's message for a value outside an Enum's choices, behind pydantic's "Value error, ".
-_NOT_A_CHOICE = re.compile(r"^(?:Value error, )?(?P<value>'.*') is not one of (?P<choices>'.*')\.?$")
-
-
-def usage_line(e: typer.TyperException) -> str:
-    """A usage error (unknown option, missing argument, a value not among the choices) as
-    one line, like every other error: ``--format must be one of table, json, csv, not 'xml'``."""
-    param = getattr(e, "param", None)
-    message = e.format_message()
-    if param is not None and param.opts:
-        choice = _NOT_A_CHOICE.match(getattr(e, "message", ""))
-        if choice:
-            choices = ", ".join(c.strip("'") for c in choice["choices"].split(", "))
-            return f"{param.opts[0]} must be one of {choices}, not {choice['value']}"
-    ctx = getattr(e, "ctx", None)
-    return f"{message.rstrip('.')} (see `{ctx.command_path} --help`)" if ctx is not None else message
-
-
-class _OneLineErrors(TyperGroup):
-    """The commands, with a usage error printed as one line and exit 2 instead of typer's
-    panel: the same shape as autotune's own errors, which scripts and tests rely on."""
-
-    def main(
-        self,
-        args: Sequence[str] | None = None,
-        prog_name: str | None = None,
-        complete_var: str | None = None,
-        standalone_mode: bool = True,
-        **extra: Any,
-    ) -> Any:
-        if not standalone_mode:
-            return super().main(args, prog_name, complete_var, standalone_mode=False, **extra)
-        try:
-            # Not standalone: click's errors come back to us instead of being printed; an
-            # Exit (typer.Exit, --help) comes back as its code.
-            code = super().main(args, prog_name, complete_var, standalone_mode=False, **extra)
-        except typer.TyperException as e:  # click's exceptions, usage errors among them
-            if type(e).__name__ != "NoArgsIsHelpError":  # its help is already shown
-                report.error(usage_line(e))
-            sys.exit(e.exit_code)
-        except typer.Abort:
-            report.error("aborted")
-            sys.exit(1)
-        sys.exit(code if isinstance(code, int) else 0)
 
 
 app = typer.Typer(
-    cls=_OneLineErrors,
+    cls=OneLineErrors,
     add_completion=False,
     no_args_is_help=True,
     pretty_exceptions_enable=False,
     help="Find the fastest deployable variant of a Keras model on this machine, by measurement.",
 )
 
-F = TypeVar("F", bound=Callable[..., Any])
-
-StorageOpt = Annotated[
-    str | None,
-    typer.Option("--storage", help="Optuna RDB URL [default: $AUTOTUNE_STORAGE or sqlite:///studies/autotune.db]"),
-]
-
-AllowOpt = Annotated[
-    bool,
-    typer.Option("--allow-new-hardware", help="Add trials measured on this machine to a study measured on another"),
-]
-
-TrustOpt = Annotated[
-    bool,
-    typer.Option("--trust-model-code", help="Run the Python that loading the model needs (Lambda layers, the --custom-objects file); not stored"),
-]
-
-EnvOpt = Annotated[
-    str | None,
-    typer.Option("--env", help="Environment fingerprint whose trials to use when a study was measured on several, or 'all'"),
-]
-
-
-def _guarded(fn: F) -> F:
-    """One place that turns autotune's errors into one line and an exit code."""
-
-    @functools.wraps(fn)
-    def wrapper(*args: Any, **kwargs: Any) -> Any:
-        try:
-            return fn(*args, **kwargs)
-        except AutotuneError as e:
-            if os.environ.get("AUTOTUNE_DEBUG"):
-                raise
-            report.error(str(e))
-            raise typer.Exit(e.exit_code) from None
-        except KeyboardInterrupt:
-            report.error("interrupted; finished trials are stored (continue with `autotune resume NAME`)")
-            raise typer.Exit(130) from None
-
-    return wrapper  # type: ignore[return-value]
-
-
-def _as_path(value: str | None) -> str | None:
-    return None if value is None else str(Path(value).expanduser().resolve())
-
-
-def _as_data(value: str | None) -> str | None:
-    """A data path becomes absolute, and so does a loader's ``file.py``; a ``module:function``
-    loader stays as it is (same rule as a study file's, relative to the working directory)."""
-    from autotune.inputs.config import resolve_data
-
-    return None if value is None else resolve_data(Path.cwd(), value)
-
-
-def _as_plugin(value: str | None) -> str | None:
-    """A name stays a name; a path becomes absolute so a resume from elsewhere finds it."""
-    if value is None or not (value.endswith(".py") or "/" in value):
-        return value
-    return _as_path(value)
-
-
-PLUGIN_NOTE = "a .py file or a name found in ./{0}/ or the built-ins; the file is Python and autotune runs it"
-
-
 @app.command()
-@_guarded
+@guarded
 def run(
     study_file: Annotated[
         Path | None, typer.Argument(help="A study file (studies/NAME.toml); flags given here override its values")
@@ -194,12 +84,12 @@ def run(
     flags = {
         "study": study,
         "budget": budget,
-        "model": _as_path(model),
-        "data": _as_data(data),
-        "val_data": _as_data(val_data),
-        "custom_objects": _as_path(custom_objects),
-        "space": _as_plugin(space),
-        "objective": _as_plugin(objective),
+        "model": as_path(model),
+        "data": as_data(data),
+        "val_data": as_data(val_data),
+        "custom_objects": as_path(custom_objects),
+        "space": as_plugin(space),
+        "objective": as_plugin(objective),
         "max_accuracy_drop": max_accuracy_drop,
         "max_p99_ms": max_p99_ms,
         "max_size_kb": max_size_kb,
@@ -231,7 +121,7 @@ def run(
 
 
 @app.command()
-@_guarded
+@guarded
 def resume(
     name: Annotated[str, typer.Argument(help="Study to continue, with its stored configuration")],
     budget: Annotated[int | None, typer.Option(help="Raise the study's total budget to this")] = None,
@@ -250,7 +140,7 @@ def resume(
 
 
 @app.command()
-@_guarded
+@guarded
 def worker(
     name: Annotated[str, typer.Argument(help="Study to join (created and started by `autotune run`)")],
     storage: StorageOpt = None,
@@ -312,7 +202,7 @@ def _search(
 
 
 @app.command()
-@_guarded
+@guarded
 def studies(storage: StorageOpt = None) -> None:
     """List the studies in the storage."""
     from autotune.results.front import summarize
@@ -326,7 +216,7 @@ def studies(storage: StorageOpt = None) -> None:
 
 
 @app.command()
-@_guarded
+@guarded
 def front(
     name: Annotated[str, typer.Argument(help="Study name")],
     format: Annotated[Format, typer.Option("--format", help="How to print the front")] = Format.table,
@@ -346,7 +236,7 @@ def front(
 
 
 @app.command()
-@_guarded
+@guarded
 def export(
     name: Annotated[str, typer.Argument(help="Study name")],
     out: Annotated[Path, typer.Option(help="Directory to write the artifact, manifest.json and MODEL_CARD.md into")],
@@ -385,7 +275,7 @@ def export(
 
 
 @app.command()
-@_guarded
+@guarded
 def show(
     name: Annotated[str, typer.Argument(help="Study name")],
     trial: Annotated[int | None, typer.Argument(help="Trial number (without it: the study, and what its model allows)")] = None,
@@ -412,7 +302,7 @@ def show(
 
 
 @app.command()
-@_guarded
+@guarded
 def plot(
     name: Annotated[str, typer.Argument(help="Study name")],
     out: Annotated[Path, typer.Option(help="PNG file to write")] = Path("front.png"),
@@ -431,7 +321,7 @@ def plot(
 
 
 @app.command()
-@_guarded
+@guarded
 def dashboard(
     storage: StorageOpt = None,
     host: Annotated[str, typer.Option(help="Address to listen on")] = "127.0.0.1",
