@@ -129,6 +129,9 @@ class RunProgress:
     def probed(self, found: dict) -> None:
         self._print(capabilities_line(found) + ("; the reasons follow the front" if Capabilities.from_dict(found).excluded() else ""))
 
+    def deployments_queued(self, number: int, count: int) -> None:
+        self._print(f"[dim]queued[/] {count} more way{'s' if count > 1 else ''} of deploying #{number}'s model (the model is not trained again)")
+
     def front_remeasured(self, number: int, recipe: str, search: dict, final: dict) -> None:
         if "failed" in final:
             self._print(f"[red]re-measure failed[/] #{number:<3} {recipe}: {final['failed']}")

@@ -51,6 +51,9 @@ GATED = "autotune:gated"  # why the accuracy gate stopped the trial before timin
 # A configuration already measured in the study: its recorded result is reused, not trained or
 # timed again; the trial it repeats (its number). Repeats fill no budget and show on no front.
 REPEAT_OF = "autotune:repeat_of"
+# A trial queued to deploy an already measured model another way: {"trial": the first
+# measured trial of that model, "made": how the model was made (study.deployments.made_key)}.
+DEPLOYMENT_OF = "autotune:deployment_of"
 MEASUREMENT = "autotune:measurement"  # how the latency was taken: cores, lock wait, attempts
 PEAK = "autotune:peak"  # the host's measured MACs per second, by kernel kind and threads
 FINAL_PREFIX = "autotune:final:"  # + trial number: the front's re-measurement at a run's end

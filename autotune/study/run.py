@@ -15,6 +15,7 @@ from autotune.errors import ConfigError, SearchStopped
 from autotune.inputs.config import StudyConfig, check_trusted, make_config, merge_with_stored
 from autotune.measure.stats import environment
 from autotune.storage import store
+from autotune.study.deployments import Deployer
 from autotune.study.environment import check_environment
 from autotune.study.evaluator import Evaluator, LocalEvaluator
 from autotune.study.references import best_feasible_ms, ensure_baseline, ensure_probe, ensure_references, remeasure_front
@@ -174,6 +175,11 @@ def _run(
     started = time.perf_counter()
     trial_fn = functools.partial(run_trial, plan=plan, evaluator=evaluator, reporter=reporter)
     policy = FailurePolicy(config.budget, settings.max_failures_in_row, reporter)
+    deployer = Deployer(plan.space, config.budget, evaluator.env["id"], reporter.deployments_queued)
+
+    def after_trial(study: optuna.Study, trial: FrozenTrial) -> None:
+        deployer(study, trial)  # before the policy, which may stop the study
+        policy(study, trial)
 
     with store.database_errors(storage_url):
         if not join:
@@ -187,7 +193,7 @@ def _run(
             evaluator.close()  # the workers evaluate; a child starts again for the re-measurement
             start_workers(name, storage_url, workers, allow_new_hardware, config.trust_model_code)
         else:
-            search_until_budget(study, trial_fn, policy, config.budget, settings, lambda: policy.stop_reason or policy.exhausted)
+            search_until_budget(study, trial_fn, after_trial, config.budget, settings, lambda: policy.stop_reason or policy.exhausted)
         done = store.evaluated(study.get_trials(deepcopy=False))
     if settings.remeasure_front and not join and (policy.trials_run or workers > 1) and not policy.stop_reason:
         with store.database_errors(storage_url):

@@ -25,6 +25,7 @@ class Reporter(Protocol):
     def front_remeasured(self, number: int, recipe: str, search: dict[str, Any], final: dict[str, Any]) -> None: ...
     def probe_started(self) -> None: ...
     def probed(self, found: dict[str, Any]) -> None: ...
+    def deployments_queued(self, number: int, count: int) -> None: ...
 
 
 class SilentReporter:
@@ -47,6 +48,9 @@ class SilentReporter:
         pass
 
     def probed(self, found: dict[str, Any]) -> None:
+        pass
+
+    def deployments_queued(self, number: int, count: int) -> None:
         pass
 
 

@@ -1,0 +1,176 @@
+"""Making a model is expensive, deploying it is cheap: every trained model is deployed its
+other ways that can win, each as its own trial.
+
+When a searched trial completes with a model made by a new chain of steps (a student, a
+pruned model, or the base model itself), the ways of deploying it that the space offers
+(its choices of ``precision``, ``threads`` and ``engine``, plus ``xla`` for TensorFlow) are
+queued as trials of their own, with the same parameters for how the model is made. Each
+trains nothing (the model comes from the content cache), converts and measures once, and is
+recorded with its own figures, so the front and ``export`` see it and the sampler learns how
+fast that model is at its best, not from one deployment of it. The queued trials fill the
+budget like any other; they are never more than what is left of it.
+
+What the study has already shown never wins is left out most of the time: a way of deploying
+(precision, engine, threads, XLA) that was measured on ``LOSER_AFTER`` trained models and was
+the fastest way for none of them is tried again only on every ``LOSER_EVERY``-th new model.
+
+A space takes part when it names its deployment parameters as the built-in spaces do
+(``DEPLOY_PARAMS``); a deployment is queued only if replaying the space with it gives the
+same steps, so a space that asks other questions for another precision (QAT at int8) is safe.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import optuna
+from optuna.distributions import BaseDistribution, CategoricalDistribution, IntDistribution
+from optuna.trial import FixedTrial, FrozenTrial, TrialState
+
+from autotune.errors import AutotuneError
+from autotune.search.recipe import Recipe
+from autotune.storage import store
+
+# The parameters by which the built-in spaces say how a model is deployed.
+DEPLOY_PARAMS = ("engine", "precision", "threads")
+LOSER_AFTER = 3
+LOSER_EVERY = 4
+
+
+class _Replay(FixedTrial):
+    """The space asked again with fixed parameters, seeing the study (its probe's findings).
+
+    A question the trial never answered (whether to add QAT, asked only at int8) takes its
+    first choice or lowest value, "off" in the built-in spaces; a value the space does not
+    offer is refused. The caller keeps the replay only if it makes the same model.
+    """
+
+    def __init__(self, params: dict[str, Any], study: optuna.Study) -> None:
+        super().__init__(params)
+        self.study = study
+
+    def _suggest(self, name: str, distribution: BaseDistribution) -> Any:
+        if name not in self._params:
+            choices = _choices(distribution)
+            self._params[name] = choices[0] if choices else getattr(distribution, "low")
+        internal = distribution.to_internal_repr(self._params[name])  # ValueError: not a choice
+        if not distribution._contains(internal):
+            raise ValueError(f"{name}={self._params[name]!r} is not offered by the space")
+        return super()._suggest(name, distribution)
+
+
+def made_key(recipe: dict[str, Any]) -> str:
+    """What identifies how a model was made: its chain of steps (and the batch it takes)."""
+    return json.dumps({"steps": recipe["steps"], "batch": recipe["runtime"].get("batch_size", 1)}, sort_keys=True)
+
+
+def deployment_kind(recipe: dict[str, Any]) -> str:
+    r = recipe["runtime"]
+    xla = " · XLA" if r.get("xla") else ""
+    return f"{recipe['precision']} · {r['engine']} · {r['threads']}t{xla}"
+
+
+def _choices(dist: Any) -> list[Any]:
+    if isinstance(dist, CategoricalDistribution):
+        return list(dist.choices)
+    if isinstance(dist, IntDistribution):
+        return list(range(dist.low, dist.high + 1, dist.step))
+    return []
+
+
+def _measured(trials: list[FrozenTrial]) -> list[FrozenTrial]:
+    """Complete trials that measured an artifact (not gated, not repeats)."""
+    out = []
+    for t in trials:
+        m = t.user_attrs.get(store.METRICS)
+        if t.state == TrialState.COMPLETE and m and not m.get("gated") and store.REPEAT_OF not in t.user_attrs:
+            out.append(t)
+    return out
+
+
+def losers(trials: list[FrozenTrial]) -> set[str]:
+    """Ways of deploying measured on at least ``LOSER_AFTER`` trained models and the fastest
+    (of the feasible ones, else of all) on none of them."""
+    by_model: dict[str, list[FrozenTrial]] = {}
+    for t in _measured(trials):
+        by_model.setdefault(made_key(t.user_attrs[store.RECIPE]), []).append(t)
+    seen: dict[str, int] = {}
+    won: set[str] = set()
+    for group in by_model.values():
+        kinds = {deployment_kind(t.user_attrs[store.RECIPE]) for t in group}
+        if len(kinds) < 2:
+            continue  # one way only: nothing was compared on this model
+        for k in kinds:
+            seen[k] = seen.get(k, 0) + 1
+        pool = [t for t in group if t.user_attrs[store.METRICS].get("feasible")] or group
+        best = min(pool, key=lambda t: t.user_attrs[store.METRICS]["latency_p50_ms"])
+        won.add(deployment_kind(best.user_attrs[store.RECIPE]))
+    return {k for k, n in seen.items() if n >= LOSER_AFTER and k not in won}
+
+
+def _variants(trial: FrozenTrial) -> Iterator[dict[str, Any]]:
+    """Overrides of the trial's deployment parameters, over the choices its space gave."""
+    dists = trial.distributions
+    names = [n for n in DEPLOY_PARAMS if n in dists]
+    for values in itertools.product(*(_choices(dists[n]) for n in names)):
+        overrides = dict(zip(names, values))
+        if overrides.get("engine") == "tensorflow" and trial.params.get("engine") != "tensorflow":
+            for xla in (False, True):  # asked only for TensorFlow: both, the replay keeps what the space allows
+                yield overrides | {"xla": xla}
+        else:
+            yield overrides
+
+
+def plan(study: optuna.Study, trial: FrozenTrial, space: Callable[[Any], Recipe], env_id: str, room: int) -> list[dict[str, Any]]:
+    """The parameters of each trial to queue so that ``trial``'s model is deployed its other
+    ways (at most ``room``), or [] when it was not the first measured trial of its model."""
+    recipe = trial.user_attrs.get(store.RECIPE)
+    if room <= 0 or recipe is None or not _measured([trial]) or not trial.params or store.DEPLOYMENT_OF in trial.user_attrs:
+        return []
+    key = made_key(recipe)
+    trials = study.get_trials(deepcopy=False)
+    if any(t.user_attrs.get(store.DEPLOYMENT_OF, {}).get("made") == key for t in trials):
+        return []  # this model's deployments were queued already
+    measured = {json.dumps(t.user_attrs[store.RECIPE], sort_keys=True) for t in _measured(trials) if t.user_attrs.get(store.ENV_ID) == env_id}
+    models = len({made_key(t.user_attrs[store.RECIPE]) for t in _measured(trials)})
+    skip = losers(trials) if models % LOSER_EVERY else set()
+    queued, seen = [], set()
+    for overrides in _variants(trial):
+        params = {**trial.params, **overrides}
+        replay = _Replay(params, study)
+        try:
+            variant = space(replay)
+        except (AutotuneError, ValueError, KeyError, TypeError):
+            continue  # the space does not take this combination
+        if not isinstance(variant, Recipe):
+            continue
+        d = variant.to_dict()
+        d["runtime"]["batch_size"] = recipe["runtime"].get("batch_size", 1)
+        text = json.dumps(d, sort_keys=True)
+        if made_key(d) != key or text in measured or text in seen or deployment_kind(d) in skip:
+            continue
+        seen.add(text)
+        queued.append(dict(replay.params) | ({"batch_size": trial.params["batch_size"]} if "batch_size" in trial.params else {}))
+    return queued[:room]
+
+
+class Deployer:
+    """Called by Optuna after every trial (before the failure policy): queues the other
+    deployments of a newly measured model, within what is left of the budget."""
+
+    def __init__(self, space: Callable[[Any], Recipe], budget: int, env_id: str, on_queued: Callable[[int, int], None]) -> None:
+        self.space, self.budget, self.env_id, self.on_queued = space, budget, env_id, on_queued
+
+    def __call__(self, study: optuna.Study, trial: FrozenTrial) -> None:
+        trials = study.get_trials(deepcopy=False)
+        pending = sum(t.state in (TrialState.RUNNING, TrialState.WAITING) for t in trials)
+        room = self.budget - store.evaluated(trials) - pending
+        queued = plan(study, trial, self.space, self.env_id, room)
+        made = made_key(trial.user_attrs.get(store.RECIPE, {"steps": [], "runtime": {}})) if queued else ""
+        for params in queued:
+            study.enqueue_trial(params, user_attrs={store.DEPLOYMENT_OF: {"trial": trial.number, "made": made}}, skip_if_exists=True)
+        if queued:
+            self.on_queued(trial.number, len(queued))

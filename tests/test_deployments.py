@@ -1,0 +1,93 @@
+"""Every trained model deployed its other ways: which trials are queued after a model is first
+measured (the space's own choices, the same steps, nothing measured twice, within the budget)
+and which ways of deploying the study has shown never win. No TensorFlow: the built-in space
+and Optuna's in-memory storage."""
+
+from __future__ import annotations
+
+import optuna
+import pytest
+
+from autotune.search.plugins import load_space
+from autotune.search.recipe import PRECISIONS
+from autotune.storage import store
+from autotune.study.deployments import LOSER_AFTER, LOSER_EVERY, _Replay, deployment_kind, losers, plan
+from autotune.measure.stats import usable_cores
+
+SPACE = load_space("default")
+STUDENT = {"distill": True, "distill_width": 0.5, "temperature": 4.0, "alpha": 0.9, "channel_prune": False, "prune": False}
+
+
+def _study() -> optuna.Study:
+    return optuna.create_study(directions=["minimize", "maximize"])
+
+
+def _measure(study, params, p50, accuracy=0.98, feasible=True, **attrs):
+    """A complete trial of the built-in space with these parameters, as a run records it."""
+    study.enqueue_trial(params)
+    trial = study.ask()
+    recipe = SPACE(trial)
+    trial.set_user_attr(store.RECIPE, recipe.to_dict())
+    trial.set_user_attr(store.ENV_ID, "env")
+    trial.set_user_attr(store.METRICS, {"latency_p50_ms": p50, "accuracy": accuracy, "feasible": feasible})
+    for k, v in attrs.items():
+        trial.set_user_attr(k, v)
+    study.tell(trial, [p50, accuracy])
+    return study.trials[-1]
+
+
+def _recipes(study, queued):
+    return [SPACE(_Replay(p, study)).to_dict() for p in queued]
+
+
+def test_a_new_model_is_queued_for_every_other_way_the_space_deploys_it():
+    study = _study()
+    first = _measure(study, STUDENT | {"engine": "litert", "precision": "fp32", "threads": 1}, 0.05)
+    queued = plan(study, first, SPACE, "env", room=100)
+    recipes = _recipes(study, queued)
+    cores = usable_cores()
+    # Each precision × thread count on LiteRT, and TensorFlow with and without XLA; not the first one again.
+    litert = {(p, t) for p in PRECISIONS for t in range(1, cores + 1)} - {("fp32", 1)}
+    assert {(r["precision"], r["runtime"]["threads"]) for r in recipes if r["runtime"]["engine"] == "litert"} == litert
+    assert sorted(r["runtime"]["xla"] for r in recipes if r["runtime"]["engine"] == "tensorflow") == [False, True]
+    assert len(recipes) == len(litert) + 2
+    # The same student every time (int8 answers "no QAT", which would be another model).
+    assert all(r["steps"] == first.user_attrs[store.RECIPE]["steps"] for r in recipes)
+    assert all(p["distill_width"] == 0.5 for p in queued)
+
+
+def test_nothing_is_queued_twice_nor_past_the_budget():
+    study = _study()
+    first = _measure(study, STUDENT | {"engine": "litert", "precision": "fp32", "threads": 1}, 0.05)
+    _measure(study, STUDENT | {"engine": "litert", "precision": "int8", "threads": 1, "qat": False}, 0.04)
+    recipes = _recipes(study, plan(study, first, SPACE, "env", room=100))
+    assert not [r for r in recipes if r["precision"] == "int8" and r["runtime"]["threads"] == 1 and r["runtime"]["engine"] == "litert"]
+    assert len(plan(study, first, SPACE, "env", room=3)) == 3
+    assert plan(study, first, SPACE, "env", room=0) == []
+    # Once its deployments are queued, a model is not expanded again; a gated trial never is.
+    study.enqueue_trial(STUDENT | {"engine": "litert", "precision": "fp16", "threads": 1}, user_attrs={store.DEPLOYMENT_OF: {"trial": first.number, "made": "x"}})
+    from autotune.study.deployments import made_key
+
+    study.enqueue_trial({"threads": 2}, user_attrs={store.DEPLOYMENT_OF: {"trial": first.number, "made": made_key(first.user_attrs[store.RECIPE])}})
+    assert plan(study, first, SPACE, "env", room=100) == []
+    gated = _study()
+    g = _measure(gated, STUDENT | {"engine": "litert", "precision": "fp32", "threads": 1}, 0.05)
+    g.user_attrs[store.METRICS]["gated"] = True
+    assert plan(gated, g, SPACE, "env", room=100) == []
+
+
+def test_a_way_that_never_won_is_tried_only_now_and_then():
+    study = _study()
+    for width in (0.25, 0.5, 0.75)[:LOSER_AFTER]:
+        made = {**STUDENT, "distill_width": width}
+        _measure(study, made | {"engine": "litert", "precision": "fp32", "threads": 2}, 0.05)
+        _measure(study, made | {"engine": "litert", "precision": "fp16", "threads": 2}, 0.09)  # always slower
+    assert losers(study.trials) == {"fp16 · litert · 2t"}
+    # The next new model (the 4th: LOSER_EVERY divides it) still tries fp16; the 5th does not.
+    assert LOSER_EVERY == 4 and LOSER_AFTER == 3
+    fourth = _measure(study, {**STUDENT, "distill": False} | {"engine": "litert", "precision": "fp32", "threads": 1}, 0.2)
+    kinds = {deployment_kind(r) for r in _recipes(study, plan(study, fourth, SPACE, "env", room=100))}
+    assert "fp16 · litert · 2t" in kinds
+    fifth = _measure(study, {**STUDENT, "distill": False, "channel_prune": True, "keep": 0.5} | {"engine": "litert", "precision": "fp32", "threads": 1}, 0.1)
+    kinds = {deployment_kind(r) for r in _recipes(study, plan(study, fifth, SPACE, "env", room=100))}
+    assert "fp16 · litert · 2t" not in kinds and "fp32 · litert · 2t" in kinds
