@@ -9,6 +9,7 @@ import optuna
 from optuna.trial import FrozenTrial, TrialState
 
 from autotune.errors import ConfigError
+from autotune.results.pareto import minimised, non_dominated
 from autotune.storage import store
 
 
@@ -59,17 +60,6 @@ class FrontRow:
         return self.quality_name != "mae"
 
 
-def _dominates(a: list[float], b: list[float], directions: list[str]) -> bool:
-    better = False
-    for x, y, d in zip(a, b, directions):
-        if d == "maximize":
-            x, y = -x, -y
-        if x > y:
-            return False
-        better |= x < y
-    return better
-
-
 def pareto_trials(trials: list[FrozenTrial], directions: list[str]) -> list[FrozenTrial]:
     """Complete trials no other complete trial dominates, over the objective values alone.
 
@@ -78,7 +68,7 @@ def pareto_trials(trials: list[FrozenTrial], directions: list[str]) -> list[Froz
     members show what the limit costs.
     """
     done = [t for t in trials if t.state == TrialState.COMPLETE and t.values is not None]
-    return [t for t in done if not any(_dominates(o.values, t.values, directions) for o in done if o is not t)]
+    return non_dominated(done, lambda t: minimised(t.values, directions))
 
 
 def timed(t: FrozenTrial) -> bool:

@@ -17,11 +17,11 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from matplotlib.text import Text
 from matplotlib.transforms import Bbox
-from optuna._hypervolume import compute_hypervolume
 from optuna.trial import TrialState
 
 from autotune.errors import ConfigError
 from autotune.results.front import FrontRow, fastest_feasible, front_rows, ranking_metric, timed
+from autotune.results.pareto import hypervolume, non_dominated
 from autotune.storage import store
 
 BASELINE_REF = "fp32-baseline"
@@ -67,7 +67,7 @@ def hypervolume_curve(study: optuna.Study, limit: float) -> list[float]:
             p = signs * np.array([_relative(n, m, baseline) for n in names])
             if np.all(p < ref):
                 points.append(p)
-        curve.append(float(compute_hypervolume(np.array(points), ref)) if points else 0.0)
+        curve.append(hypervolume(points, ref))
     return curve
 
 
@@ -84,9 +84,8 @@ def short_recipe(text: str, width: int = 32) -> str:
 def _staircase(pts: list[tuple[float, float]], by: str) -> list[tuple[float, float]]:
     """The points no other beats in both x and accuracy (a three-objective front, or
     re-measured latencies, can hold some that are beaten in 2-D)."""
-    sign = -1.0 if by == "latency_p50_ms" else 1.0  # larger is better after the sign
-    keep = [p for p in pts if not any(sign * q[0] >= sign * p[0] and q[1] >= p[1] and q != p for q in pts)]
-    return sorted(set(keep))
+    sign = 1.0 if by == "latency_p50_ms" else -1.0  # smaller is better after the sign
+    return sorted(set(non_dominated(pts, lambda p: (sign * p[0], -p[1]))))
 
 
 # Label offsets in points, nearest first: beside the point, then further up or down and out.
