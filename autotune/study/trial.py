@@ -22,10 +22,11 @@ import optuna
 
 from autotune.errors import CandidateFailed, ConfigError, InvalidRecipe
 from autotune.measure.artifact import open_executor
-from autotune.measure.stats import artifact_size, quality, quality_loss
+from autotune.measure.stats import artifact_size, quality
 from autotune.search import capabilities
 from autotune.search.recipe import BASELINE_REF, Recipe
 from autotune.storage import store
+from autotune.storage.record import Metrics, Quality, RecordWriter, TrialRecord
 from autotune.study.faults import fault_point
 from autotune.study.settings import Reporter, Settings
 from autotune.study.workers import surplus
@@ -46,10 +47,10 @@ def run_trial(trial: optuna.Trial, plan: Plan, evaluator: Evaluator, reporter: R
     returns something that is not a Recipe.
     """
     # Ask: a reference recipe queued for this trial, or the space's proposal.
-    reference = trial.user_attrs.get(store.REFERENCE)
+    record = RecordWriter(trial)
+    reference = TrialRecord.from_trial(trial).reference
     if reference != BASELINE_REF and surplus(trial.study, trial.number, plan.config.budget):
-        trial.set_user_attr(store.SURPLUS, True)
-        trial.set_user_attr(store.FAIL_REASON, "not run: other workers' trials already fill the budget")
+        record.surplus("not run: other workers' trials already fill the budget")
         raise CandidateFailed("not run: the budget is already taken by earlier trials")
     recipe = plan.references[reference] if reference else plan.space(trial)
 
@@ -59,51 +60,49 @@ def run_trial(trial: optuna.Trial, plan: Plan, evaluator: Evaluator, reporter: R
     blocked = None if reference == BASELINE_REF else capabilities.of_study(trial.study).blocking(recipe)
     if blocked is not None:
         # A space that does not ask the probe proposed what this model cannot take.
-        trial.set_user_attr(store.RECIPE_TEXT, recipe.describe())
-        trial.set_user_attr(store.FAIL_REASON, f"{blocked[0]} does not apply to this model: {blocked[1]}")
+        record.recipe(recipe.describe())
+        record.failed(f"{blocked[0]} does not apply to this model: {blocked[1]}")
         raise optuna.TrialPruned(f"{blocked[0]} excluded by the capability probe")
     if plan.objective.batch_sizes and not reference:
         # Throughput objectives search the batch: it belongs to the runtime, not to the space.
         batch = trial.suggest_categorical("batch_size", list(plan.objective.batch_sizes))
         recipe = dataclasses.replace(recipe, runtime=dataclasses.replace(recipe.runtime, batch_size=batch))
-    trial.set_user_attr(store.RECIPE_TEXT, recipe.describe())
+    record.recipe(recipe.describe())
     reporter.trial_started(trial.number, recipe.describe())
     try:
         recipe.validate()
     except InvalidRecipe as e:
-        trial.set_user_attr(store.FAIL_REASON, f"invalid recipe: {e}")
+        record.failed(f"invalid recipe: {e}")
         raise optuna.TrialPruned(str(e)) from None
-    trial.set_user_attr(store.RECIPE, recipe.to_dict())
-    trial.set_user_attr(store.ENV_ID, evaluator.env["id"])
+    record.recipe(recipe.describe(), recipe.to_dict())
+    record.env_id(evaluator.env["id"])
 
     # Build, gate, convert, measure: ``evaluate`` below, in the evaluator's process.
     known_baseline = None if reference == BASELINE_REF else trial.study.user_attrs[store.BASELINE]
     outcome = evaluator.evaluate(trial.number, recipe, known_baseline, reporter.stage)
 
     # Record: what the evaluation recorded, the metrics against the baseline, the constraints.
-    for key, value in outcome.attrs.items():
-        trial.set_user_attr(key, value)
-    process = outcome.attrs.get(store.PROCESS, {}).get("pid", os.getpid())
-    trial.set_user_attr(store.WORKER, f"{WORKER_ID}/{process}")
+    evaluated = TrialRecord.from_attrs(outcome.attrs)
+    record.write(evaluated)
+    process = (evaluated.process or {}).get("pid", os.getpid())
+    record.worker(f"{WORKER_ID}/{process}")
     if outcome.failed is not None:
-        trial.set_user_attr(store.FAIL_REASON, outcome.failed)
+        record.failed(outcome.failed)
         raise CandidateFailed(outcome.failed)
-    metrics = outcome.metrics
-    assert metrics is not None
+    assert outcome.metrics is not None
     if known_baseline is None:
-        baseline = {"trial": trial.number, **metrics}
+        baseline = {"trial": trial.number, **outcome.metrics}
         trial.study.set_user_attr(store.BASELINE, baseline)
     else:
         baseline = known_baseline
     # The speed-up is the interleaved ratio the measurement took (for the baseline trial,
     # the baseline against itself: how close to 1 the method gets).
-    metrics |= quality_loss(plan.objective.task, metrics, baseline)
-    metrics["feasible"] = plan.objective.feasible(metrics)
-    trial.set_user_attr(store.METRICS, metrics)
+    metrics = Metrics(outcome.metrics).judged(Quality.for_task(plan.objective.task), baseline, plan.objective.feasible)
+    record.metrics(metrics)
     fault_point("write", trial.number)
     for c in plan.objective.constraints:
-        trial.set_constraint(c.name, c.violation(metrics))
-    return plan.objective.values(metrics)
+        trial.set_constraint(c.name, c.violation(metrics.values))
+    return plan.objective.values(metrics.values)
 
 
 class Attrs:
@@ -123,6 +122,7 @@ def evaluate(
 ) -> dict[str, Any]:
     """Train (or take from the cache), gate, convert, then measure accuracy and latency of the
     deployed artifact; return all metrics."""
+    record = RecordWriter(trial)
     timings: dict[str, float] = {}
     try:
         with ws.lock.shared() as waited:
@@ -134,7 +134,7 @@ def evaluate(
                 built = ws.builder.build_model(recipe)
             finally:
                 timings["train_s"] = time.perf_counter() - t0
-            trial.set_user_attr(store.LINEAGE, list(built.lineage))
+            record.lineage(built.lineage)
             if baseline is not None and recipe.steps:
                 gated = _gate(ws, trial, built.facts, baseline, settings)
                 if gated is not None:
@@ -147,7 +147,7 @@ def evaluate(
                 candidate = ws.builder.convert(built, recipe)
             finally:
                 timings["convert_s"] = time.perf_counter() - t0
-            trial.set_user_attr(store.LINEAGE, list(candidate.lineage))
+            record.lineage(candidate.lineage)
             assert candidate.path is not None
 
             t0 = time.perf_counter()
@@ -164,14 +164,13 @@ def evaluate(
         timed = ws.timer().time(candidate.path, recipe, ws.data.x_val)
         timings["latency_s"] = time.perf_counter() - t0
         timings["measure_lock_wait_s"] = timed.lock_wait_s
-        trial.set_user_attr(store.MEASUREMENT, timed.record())
+        record.measurement(timed.record())
     finally:
-        counts = ws.cache.take_counts()
-        trial.set_user_attr(store.CACHE, counts.as_dict())
-        trial.set_user_attr(store.TIMINGS, timings)
+        record.cache(ws.cache.take_counts().as_dict())
+        record.timings(timings)
 
     size, gz = artifact_size(candidate.path)
-    return {**scores, "size_bytes": size, "gzip_bytes": gz, **timed.metrics()}
+    return Metrics.measured(scores, size, gz, timed.metrics()).values
 
 
 def _gate(
@@ -183,21 +182,20 @@ def _gate(
     trained model's, its constraint is violated by that much, and its latency and size are the
     baseline's (not measured: the sampler sees no gain there). It never shows on the front.
     """
-    name = "mae" if ws.data.task == "regression" else "accuracy"
-    value = facts.get(f"{name}_keras")
+    q = Quality.for_task(ws.data.task)
+    value = facts.get(f"{q.name}_keras")
     if value is None:
         return None
-    loss = quality_loss(ws.data.task, {name: value}, baseline)["quality_loss"]
+    loss = q.loss({q.name: value}, baseline)["quality_loss"]
     # The margin is in accuracy points; for a regressor, the same share of its baseline MAE.
-    margin = settings.gate_margin * (baseline[name] if name == "mae" else 1.0)
+    margin = settings.gate_margin * (1.0 if q.higher_is_better else baseline[q.name])
     limit = gate_limit(ws.config.max_accuracy_drop, margin)
     if loss <= limit:
         return None
-    worse = "an MAE increase" if name == "mae" else "a drop"
-    reason = f"{name} {value:.4f} after training, {worse} of {loss:.4f}, is past the gate at {limit:.4f}: not converted or timed"
-    trial.set_user_attr(store.GATED, reason)
-    keep = {k: v for k, v in baseline.items() if k != "trial"}
-    return {**keep, name: value, "gated": True}
+    worse = "a drop" if q.higher_is_better else "an MAE increase"
+    reason = f"{q.name} {value:.4f} after training, {worse} of {loss:.4f}, is past the gate at {limit:.4f}: not converted or timed"
+    RecordWriter(trial).gated(reason)
+    return Metrics.gated_at(q, value, baseline).values
 
 
 def gate_limit(max_accuracy_drop: float, margin: float) -> float:
