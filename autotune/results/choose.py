@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from autotune.errors import ConfigError
 from autotune.results.front import FrontRow
 from autotune.results.pareto import non_dominated
+from autotune.storage.record import MAE
 
 PREFERENCES = ("latency", "accuracy", "size", "knee")
 
@@ -49,7 +50,7 @@ class Limits:
         return self.excess(r) <= 1e-12
 
     def describe(self, quality_name: str) -> str:
-        loss = "an MAE increase" if quality_name == "mae" else "an accuracy drop"
+        loss = "an MAE increase" if quality_name == MAE.name else "an accuracy drop"
         text = [f"{loss} of at most {self.quality_loss:g}"]
         if self.max_latency_ms is not None:
             text.append(f"p50 at most {self.max_latency_ms:g} ms")
@@ -68,7 +69,7 @@ class Choice:
 
 
 def _figures(r: FrontRow) -> str:
-    loss = "MAE +" if r.quality_name == "mae" else "drop "
+    loss = "drop " if r.higher_is_better else "MAE +"
     return f"#{r.trial} ({r.latency_p50_ms:.3f} ms, {loss}{r.quality_loss:.4f}, {r.size_bytes / 1024:.0f} KiB)"
 
 
@@ -147,7 +148,7 @@ def choose(
         return Choice(best, f"fastest trial within {within}", True)
     if prefer == "accuracy":
         best = min(feasible, key=lambda r: (_quality_key(r), r.latency_p50_ms))
-        word = "lowest-MAE" if quality_name == "mae" else "most accurate"
+        word = "lowest-MAE" if quality_name == MAE.name else "most accurate"
         return Choice(best, f"{word} trial within {within} (the fastest among equals)", True)
     if prefer == "size":
         best = min(feasible, key=lambda r: (r.size_bytes, r.latency_p50_ms))
