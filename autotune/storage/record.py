@@ -306,14 +306,8 @@ class RecordWriter:
     def surplus(self, reason: str) -> None:
         self.write(TrialRecord(surplus=True, fail_reason=reason))
 
-    def env_id(self, env_id: str) -> None:
-        self.write(TrialRecord(env_id=env_id))
-
     def worker(self, worker: str) -> None:
         self.write(TrialRecord(worker=worker))
-
-    def process(self, process: dict[str, Any]) -> None:
-        self.write(TrialRecord(process=process))
 
     def lineage(self, steps: list[dict[str, Any]] | tuple[dict[str, Any], ...]) -> None:
         self.write(TrialRecord(lineage=tuple(steps)))

@@ -74,8 +74,7 @@ def run_trial(trial: optuna.Trial, plan: Plan, evaluator: Evaluator, reporter: R
     except InvalidRecipe as e:
         record.failed(f"invalid recipe: {e}")
         raise optuna.TrialPruned(str(e)) from None
-    record.recipe(recipe.describe(), recipe.to_dict())
-    record.env_id(evaluator.env["id"])
+    record.write(TrialRecord(recipe=recipe.to_dict(), env_id=evaluator.env["id"]))
 
     # Build, gate, convert, measure: ``evaluate`` below, in the evaluator's process.
     known_baseline = None if reference == BASELINE_REF else trial.study.user_attrs[store.BASELINE]
