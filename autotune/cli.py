@@ -284,6 +284,7 @@ def show(
     """One trial in full (lineage, metrics, stage timings, cache use, why it failed), or the
     study: its configuration, baseline, and the techniques its model cannot take, with why."""
     from autotune.storage import store
+    from autotune.storage.record import remeasurements
 
     url = storage_url(storage)
     with store.database_errors(url):
@@ -298,7 +299,7 @@ def show(
             return
         if not 0 <= trial < len(trials):
             raise ConfigError(f"study {name!r} has no trial {trial} (it has 0..{len(trials) - 1})")
-        report.trial_detail(trials[trial], store.finals(study).get(trial))
+        report.trial_detail(trials[trial], remeasurements(study).get(trial))
 
 
 @app.command()

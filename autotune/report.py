@@ -17,7 +17,7 @@ from rich.text import Text
 
 from autotune.results.front import FrontRow, StudySummary
 from autotune.search.capabilities import Capabilities
-from autotune.storage import store
+from autotune.storage.record import MAE, Quality, Remeasurement, TrialRecord
 
 console = Console(highlight=False)
 if not console.is_terminal:
@@ -104,21 +104,22 @@ class RunProgress:
         self._update(stage=name)
 
     def trial_finished(self, trial: FrozenTrial, evaluated: int, best_feasible_ms: float | None) -> None:
-        recipe = trial.user_attrs.get(store.RECIPE_TEXT, "?")
-        m = trial.user_attrs.get(store.METRICS)
-        if store.REPEAT_OF in trial.user_attrs:
-            line = f"[dim]repeat[/] #{trial.number:<3} {recipe:<34} measured already as #{trial.user_attrs[store.REPEAT_OF]}: not run again"
-        elif trial.state == TrialState.COMPLETE and m and m.get("gated"):
-            line = f"[yellow]gated[/] #{trial.number:<3} {recipe:<34} {_quality(m)} after training: not converted or timed"
+        record = TrialRecord.from_trial(trial)
+        recipe = record.recipe_text or "?"
+        m = record.metrics
+        if record.repeat_of is not None:
+            line = f"[dim]repeat[/] #{trial.number:<3} {recipe:<34} measured already as #{record.repeat_of}: not run again"
+        elif trial.state == TrialState.COMPLETE and m and m.gated:
+            line = f"[yellow]gated[/] #{trial.number:<3} {recipe:<34} {_quality(m.values)} after training: not converted or timed"
         elif trial.state == TrialState.COMPLETE and m:
-            mark = "[green]✓[/]" if m["feasible"] else "[yellow]✗[/]"
+            mark = "[green]✓[/]" if m.feasible else "[yellow]✗[/]"
             line = (
-                f"{mark} #{trial.number:<3} {recipe:<34} p50 {m['latency_p50_ms']:.3f} ms  "
-                f"{_speedup(m)}  {_quality(m)}"
-                + ("  [yellow]noisy[/]" if m.get("noisy") else "")
+                f"{mark} #{trial.number:<3} {recipe:<34} p50 {m.figures.latency_p50_ms:.3f} ms  "
+                f"{_speedup(m.values)}  {_quality(m.values)}"
+                + ("  [yellow]noisy[/]" if m.figures.noisy else "")
             )
         else:
-            reason = trial.user_attrs.get(store.FAIL_REASON, "")
+            reason = record.fail_reason or ""
             line = f"[red]{trial.state.name.lower()}[/] #{trial.number:<3} {recipe:<34} {reason}"
         self._print(line)
         self._update(evaluated=evaluated, best=_ms(best_feasible_ms))
@@ -144,7 +145,7 @@ class RunProgress:
 
 def _quality(m: dict) -> str:
     """acc 0.9861 (drop +0.0028), or mae 0.1520 (+0.0031) for a regressor."""
-    if "mae" in m:
+    if Quality.of(m) is MAE:
         return f"mae {m['mae']:.4f} ({m['mae_increase']:+.4f})" if "mae_increase" in m else f"mae {m['mae']:.4f}"
     return f"acc {m['accuracy']:.4f} (drop {m['accuracy_drop']:+.4f})" if "accuracy_drop" in m else f"acc {m['accuracy']:.4f}"
 
@@ -171,7 +172,7 @@ def front(rows: Sequence[FrontRow], fmt: str, *, title: str, limit: float, objec
         return
     remeasured = any(r.remeasured for r in rows)
     throughput = "throughput_sps" in objectives or any(r.batch_size != 1 for r in rows)
-    regression = any(r.quality_name == "mae" for r in rows)
+    regression = any(not r.higher_is_better for r in rows)
     within = f"an MAE increase of {limit}" if regression else f"an accuracy drop of {limit}"
     caption = (
         f"✓ within {within}; speed-up over the fp32 baseline, timed interleaved with it "
@@ -287,24 +288,24 @@ def study_detail(name: str, config: dict, found: dict | None, counts: dict[str, 
     capabilities(found)
 
 
-def trial_detail(trial: FrozenTrial, final: dict | None) -> None:
+def trial_detail(trial: FrozenTrial, final: Remeasurement | None) -> None:
     """`autotune show`: everything stored about one trial."""
-    a = trial.user_attrs
-    head = f"trial {trial.number}: [bold]{a.get(store.RECIPE_TEXT, '?')}[/]  ({trial.state.name.lower()})"
-    if a.get(store.REFERENCE):
-        head += f"  reference {a[store.REFERENCE]}"
-    if a.get(store.WARM_START):
-        head += f"  warm-started from {a[store.WARM_START]}"
+    a = TrialRecord.from_trial(trial)
+    head = f"trial {trial.number}: [bold]{a.recipe_text or '?'}[/]  ({trial.state.name.lower()})"
+    if a.reference:
+        head += f"  reference {a.reference}"
+    if a.warm_start:
+        head += f"  warm-started from {a.warm_start}"
     console.print(head)
     if trial.datetime_start and trial.datetime_complete:
         console.print(f"started {trial.datetime_start:%Y-%m-%d %H:%M:%S}, took {(trial.datetime_complete - trial.datetime_start).total_seconds():.1f} s")
-    if a.get(store.FAIL_REASON):
-        console.print(f"[red]failed[/]: {a[store.FAIL_REASON]}")
-    if a.get(store.GATED):
-        console.print(f"[yellow]gated[/]: {a[store.GATED]}")
+    if a.fail_reason:
+        console.print(f"[red]failed[/]: {a.fail_reason}")
+    if a.gated:
+        console.print(f"[yellow]gated[/]: {a.gated}")
     if trial.params:
         console.print(_pairs("parameters", dict(trial.params)))
-    lineage = a.get(store.LINEAGE, [])
+    lineage = a.lineage or ()
     if lineage:
         table = Table(title="lineage", title_justify="left")
         for col in ("#", "step", "parameters and facts"):
@@ -313,11 +314,10 @@ def trial_detail(trial: FrozenTrial, final: dict | None) -> None:
             facts = {k: v for k, v in step.items() if k != "step" and k != "sparsity_per_layer"}
             table.add_row(str(i), str(step.get("step", "?")), _value(facts))
         console.print(table)
-    metrics = a.get(store.METRICS)
-    if metrics:
-        console.print(_pairs("metrics (search)", metrics))
-    if final:
-        console.print(_pairs("metrics (re-measured at the end of the run)", final))
-    for key, title in ((store.TIMINGS, "stage timings (s)"), (store.CACHE, "cache"), (store.MEASUREMENT, "measurement")):
-        if a.get(key):
-            console.print(_pairs(title, a[key]))
+    if a.metrics and a.metrics.values:
+        console.print(_pairs("metrics (search)", a.metrics.values))
+    if final and final.values:
+        console.print(_pairs("metrics (re-measured at the end of the run)", final.values))
+    for part, title in ((a.timings, "stage timings (s)"), (a.cache, "cache"), (a.measurement, "measurement")):
+        if part:
+            console.print(_pairs(title, part))

@@ -6,13 +6,12 @@ and Optuna's in-memory storage."""
 from __future__ import annotations
 
 import optuna
-import pytest
 
 from autotune.search.plugins import load_space
 from autotune.search.recipe import PRECISIONS
 from autotune.storage import store
-from autotune.study.deployments import LOSER_AFTER, LOSER_EVERY, _Replay, deployment_kind, losers, plan
 from autotune.measure.stats import usable_cores
+from autotune.study.deployments import LOSER_AFTER, LOSER_EVERY, _Replay, deployment_kind, losers, made_key, plan
 
 SPACE = load_space("default")
 STUDENT = {"distill": True, "distill_width": 0.5, "temperature": 4.0, "alpha": 0.9, "channel_prune": False, "prune": False}
@@ -66,13 +65,12 @@ def test_nothing_is_queued_twice_nor_past_the_budget():
     assert plan(study, first, SPACE, "env", room=0) == []
     # Once its deployments are queued, a model is not expanded again; a gated trial never is.
     study.enqueue_trial(STUDENT | {"engine": "litert", "precision": "fp16", "threads": 1}, user_attrs={store.DEPLOYMENT_OF: {"trial": first.number, "made": "x"}})
-    from autotune.study.deployments import made_key
-
     study.enqueue_trial({"threads": 2}, user_attrs={store.DEPLOYMENT_OF: {"trial": first.number, "made": made_key(first.user_attrs[store.RECIPE])}})
     assert plan(study, first, SPACE, "env", room=100) == []
     gated = _study()
     g = _measure(gated, STUDENT | {"engine": "litert", "precision": "fp32", "threads": 1}, 0.05)
     g.user_attrs[store.METRICS]["gated"] = True
+    g.user_attrs[store.GATED] = "accuracy 0.5 after training: not converted or timed"
     assert plan(gated, g, SPACE, "env", room=100) == []
 
 
@@ -91,3 +89,12 @@ def test_a_way_that_never_won_is_tried_only_now_and_then():
     fifth = _measure(study, {**STUDENT, "distill": False, "channel_prune": True, "keep": 0.5} | {"engine": "litert", "precision": "fp32", "threads": 1}, 0.1)
     kinds = {deployment_kind(r) for r in _recipes(study, plan(study, fifth, SPACE, "env", room=100))}
     assert "fp16 · litert · 2t" not in kinds and "fp32 · litert · 2t" in kinds
+
+
+def test_a_model_first_measured_on_tensorflow_is_deployed_on_litert_every_way():
+    study = _study()
+    first = _measure(study, STUDENT | {"engine": "tensorflow", "xla": True}, 1.2)
+    recipes = _recipes(study, plan(study, first, SPACE, "env", room=100))
+    litert = {(r["precision"], r["runtime"]["threads"]) for r in recipes if r["runtime"]["engine"] == "litert"}
+    assert litert == {(p, t) for p in PRECISIONS for t in range(1, usable_cores() + 1)}
+    assert [r["runtime"]["xla"] for r in recipes if r["runtime"]["engine"] == "tensorflow"] == [False]

@@ -19,6 +19,8 @@ from typing import Literal
 
 import numpy as np
 
+from autotune.storage.record import MAE, Quality
+
 Clock = Callable[[], float]
 
 
@@ -251,27 +253,14 @@ def quality(predict: Callable[[np.ndarray], np.ndarray], x: np.ndarray, y: np.nd
     out = predict(x)
     if out.shape[0] != y.shape[0]:
         raise ValueError(f"predicted {out.shape[0]} rows for {y.shape[0]} targets")
-    if task == "regression":
-        return {"mae": float(np.mean(np.abs(out.reshape(y.shape).astype(np.float64) - y)))}
+    if Quality.for_task(task) is MAE:
+        return {MAE.name: float(np.mean(np.abs(out.reshape(y.shape).astype(np.float64) - y)))}
     scores = out.reshape(len(y), -1)
     metrics = {"accuracy": float(np.mean(np.argmax(scores, axis=1) == y))}
     if scores.shape[1] > TOP_K:
         top = np.argpartition(-scores, TOP_K - 1, axis=1)[:, :TOP_K]
         metrics[f"top{TOP_K}_accuracy"] = float(np.mean(np.any(top == y[:, None], axis=1)))
     return metrics
-
-
-# The one number a study's quality limit applies to, whatever the task: how much worse than
-# the fp32 baseline a candidate is (accuracy points lost, or MAE gained).
-QUALITY = {"classification": ("accuracy", "accuracy_drop", -1.0), "regression": ("mae", "mae_increase", 1.0)}
-
-
-def quality_loss(task: str, metrics: dict[str, float], baseline: dict[str, float]) -> dict[str, float]:
-    """``accuracy_drop`` (baseline − accuracy) or ``mae_increase`` (mae − baseline), and the
-    same number as ``quality_loss``."""
-    name, loss_name, sign = QUALITY[task]
-    loss = sign * (metrics[name] - baseline[name])
-    return {loss_name: loss, "quality_loss": loss}
 
 
 def artifact_size(path: Path) -> tuple[int, int]:

@@ -17,6 +17,8 @@ from dataclasses import dataclass
 
 from autotune.errors import ConfigError
 from autotune.results.front import FrontRow
+from autotune.results.pareto import non_dominated
+from autotune.storage.record import MAE
 
 PREFERENCES = ("latency", "accuracy", "size", "knee")
 
@@ -48,7 +50,7 @@ class Limits:
         return self.excess(r) <= 1e-12
 
     def describe(self, quality_name: str) -> str:
-        loss = "an MAE increase" if quality_name == "mae" else "an accuracy drop"
+        loss = "an MAE increase" if quality_name == MAE.name else "an accuracy drop"
         text = [f"{loss} of at most {self.quality_loss:g}"]
         if self.max_latency_ms is not None:
             text.append(f"p50 at most {self.max_latency_ms:g} ms")
@@ -67,7 +69,7 @@ class Choice:
 
 
 def _figures(r: FrontRow) -> str:
-    loss = "MAE +" if r.quality_name == "mae" else "drop "
+    loss = "drop " if r.higher_is_better else "MAE +"
     return f"#{r.trial} ({r.latency_p50_ms:.3f} ms, {loss}{r.quality_loss:.4f}, {r.size_bytes / 1024:.0f} KiB)"
 
 
@@ -88,7 +90,7 @@ def knee(rows: list[FrontRow], by: str = "latency_p50_ms") -> FrontRow:
     normalised to the front's ranges (log time, since speed-ups multiply). When no member lies
     on that side (two members, or a front bulging the other way), the one nearest the ideal
     corner."""
-    front = [r for r in rows if not any(_dominates(o, r, by) for o in rows if o is not r)]
+    front = non_dominated(rows, lambda r: (_cost(r, by), r.quality_loss))
     front.sort(key=lambda r: _cost(r, by))
     xs = [math.log(_cost(r, by)) for r in front]
     ys = [r.quality_loss for r in front]
@@ -108,11 +110,6 @@ def knee(rows: list[FrontRow], by: str = "latency_p50_ms") -> FrontRow:
     return front[best] if toward_ideal(best) > 1e-9 else front[nearest]
 
 
-def _dominates(a: FrontRow, b: FrontRow, by: str) -> bool:
-    ca, cb = _cost(a, by), _cost(b, by)
-    return ca <= cb and a.quality_loss <= b.quality_loss and (ca < cb or a.quality_loss < b.quality_loss)
-
-
 def _comparable(feasible: list[FrontRow]) -> list[FrontRow]:
     """The feasible rows whose shown latencies may be compared with one another.
 
@@ -121,17 +118,8 @@ def _comparable(feasible: list[FrontRow]) -> list[FrontRow]:
     trial that another feasible one beat in the search (as fast and as accurate, search figures
     on both sides) is left out, so a stale search figure never wins over a member's fresh one;
     the references stay, as the table shows them."""
-
-    def beaten(r: FrontRow) -> bool:
-        return any(
-            o is not r
-            and o.search_latency_p50_ms <= r.search_latency_p50_ms
-            and o.quality_loss <= r.quality_loss
-            and (o.search_latency_p50_ms < r.search_latency_p50_ms or o.quality_loss < r.quality_loss)
-            for o in feasible
-        )
-
-    return [r for r in feasible if r.reference or r.remeasured or not beaten(r)]
+    unbeaten = {id(r) for r in non_dominated(feasible, lambda r: (r.search_latency_p50_ms, r.quality_loss))}
+    return [r for r in feasible if r.reference or r.remeasured or id(r) in unbeaten]
 
 
 def choose(
@@ -160,7 +148,7 @@ def choose(
         return Choice(best, f"fastest trial within {within}", True)
     if prefer == "accuracy":
         best = min(feasible, key=lambda r: (_quality_key(r), r.latency_p50_ms))
-        word = "lowest-MAE" if quality_name == "mae" else "most accurate"
+        word = "lowest-MAE" if quality_name == MAE.name else "most accurate"
         return Choice(best, f"{word} trial within {within} (the fastest among equals)", True)
     if prefer == "size":
         best = min(feasible, key=lambda r: (r.size_bytes, r.latency_p50_ms))

@@ -27,6 +27,7 @@ from autotune.results.front import ranking_metric, timed_rows
 from autotune.search.plugins import build_objective, load_space
 from autotune.search.recipe import Recipe
 from autotune.storage import store
+from autotune.storage.record import Quality, TrialRecord, remeasurements
 
 MANIFEST = "manifest.json"
 MODEL_CARD = "MODEL_CARD.md"
@@ -93,16 +94,18 @@ def export(
             why, feasible = f"trial {trial_number} chosen with --trial", None
         trials = {t.number: t for t in study.get_trials(deepcopy=False)}
         trial = trials.get(trial_number)
-        if trial is None or trial.state != TrialState.COMPLETE or store.METRICS not in trial.user_attrs:
+        record = TrialRecord.from_trial(trial) if trial is not None else TrialRecord()
+        if trial is None or trial.state != TrialState.COMPLETE or record.metrics is None:
             raise ConfigError(f"study {name!r} has no complete trial {trial_number}")
-        if store.GATED in trial.user_attrs:
-            raise ConfigError(f"trial {trial_number} was stopped by the accuracy gate and never timed: {trial.user_attrs[store.GATED]}")
+        if record.gated is not None:
+            raise ConfigError(f"trial {trial_number} was stopped by the accuracy gate and never timed: {record.gated}")
+        assert record.recipe is not None  # a timed trial's recipe is stored before it is built
         baseline = study.user_attrs.get(store.BASELINE, {})
         study_env = study.user_attrs.get(store.ENV, {})
-        final = store.finals(study).get(trial_number)
+        final = remeasurements(study).get(trial_number)
 
     _check_out_dir(out, force)
-    recipe = _stored_recipe(trial.user_attrs[store.RECIPE], config.space)
+    recipe = _stored_recipe(record.recipe, config.space)
     objective = build_objective(config)
     model_path, model, data = load_inputs(config, studies_dir, objective.task)
     cache = ContentCache(studies_dir / config.study / "cache")
@@ -113,8 +116,8 @@ def export(
     executor, _ = open_executor(artifact, recipe.runtime)
     measured = quality(executor.predict, data.x_val, data.y_val, data.task)
     input_spec = executor.input_spec()  # read from the written file, not from the recipe
-    recorded = trial.user_attrs[store.METRICS]
-    quality_name = "mae" if data.task == "regression" else "accuracy"
+    recorded = record.metrics.values
+    quality_name = Quality.for_task(data.task).name
     if abs(measured[quality_name] - recorded[quality_name]) > 1e-6:
         raise ExportMismatch(
             f"the exported {artifact.name} scores {quality_name} {measured[quality_name]:.4f} on the validation set, "
@@ -130,18 +133,18 @@ def export(
         "recipe": recipe.describe(),
         "recipe_spec": recipe.to_dict(),
         "params": dict(trial.params),
-        "reference": trial.user_attrs.get(store.REFERENCE),
-        "lineage": trial.user_attrs.get(store.LINEAGE, []),
+        "reference": record.reference,
+        "lineage": list(record.lineage or ()),
         "artifact": artifact.name,
         "input": input_spec,
         "task": data.task,
         "metrics": recorded,
-        "final_metrics": final,
-        "measurement": trial.user_attrs.get(store.MEASUREMENT),
+        "final_metrics": final.values if final is not None else None,
+        "measurement": record.measurement,
         f"verified_{quality_name}": measured[quality_name],
         "baseline": baseline,
         "source": {"model": str(model_path), "data": config.data or "demo (scikit-learn digits)", "val_data": config.val_data},
-        "measured_on": trial.user_attrs.get(store.ENV_ID),
+        "measured_on": record.env_id,
         "environment": study_env,
         "export_environment": environment(),
         "usage": _usage(recipe, input_spec),
@@ -162,7 +165,8 @@ def model_card(m: dict[str, Any]) -> str:
     shown = m["final_metrics"] if m["final_metrics"] and "failed" not in m["final_metrics"] else metrics
     base = m["baseline"]
     env = m["environment"]
-    quality_name = "mae" if m["task"] == "regression" else "accuracy"
+    quality = Quality.for_task(m["task"])
+    quality_name = quality.name
     verified = m[f"verified_{quality_name}"]
     steps = [s for s in m["lineage"] if s.get("step") not in ("base",)]
     lines = [
@@ -189,7 +193,7 @@ def model_card(m: dict[str, Any]) -> str:
     else:
         lines.append("Nothing but conversion: the weights are the source model's.")
     lines += ["", f"Run it: {m['usage']}.", "", "## Measured against the fp32 baseline", ""]
-    q_label = "MAE (validation)" if quality_name == "mae" else "accuracy (validation)"
+    q_label = "accuracy (validation)" if quality.higher_is_better else "MAE (validation)"
     ci = ""
     if shown.get("speedup_low") is not None and shown.get("speedup_high") is not None:
         ci = f" [{shown['speedup_low']:.2f}–{shown['speedup_high']:.2f}]"

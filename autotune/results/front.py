@@ -9,7 +9,9 @@ import optuna
 from optuna.trial import FrozenTrial, TrialState
 
 from autotune.errors import ConfigError
+from autotune.results.pareto import minimised, non_dominated
 from autotune.storage import store
+from autotune.storage.record import MAE, Remeasurement, TrialRecord, remeasurements
 
 
 @dataclass(frozen=True)
@@ -56,18 +58,7 @@ class FrontRow:
 
     @property
     def higher_is_better(self) -> bool:
-        return self.quality_name != "mae"
-
-
-def _dominates(a: list[float], b: list[float], directions: list[str]) -> bool:
-    better = False
-    for x, y, d in zip(a, b, directions):
-        if d == "maximize":
-            x, y = -x, -y
-        if x > y:
-            return False
-        better |= x < y
-    return better
+        return self.quality_name != MAE.name
 
 
 def pareto_trials(trials: list[FrozenTrial], directions: list[str]) -> list[FrozenTrial]:
@@ -77,52 +68,57 @@ def pareto_trials(trials: list[FrozenTrial], directions: list[str]) -> list[Froz
     (anything dominating it is at least as accurate, hence feasible too), and the infeasible
     members show what the limit costs.
     """
-    done = [t for t in trials if t.state == TrialState.COMPLETE and t.values is not None and store.REPEAT_OF not in t.user_attrs]
-    return [t for t in done if not any(_dominates(o.values, t.values, directions) for o in done if o is not t)]
+    done = [
+        t for t in trials if t.state == TrialState.COMPLETE and t.values is not None and TrialRecord.from_trial(t).repeat_of is None
+    ]
+    return non_dominated(done, lambda t: minimised(t.values, directions))
 
 
 def timed(t: FrozenTrial) -> bool:
     """A complete trial with measured metrics (not one the accuracy gate stopped)."""
-    return t.state == TrialState.COMPLETE and store.METRICS in t.user_attrs and store.GATED not in t.user_attrs
+    return t.state == TrialState.COMPLETE and TrialRecord.from_trial(t).timed
 
 
-def row(t: FrozenTrial, on_front: bool = True, final: dict[str, Any] | None = None) -> FrontRow:
-    m = t.user_attrs[store.METRICS]
-    shown = final if final and "failed" not in final else m
+def row(t: FrozenTrial, on_front: bool = True, final: Remeasurement | None = None) -> FrontRow:
+    record = TrialRecord.from_trial(t)
+    m = record.metrics
+    assert m is not None, f"trial {t.number} has no metrics"
+    search = m.figures
+    remeasured = final is not None and final.figures is not None
+    shown = final.figures if final is not None and final.figures is not None else search
     floor = m.get("compute_floor_ms")
-    name = "mae" if "mae" in m else "accuracy"
     return FrontRow(
         trial=t.number,
-        recipe=t.user_attrs.get(store.RECIPE_TEXT, "?"),
+        recipe=record.recipe_text or "?",
         params=dict(t.params),
-        latency_p50_ms=shown["latency_p50_ms"],
-        latency_p90_ms=shown["latency_p90_ms"],
-        latency_p99_ms=shown["latency_p99_ms"],
-        speedup=shown["speedup"],
-        speedup_low=shown.get("speedup_low"),
-        speedup_high=shown.get("speedup_high"),
-        noisy=bool(shown.get("noisy", False)),
-        remeasured=shown is final,
-        search_latency_p50_ms=m["latency_p50_ms"],
-        search_speedup=m["speedup"],
-        quality_name=name,
-        quality=m[name],
-        quality_loss=m.get("quality_loss", m.get("accuracy_drop", 0.0)),
+        latency_p50_ms=shown.latency_p50_ms,
+        latency_p90_ms=shown.latency_p90_ms,
+        latency_p99_ms=shown.latency_p99_ms,
+        speedup=shown.speedup,
+        speedup_low=shown.speedup_low,
+        speedup_high=shown.speedup_high,
+        noisy=shown.noisy,
+        remeasured=remeasured,
+        search_latency_p50_ms=search.latency_p50_ms,
+        search_speedup=search.speedup,
+        quality_name=m.quality.name,
+        quality=m.quality_value,
+        quality_loss=m.quality_loss,
         accuracy=m.get("accuracy"),
         accuracy_drop=m.get("accuracy_drop"),
         top5_accuracy=m.get("top5_accuracy"),
         mae=m.get("mae"),
-        size_bytes=int(m["size_bytes"]),
-        gzip_bytes=int(m["gzip_bytes"]),
+        size_bytes=m.size_bytes,
+        gzip_bytes=m.gzip_bytes,
         cold_start_ms=m.get("cold_start_ms"),
-        throughput_sps=shown.get("throughput_sps"),
-        batch_size=int(m.get("batch_size", 1)),
+        throughput_sps=shown.throughput_sps,
+        batch_size=m.batch_size,
         macs=m.get("macs"),
-        floor_ratio=shown["latency_p50_ms"] / floor if floor else None,
-        feasible=bool(m["feasible"]),
-        reference=t.user_attrs.get(store.REFERENCE),
+        floor_ratio=shown.latency_p50_ms / floor if floor else None,
+        feasible=m.feasible,
+        reference=record.reference,
         on_front=on_front,
-        env_id=t.user_attrs.get(store.ENV_ID),
+        env_id=record.env_id,
     )
 
 
@@ -131,7 +127,8 @@ def environments(trials: list[FrozenTrial]) -> dict[str, int]:
     counts: dict[str, int] = {}
     for t in trials:
         if timed(t):
-            env = str(t.user_attrs.get(store.ENV_ID, "unknown"))
+            env_id = TrialRecord.from_trial(t).env_id
+            env = str("unknown" if env_id is None else env_id)
             counts[env] = counts.get(env, 0) + 1
     return counts
 
@@ -152,7 +149,7 @@ def _one_environment(trials: list[FrozenTrial], env: str | None) -> list[FrozenT
         )
     if env not in counts:
         raise ConfigError(f"no trial was measured on environment {env!r}; this study has {', '.join(sorted(counts))}")
-    return [t for t in trials if not timed(t) or t.user_attrs.get(store.ENV_ID) == env]
+    return [t for t in trials if not timed(t) or TrialRecord.from_trial(t).env_id == env]
 
 
 def timed_rows(study: optuna.Study, env: str | None = None) -> list[FrontRow]:
@@ -162,7 +159,7 @@ def timed_rows(study: optuna.Study, env: str | None = None) -> list[FrontRow]:
     directions = [d.name.lower() for d in study.directions]
     done = [t for t in trials if timed(t)]
     members = {t.number for t in pareto_trials(done, directions)}
-    finals = store.finals(study)
+    finals = remeasurements(study)
     return sorted((row(t, on_front=t.number in members, final=finals.get(t.number)) for t in done), key=lambda r: r.latency_p50_ms)
 
 
@@ -180,9 +177,9 @@ def front_rows(study: optuna.Study, *, with_references: bool = True, env: str | 
         t
         for t in trials
         if timed(t)
-        and (t.number in members or (with_references and store.REFERENCE in t.user_attrs))
+        and (t.number in members or (with_references and TrialRecord.from_trial(t).reference is not None))
     ]
-    finals = store.finals(study)
+    finals = remeasurements(study)
     rows = (row(t, on_front=t.number in members, final=finals.get(t.number)) for t in shown)
     return sorted(rows, key=lambda r: (r.latency_p50_ms, r.quality_loss))
 
@@ -223,7 +220,7 @@ def summarize(study: optuna.Study) -> StudySummary:
     count = {s: sum(t.state == s for t in trials) for s in TrialState}
     config = study.user_attrs.get(store.CONFIG, {})
     limit = config.get("max_accuracy_drop", 0.01)
-    finals = store.finals(study)
+    finals = remeasurements(study)
     best = fastest_feasible([row(t, final=finals.get(t.number)) for t in trials if timed(t)], limit)
     return StudySummary(
         name=study.study_name,

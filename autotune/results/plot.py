@@ -16,13 +16,14 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from matplotlib.text import Text
 from matplotlib.transforms import Bbox
-from optuna._hypervolume import compute_hypervolume
 from optuna.trial import TrialState
 
 from autotune._files import writing_atomically
 from autotune.errors import ConfigError
 from autotune.results.front import FrontRow, fastest_feasible, front_rows, ranking_metric, timed
+from autotune.results.pareto import hypervolume, non_dominated
 from autotune.storage import store
+from autotune.storage.record import ACCURACY, MAE, TrialRecord
 
 BASELINE_REF = "fp32-baseline"
 REFERENCES = ((BASELINE_REF, "D", "black", "fp32 baseline"), ("seeds-int8", "s", "tab:orange", "seeds' int8"))
@@ -34,15 +35,16 @@ def _baseline(study: optuna.Study) -> dict[str, Any]:
     if store.BASELINE in study.user_attrs:
         return study.user_attrs[store.BASELINE]
     for t in study.get_trials(deepcopy=False):
-        if timed(t) and t.user_attrs.get(store.REFERENCE) == BASELINE_REF:
-            return t.user_attrs[store.METRICS]
+        record = TrialRecord.from_trial(t)
+        if timed(t) and record.reference == BASELINE_REF and record.metrics is not None:
+            return record.metrics.values
     raise ConfigError(f"study {study.study_name!r} has no measured fp32 baseline to compare against")
 
 
 def _relative(name: str, m: dict[str, Any], baseline: dict[str, Any]) -> float:
     """Accuracy as it is; latency as 1 / the interleaved speed-up (comparable across runs);
     any other objective (throughput, size) as a fraction of the baseline's."""
-    if name in ("accuracy", "mae"):
+    if name in (ACCURACY.name, MAE.name):
         return float(m[name])
     if name == "latency_p50_ms":
         return 1.0 / float(m["speedup"])
@@ -57,17 +59,18 @@ def hypervolume_curve(study: optuna.Study, limit: float) -> list[float]:
     baseline = _baseline(study)
     names = study.metric_names or ["latency_p50_ms", "accuracy", "size_bytes"][: len(study.directions)]
     signs = np.array([-1.0 if d == optuna.study.StudyDirection.MAXIMIZE else 1.0 for d in study.directions])
-    edge = {"accuracy": baseline.get("accuracy", 0.0) - limit, "mae": baseline.get("mae", 0.0) + limit}
+    # The limit's edge on each quality: ``limit`` worse than the baseline.
+    edge = {q.name: baseline.get(q.name, 0.0) + q.sign * limit for q in (ACCURACY, MAE)}
     ref = signs * np.array([edge.get(n, 1.0) for n in names])
     points: list[np.ndarray] = []
     curve: list[float] = []
     for t in sorted(study.get_trials(deepcopy=False), key=lambda t: t.number):
-        m = t.user_attrs.get(store.METRICS, {})
-        if timed(t) and m.get("feasible"):
-            p = signs * np.array([_relative(n, m, baseline) for n in names])
+        m = TrialRecord.from_trial(t).metrics
+        if timed(t) and m is not None and m.feasible:
+            p = signs * np.array([_relative(n, m.values, baseline) for n in names])
             if np.all(p < ref):
                 points.append(p)
-        curve.append(float(compute_hypervolume(np.array(points), ref)) if points else 0.0)
+        curve.append(hypervolume(points, ref))
     return curve
 
 
@@ -84,9 +87,8 @@ def short_recipe(text: str, width: int = 32) -> str:
 def _staircase(pts: list[tuple[float, float]], by: str) -> list[tuple[float, float]]:
     """The points no other beats in both x and accuracy (a three-objective front, or
     re-measured latencies, can hold some that are beaten in 2-D)."""
-    sign = -1.0 if by == "latency_p50_ms" else 1.0  # larger is better after the sign
-    keep = [p for p in pts if not any(sign * q[0] >= sign * p[0] and q[1] >= p[1] and q != p for q in pts)]
-    return sorted(set(keep))
+    sign = 1.0 if by == "latency_p50_ms" else -1.0  # smaller is better after the sign
+    return sorted(set(non_dominated(pts, lambda p: (sign * p[0], -p[1]))))
 
 
 # Label offsets in points, nearest first: beside the point, then further up or down and out.
@@ -135,15 +137,16 @@ def _front_panel(
     """Draw the trials, front, references and limit; return the front's labels to place and
     where the reference markers are, for the labels to avoid."""
     # A regressor's MAE is drawn negated (ticks show it positive), so up is better on both tasks.
-    quality = "mae" if any(r.quality_name == "mae" for r in rows) else "accuracy"
-    sign = -1.0 if quality == "mae" else 1.0
+    q = MAE if any(r.quality_name == MAE.name for r in rows) else ACCURACY
+    quality, sign = q.name, (1.0 if q.higher_is_better else -1.0)
     acc_line = sign * _baseline(study)[quality] - limit
     floor = acc_line - 6 * max(limit, 0.005)  # far-off accuracies would flatten the front
     shown = {r.trial for r in rows}
+    records = [(t, TrialRecord.from_trial(t)) for t in study.get_trials(deepcopy=False)]
     metrics = [
-        t.user_attrs[store.METRICS]
-        for t in study.get_trials(deepcopy=False)
-        if timed(t) and t.number not in shown and (env in (None, "all") or t.user_attrs.get(store.ENV_ID) == env)
+        rec.metrics
+        for t, rec in records
+        if rec.metrics is not None and timed(t) and t.number not in shown and (env in (None, "all") or rec.env_id == env)
     ]
     cloud = [(float(m[by]), sign * float(m[quality])) for m in metrics if m.get(by) is not None]
     rows = [r for r in rows if getattr(r, by) is not None]
@@ -178,7 +181,7 @@ def _front_panel(
     for ref, marker, color, label in REFERENCES:
         pts = at(r for r in rows if r.reference == ref)
         scatter(pts, marker, s=110, facecolor="none", edgecolor=color, lw=2, label=label, zorder=5)
-    limit_text = f"MAE limit (increase ≤ {limit:g})" if quality == "mae" else f"accuracy limit (drop ≤ {limit:g})"
+    limit_text = f"MAE limit (increase ≤ {limit:g})" if q is MAE else f"accuracy limit (drop ≤ {limit:g})"
     ax.axhline(acc_line, color="tab:red", ls="--", lw=1.2, label=limit_text, zorder=1)
     best = fastest_feasible(rows, limit, by=by)
     if best is not None:
@@ -186,7 +189,7 @@ def _front_panel(
         scatter(at([best]), "*", s=260, color="gold", edgecolor="0.2", lw=0.8, label=f"{what} within the limit", zorder=4.5)
     ys = [y for _, y in cloud] + [sign * r.quality for r in rows]
     if min(ys) < floor:
-        worse = f"MAE above {-floor:.3g}" if quality == "mae" else f"accuracy below {floor:.3g}"
+        worse = f"MAE above {-floor:.3g}" if q is MAE else f"accuracy below {floor:.3g}"
         ax.scatter([], [], marker="v", color="0.6", label=f"{worse}, drawn on the axis")
     xs = [x for x, _ in cloud] + [x for x, _ in at(rows)]
     if min(xs) > 0 and max(xs) / min(xs) > 10:  # log scale when the range spans more than 10x
@@ -198,8 +201,8 @@ def _front_panel(
     ax.set_ylim(max(min(ys + [acc_line]), floor) - pad, max(ys + [acc_line]) + pad)
     ax.margins(x=0.12)
     ax.set_xlabel("samples per second (more is better)" if by == "throughput_sps" else "latency p50, ms (less is better)")
-    ax.set_ylabel("MAE (less is better)" if quality == "mae" else "accuracy")
-    if quality == "mae":
+    ax.set_ylabel("MAE (less is better)" if q is MAE else "accuracy")
+    if q is MAE:
         ax.yaxis.set_major_formatter(ticker.FuncFormatter(lambda v, _: f"{-v:g}"))
     ax.set_title("Timed trials and the Pareto front", fontsize=11)
     ax.grid(alpha=0.3, which="both")
@@ -243,7 +246,7 @@ def plot_study(study: optuna.Study, out: Path, *, limit: float, env: str | None 
     right.grid(alpha=0.3)
 
     count = {s: sum(t.state == s for t in trials) for s in TrialState}
-    gated = sum(t.state == TrialState.COMPLETE and store.GATED in t.user_attrs for t in trials)
+    gated = sum(t.state == TrialState.COMPLETE and TrialRecord.from_trial(t).gated is not None for t in trials)
     counts = f"{sum(timed(t) for t in trials)} timed trials, {gated} gated, {count[TrialState.FAIL]} failed"
     where = f" · environment {env}" if env else ""
     fig.suptitle(f"{study.study_name}: {counts}, {count[TrialState.PRUNED]} pruned{where}", fontsize=12.5)

@@ -22,7 +22,7 @@ from typing import Any
 from autotune.errors import CandidateFailed, ConfigError
 from autotune.inputs.config import StudyConfig
 from autotune.search.recipe import Recipe
-from autotune.storage.store import PROCESS
+from autotune.storage.record import TrialRecord
 from autotune.study.evaluator import Evaluator, LocalEvaluator, Outcome
 from autotune.study.workspace import open_workspace
 
@@ -176,8 +176,8 @@ class ChildEvaluator(Evaluator):
         try:
             outcome = self._call(("evaluate", number, recipe, baseline, gains), on_stage)
         except CandidateFailed as e:
-            return Outcome(None, {PROCESS: {"pid": self.pid, "died": True}}, str(e))
-        outcome.attrs[PROCESS] = {"pid": self.pid, "rss_mb": round(self._rss_mb(), 1), "restarts": self.restarts}
+            return Outcome(None, TrialRecord(process={"pid": self.pid, "died": True}).to_attrs(), str(e))
+        outcome.attrs |= TrialRecord(process={"pid": self.pid, "rss_mb": round(self._rss_mb(), 1), "restarts": self.restarts}).to_attrs()
         return outcome
 
     def remeasure(self, recipe_dict: dict[str, Any]) -> dict[str, Any]:

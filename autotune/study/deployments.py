@@ -33,6 +33,8 @@ from optuna.trial import FixedTrial, FrozenTrial, TrialState
 from autotune.errors import AutotuneError
 from autotune.search.recipe import Recipe
 from autotune.storage import store
+from autotune.storage.record import TrialRecord
+from autotune.storage.record import queued as queued_attrs
 
 # The parameters by which the built-in spaces say how a model is deployed.
 DEPLOY_PARAMS = ("engine", "precision", "threads")
@@ -81,64 +83,72 @@ def _choices(dist: Any) -> list[Any]:
     return []
 
 
-def _measured(trials: list[FrozenTrial]) -> list[FrozenTrial]:
-    """Complete trials that measured an artifact (not gated, not repeats)."""
+def _measured(trials: list[FrozenTrial]) -> list[tuple[FrozenTrial, TrialRecord]]:
+    """Complete trials that measured an artifact (not gated, not repeats), with their records."""
     out = []
     for t in trials:
-        m = t.user_attrs.get(store.METRICS)
-        if t.state == TrialState.COMPLETE and m and not m.get("gated") and store.REPEAT_OF not in t.user_attrs:
-            out.append(t)
+        r = TrialRecord.from_trial(t)
+        if t.state == TrialState.COMPLETE and r.timed and r.metrics and not r.metrics.gated and r.repeat_of is None and r.recipe is not None:
+            out.append((t, r))
     return out
 
 
 def losers(trials: list[FrozenTrial]) -> set[str]:
     """Ways of deploying measured on at least ``LOSER_AFTER`` trained models and the fastest
     (of the feasible ones, else of all) on none of them."""
-    by_model: dict[str, list[FrozenTrial]] = {}
-    for t in _measured(trials):
-        by_model.setdefault(made_key(t.user_attrs[store.RECIPE]), []).append(t)
+    by_model: dict[str, list[TrialRecord]] = {}
+    for _, r in _measured(trials):
+        by_model.setdefault(made_key(r.recipe), []).append(r)
     seen: dict[str, int] = {}
     won: set[str] = set()
     for group in by_model.values():
-        kinds = {deployment_kind(t.user_attrs[store.RECIPE]) for t in group}
+        kinds = {deployment_kind(r.recipe) for r in group}
         if len(kinds) < 2:
             continue  # one way only: nothing was compared on this model
         for k in kinds:
             seen[k] = seen.get(k, 0) + 1
-        pool = [t for t in group if t.user_attrs[store.METRICS].get("feasible")] or group
-        best = min(pool, key=lambda t: t.user_attrs[store.METRICS]["latency_p50_ms"])
-        won.add(deployment_kind(best.user_attrs[store.RECIPE]))
+        pool = [r for r in group if r.metrics.feasible] or group
+        best = min(pool, key=lambda r: r.metrics.figures.latency_p50_ms)
+        won.add(deployment_kind(best.recipe))
     return {k for k, n in seen.items() if n >= LOSER_AFTER and k not in won}
 
 
-def _variants(trial: FrozenTrial) -> Iterator[dict[str, Any]]:
-    """Overrides of the trial's deployment parameters, over the choices its space gave."""
-    dists = trial.distributions
-    names = [n for n in DEPLOY_PARAMS if n in dists]
+def _variants(study: optuna.Study, trial: FrozenTrial, space: Callable[[Any], Recipe]) -> Iterator[dict[str, Any]]:
+    """Overrides of the trial's deployment parameters over the choices its space offers: those
+    it asked, and those it asks only for another engine (XLA for TensorFlow; precision and
+    threads for LiteRT), found by asking the space again with that engine."""
+    dists = {n: d for n, d in trial.distributions.items() if n in DEPLOY_PARAMS}
+    for engine in _choices(dists["engine"]) if "engine" in dists else []:
+        replay = _Replay({**trial.params, "engine": engine}, study)
+        try:
+            space(replay)
+        except (AutotuneError, ValueError, KeyError, TypeError):
+            continue
+        for n, d in replay.distributions.items():
+            if n in (*DEPLOY_PARAMS, "xla") and n not in dists:
+                dists[n] = d
+    names = list(dists)
     for values in itertools.product(*(_choices(dists[n]) for n in names)):
-        overrides = dict(zip(names, values))
-        if overrides.get("engine") == "tensorflow" and trial.params.get("engine") != "tensorflow":
-            for xla in (False, True):  # asked only for TensorFlow: both, the replay keeps what the space allows
-                yield overrides | {"xla": xla}
-        else:
-            yield overrides
+        yield dict(zip(names, values))
 
 
 def plan(study: optuna.Study, trial: FrozenTrial, space: Callable[[Any], Recipe], env_id: str, room: int) -> list[dict[str, Any]]:
     """The parameters of each trial to queue so that ``trial``'s model is deployed its other
     ways (at most ``room``), or [] when it was not the first measured trial of its model."""
-    recipe = trial.user_attrs.get(store.RECIPE)
-    if room <= 0 or recipe is None or not _measured([trial]) or not trial.params or store.DEPLOYMENT_OF in trial.user_attrs:
+    record = TrialRecord.from_trial(trial)
+    recipe = record.recipe
+    if room <= 0 or recipe is None or not _measured([trial]) or not trial.params or record.deployment_of is not None:
         return []
     key = made_key(recipe)
     trials = study.get_trials(deepcopy=False)
-    if any(t.user_attrs.get(store.DEPLOYMENT_OF, {}).get("made") == key for t in trials):
+    if any((TrialRecord.from_trial(t).deployment_of or {}).get("made") == key for t in trials):
         return []  # this model's deployments were queued already
-    measured = {json.dumps(t.user_attrs[store.RECIPE], sort_keys=True) for t in _measured(trials) if t.user_attrs.get(store.ENV_ID) == env_id}
-    models = len({made_key(t.user_attrs[store.RECIPE]) for t in _measured(trials)})
+    done = _measured(trials)
+    measured = {json.dumps(r.recipe, sort_keys=True) for _, r in done if r.env_id == env_id}
+    models = len({made_key(r.recipe) for _, r in done})
     skip = losers(trials) if models % LOSER_EVERY else set()
     queued, seen = [], set()
-    for overrides in _variants(trial):
+    for overrides in _variants(study, trial, space):
         params = {**trial.params, **overrides}
         replay = _Replay(params, study)
         try:
@@ -169,8 +179,9 @@ class Deployer:
         pending = sum(t.state in (TrialState.RUNNING, TrialState.WAITING) for t in trials)
         room = self.budget - store.evaluated(trials) - pending
         queued = plan(study, trial, self.space, self.env_id, room)
-        made = made_key(trial.user_attrs.get(store.RECIPE, {"steps": [], "runtime": {}})) if queued else ""
+        if not queued:
+            return
+        made = made_key(TrialRecord.from_trial(trial).recipe or {})
         for params in queued:
-            study.enqueue_trial(params, user_attrs={store.DEPLOYMENT_OF: {"trial": trial.number, "made": made}}, skip_if_exists=True)
-        if queued:
-            self.on_queued(trial.number, len(queued))
+            study.enqueue_trial(params, user_attrs=queued_attrs(deployment_of={"trial": trial.number, "made": made}), skip_if_exists=True)
+        self.on_queued(trial.number, len(queued))

@@ -15,6 +15,7 @@ from autotune.results.front import environments, front_rows
 from autotune.search import capabilities
 from autotune.search.recipe import BASELINE_REF
 from autotune.storage import store
+from autotune.storage.record import Remeasurement, TrialRecord, queued, write_remeasurement
 from autotune.study.evaluator import Evaluator
 from autotune.study.settings import Reporter, Settings
 from autotune.study.workers import fail_zombies
@@ -24,20 +25,20 @@ from autotune.study.workspace import Plan
 def ensure_references(study: optuna.Study, plan: Plan) -> None:
     """Queue the reference recipes (other than the baseline) that no trial holds yet."""
     have = {
-        t.user_attrs.get(store.REFERENCE)
+        TrialRecord.from_trial(t).reference
         for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.WAITING, TrialState.RUNNING))
     }
     caps = capabilities.of_study(study)
     for name in plan.references:
         if name != BASELINE_REF and name not in have and caps.blocking(plan.references[name]) is None:
-            study.enqueue_trial({}, user_attrs={store.REFERENCE: name}, skip_if_exists=False)
+            study.enqueue_trial({}, user_attrs=queued(reference=name), skip_if_exists=False)
 
 
 def _wait_for_baseline_trial(study: optuna.Study, settings: Settings) -> None:
     """Another worker (or a killed run) holds a running baseline trial: wait until it ends or
     its heartbeat goes stale (then it is failed and queued again)."""
     while not study.user_attrs.get(store.BASELINE) and any(
-        t.user_attrs.get(store.REFERENCE) == BASELINE_REF for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
+        TrialRecord.from_trial(t).reference == BASELINE_REF for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
     ):
         time.sleep(settings.poll_s)
         fail_zombies(study, settings)
@@ -53,13 +54,13 @@ def ensure_baseline(
     _wait_for_baseline_trial(study, settings)
     if store.BASELINE in study.user_attrs:
         return
-    queued = study.get_trials(deepcopy=False, states=(TrialState.WAITING,))
-    if not any(t.user_attrs.get(store.REFERENCE) == BASELINE_REF for t in queued):
-        study.enqueue_trial({}, user_attrs={store.REFERENCE: BASELINE_REF})
+    waiting = study.get_trials(deepcopy=False, states=(TrialState.WAITING,))
+    if not any(TrialRecord.from_trial(t).reference == BASELINE_REF for t in waiting):
+        study.enqueue_trial({}, user_attrs=queued(reference=BASELINE_REF))
     study.optimize(run_trial, n_trials=1, catch=(CandidateFailed,), callbacks=[after_trial], gc_after_trial=False)
     if store.BASELINE not in study.user_attrs:
-        last = [t for t in study.get_trials(deepcopy=False) if t.user_attrs.get(store.REFERENCE) == BASELINE_REF][-1]
-        reason = last.user_attrs.get(store.FAIL_REASON, "unknown")
+        last = [t for t in study.get_trials(deepcopy=False) if TrialRecord.from_trial(t).reference == BASELINE_REF][-1]
+        reason = TrialRecord.from_trial(last).fail_reason or "unknown"
         raise SearchStopped(f"the fp32 baseline (trial {last.number}) failed, so nothing can be compared: {reason}")
 
 
@@ -85,9 +86,9 @@ def ensure_probe(study: optuna.Study, evaluator: Evaluator, reporter: Reporter) 
 def best_feasible_ms(study: optuna.Study) -> float | None:
     best = None
     for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)):
-        m = t.user_attrs.get(store.METRICS)
-        if m and m["feasible"] and (best is None or m["latency_p50_ms"] < best):
-            best = m["latency_p50_ms"]
+        m = TrialRecord.from_trial(t).metrics
+        if m and m.feasible and (best is None or m.figures.latency_p50_ms < best):
+            best = m.figures.latency_p50_ms
     return best
 
 
@@ -99,13 +100,14 @@ def remeasure_front(study: optuna.Study, evaluator: Evaluator, reporter: Reporte
         return 0
     rows = front_rows(study, env=env)
     for r in rows:
-        t = study.trials[r.trial]
+        record = TrialRecord.from_trial(study.trials[r.trial])
+        assert record.recipe is not None and record.metrics is not None  # a front row is timed
         reporter.trial_started(r.trial, f"re-measuring {r.recipe}")
         reporter.stage("latency")
         try:
-            final = evaluator.remeasure(t.user_attrs[store.RECIPE])
+            final = Remeasurement(evaluator.remeasure(record.recipe))
         except CandidateFailed as e:
-            final = {"failed": str(e)}
-        study.set_user_attr(store.final_key(r.trial), final)
-        reporter.front_remeasured(r.trial, r.recipe, t.user_attrs[store.METRICS], final)
+            final = Remeasurement({"failed": str(e)})
+        write_remeasurement(study, r.trial, final)
+        reporter.front_remeasured(r.trial, r.recipe, record.metrics.values, final.values)
     return len(rows)

@@ -15,6 +15,7 @@ from autotune.errors import ConfigError, SearchStopped
 from autotune.inputs.config import StudyConfig, check_trusted, make_config, merge_with_stored
 from autotune.measure.stats import environment
 from autotune.storage import store
+from autotune.storage.record import TrialRecord, queued
 from autotune.study.deployments import Deployer
 from autotune.study.environment import check_environment
 from autotune.study.evaluator import Evaluator, LocalEvaluator
@@ -57,8 +58,9 @@ class FailurePolicy:
         self.exhausted: str | None = None
 
     def __call__(self, study: optuna.Study, trial: FrozenTrial) -> None:
-        surplus = trial.user_attrs.get(store.SURPLUS, False)
-        repeat = store.REPEAT_OF in trial.user_attrs
+        record = TrialRecord.from_trial(trial)
+        surplus = record.surplus
+        repeat = record.repeat_of is not None
         self.trials_run += not surplus and not repeat
         self.repeats_in_row = self.repeats_in_row + 1 if repeat else 0
         if self.repeats_in_row >= max(REPEATS_FOR_EXHAUSTED, self.budget):
@@ -71,7 +73,7 @@ class FailurePolicy:
         trials = study.get_trials(deepcopy=False)
         n = store.evaluated(trials)
         self.reporter.trial_finished(trial, n, best_feasible_ms(study))
-        reason = trial.user_attrs.get(store.FAIL_REASON, "unknown")
+        reason = record.fail_reason or "unknown"
         if self.failures_in_row >= self.max_in_row:
             self.stop_reason = f"{self.failures_in_row} trials failed in a row; the last (trial {trial.number}): {reason}"
         if self.stop_reason or self.exhausted or surplus or n + sum(t.state == TrialState.RUNNING for t in trials) >= self.budget:
@@ -188,7 +190,7 @@ def _run(
             ensure_probe(study, evaluator, reporter)
             ensure_references(study, plan)
             for source, params in fitting(seeds, plan.space, study.user_attrs.get(store.CAPABILITIES)):
-                study.enqueue_trial(params, user_attrs={store.WARM_START: source}, skip_if_exists=True)
+                study.enqueue_trial(params, user_attrs=queued(warm_start=source), skip_if_exists=True)
         if workers > 1:
             evaluator.close()  # the workers evaluate; a child starts again for the re-measurement
             start_workers(name, storage_url, workers, allow_new_hardware, config.trust_model_code)

@@ -22,10 +22,11 @@ import optuna
 
 from autotune.errors import CandidateFailed, ConfigError, InvalidRecipe, TrainingStopped
 from autotune.measure.artifact import open_executor
-from autotune.measure.stats import artifact_size, quality, quality_loss
+from autotune.measure.stats import artifact_size, quality
 from autotune.search import capabilities
 from autotune.search.recipe import BASELINE_REF, Recipe
 from autotune.storage import store
+from autotune.storage.record import Metrics, Quality, RecordWriter, TrialRecord
 from autotune.study.faults import fault_point
 from autotune.study.settings import Reporter, Settings
 from autotune.study.workers import surplus
@@ -47,10 +48,10 @@ def run_trial(trial: optuna.Trial, plan: Plan, evaluator: Evaluator, reporter: R
     returns something that is not a Recipe.
     """
     # Ask: a reference recipe queued for this trial, or the space's proposal.
-    reference = trial.user_attrs.get(store.REFERENCE)
+    record = RecordWriter(trial)
+    reference = TrialRecord.from_trial(trial).reference
     if reference != BASELINE_REF and surplus(trial.study, trial.number, plan.config.budget):
-        trial.set_user_attr(store.SURPLUS, True)
-        trial.set_user_attr(store.FAIL_REASON, "not run: other workers' trials already fill the budget")
+        record.surplus("not run: other workers' trials already fill the budget")
         raise CandidateFailed("not run: the budget is already taken by earlier trials")
     recipe = plan.references[reference] if reference else plan.space(trial)
 
@@ -60,22 +61,21 @@ def run_trial(trial: optuna.Trial, plan: Plan, evaluator: Evaluator, reporter: R
     blocked = None if reference == BASELINE_REF else capabilities.of_study(trial.study).blocking(recipe)
     if blocked is not None:
         # A space that does not ask the probe proposed what this model cannot take.
-        trial.set_user_attr(store.RECIPE_TEXT, recipe.describe())
-        trial.set_user_attr(store.FAIL_REASON, f"{blocked[0]} does not apply to this model: {blocked[1]}")
+        record.recipe(recipe.describe())
+        record.failed(f"{blocked[0]} does not apply to this model: {blocked[1]}")
         raise optuna.TrialPruned(f"{blocked[0]} excluded by the capability probe")
     if plan.objective.batch_sizes and not reference:
         # Throughput objectives search the batch: it belongs to the runtime, not to the space.
         batch = trial.suggest_categorical("batch_size", list(plan.objective.batch_sizes))
         recipe = dataclasses.replace(recipe, runtime=dataclasses.replace(recipe.runtime, batch_size=batch))
-    trial.set_user_attr(store.RECIPE_TEXT, recipe.describe())
+    record.recipe(recipe.describe())
     reporter.trial_started(trial.number, recipe.describe())
     try:
         recipe.validate()
     except InvalidRecipe as e:
-        trial.set_user_attr(store.FAIL_REASON, f"invalid recipe: {e}")
+        record.failed(f"invalid recipe: {e}")
         raise optuna.TrialPruned(str(e)) from None
-    trial.set_user_attr(store.RECIPE, recipe.to_dict())
-    trial.set_user_attr(store.ENV_ID, evaluator.env["id"])
+    record.write(TrialRecord(recipe=recipe.to_dict(), env_id=evaluator.env["id"]))
 
     # No repeats: a configuration this study already measured here is answered from its record.
     if reference != BASELINE_REF:
@@ -89,46 +89,38 @@ def run_trial(trial: optuna.Trial, plan: Plan, evaluator: Evaluator, reporter: R
     outcome = evaluator.evaluate(trial.number, recipe, known_baseline, reporter.stage, gains)
 
     # Record: what the evaluation recorded, the metrics against the baseline, the constraints.
-    for key, value in outcome.attrs.items():
-        trial.set_user_attr(key, value)
-    process = outcome.attrs.get(store.PROCESS, {}).get("pid", os.getpid())
-    trial.set_user_attr(store.WORKER, f"{WORKER_ID}/{process}")
+    evaluated = TrialRecord.from_attrs(outcome.attrs)
+    record.write(evaluated)
+    process = (evaluated.process or {}).get("pid", os.getpid())
+    record.worker(f"{WORKER_ID}/{process}")
     if outcome.failed is not None:
-        trial.set_user_attr(store.FAIL_REASON, outcome.failed)
+        record.failed(outcome.failed)
         raise CandidateFailed(outcome.failed)
-    metrics = outcome.metrics
-    assert metrics is not None
+    assert outcome.metrics is not None
     if known_baseline is None:
-        baseline = {"trial": trial.number, **metrics}
+        baseline = {"trial": trial.number, **outcome.metrics}
         trial.study.set_user_attr(store.BASELINE, baseline)
     else:
         baseline = known_baseline
     # The speed-up is the interleaved ratio the measurement took (for the baseline trial,
     # the baseline against itself: how close to 1 the method gets).
-    metrics |= quality_loss(plan.objective.task, metrics, baseline)
-    metrics["feasible"] = plan.objective.feasible(metrics)
-    trial.set_user_attr(store.METRICS, metrics)
+    metrics = Metrics(outcome.metrics).judged(Quality.for_task(plan.objective.task), baseline, plan.objective.feasible)
+    record.metrics(metrics)
     fault_point("write", trial.number)
     for c in plan.objective.constraints:
-        trial.set_constraint(c.name, c.violation(metrics))
-    return plan.objective.values(metrics)
-
-
-# What a repeat takes over from the trial it repeats: what was measured and how it was made.
-_REUSED = (store.METRICS, store.MEASUREMENT, store.LINEAGE, store.GATED)
+        trial.set_constraint(c.name, c.violation(metrics.values))
+    return plan.objective.values(metrics.values)
 
 
 def _repeat(trial: optuna.Trial, prior: optuna.trial.FrozenTrial, plan: Plan) -> list[float]:
     """Record ``trial`` as a repeat of ``prior``: its figures, constraints and values, nothing
     trained or timed (the sampler sees the result again; the budget and the front do not)."""
-    trial.set_user_attr(store.REPEAT_OF, prior.number)
-    for key in _REUSED:
-        if key in prior.user_attrs:
-            trial.set_user_attr(key, prior.user_attrs[key])
-    metrics = prior.user_attrs[store.METRICS]
+    first = TrialRecord.from_trial(prior)
+    assert first.metrics is not None
+    RecordWriter(trial).repeat(first, prior.number)
     for c in plan.objective.constraints:
-        trial.set_constraint(c.name, c.violation(metrics))
-    return plan.objective.values(metrics)
+        trial.set_constraint(c.name, c.violation(first.metrics.values))
+    return plan.objective.values(first.metrics.values)
 
 
 class Attrs:
@@ -155,6 +147,7 @@ def evaluate(
     """Train (or take from the cache), gate, convert, then measure accuracy and latency of the
     deployed artifact; return all metrics. With ``gains`` (and a baseline), a fine-tuning run
     hopeless after its first epoch stops there and the trial comes back gated."""
+    record = RecordWriter(trial)
     timings: dict[str, float] = {}
     try:
         with ws.lock.shared() as waited:
@@ -166,13 +159,15 @@ def evaluate(
             try:
                 built = ws.builder.build_model(recipe, rule)
             except TrainingStopped as e:
-                trial.set_user_attr(store.LINEAGE, list(e.lineage))
-                trial.set_user_attr(store.GATED, str(e))
+                assert baseline is not None  # no rule without one
+                record.lineage(e.lineage)
+                record.gated(str(e))
                 (value,) = e.quality.values()
-                return _gated_metrics(ws, baseline, value) | {"stopped_after_epoch": 1}
+                gated = Metrics.gated_at(Quality.for_task(ws.data.task), value, baseline).values
+                return gated | {"stopped_after_epoch": 1}
             finally:
                 timings["train_s"] = time.perf_counter() - t0
-            trial.set_user_attr(store.LINEAGE, list(built.lineage))
+            record.lineage(built.lineage)
             if baseline is not None and recipe.steps:
                 gated = _gate(ws, trial, built.facts, baseline, settings)
                 if gated is not None:
@@ -185,7 +180,7 @@ def evaluate(
                 candidate = ws.builder.convert(built, recipe)
             finally:
                 timings["convert_s"] = time.perf_counter() - t0
-            trial.set_user_attr(store.LINEAGE, list(candidate.lineage))
+            record.lineage(candidate.lineage)
             assert candidate.path is not None
 
             t0 = time.perf_counter()
@@ -202,14 +197,13 @@ def evaluate(
         timed = ws.timer().time(candidate.path, recipe, ws.data.x_val)
         timings["latency_s"] = time.perf_counter() - t0
         timings["measure_lock_wait_s"] = timed.lock_wait_s
-        trial.set_user_attr(store.MEASUREMENT, timed.record())
+        record.measurement(timed.record())
     finally:
-        counts = ws.cache.take_counts()
-        trial.set_user_attr(store.CACHE, counts.as_dict())
-        trial.set_user_attr(store.TIMINGS, timings)
+        record.cache(ws.cache.take_counts().as_dict())
+        record.timings(timings)
 
     size, gz = artifact_size(candidate.path)
-    return {**scores, "size_bytes": size, "gzip_bytes": gz, **timed.metrics()}
+    return Metrics.measured(scores, size, gz, timed.metrics()).values
 
 
 def _gate(
@@ -221,46 +215,39 @@ def _gate(
     trained model's, its constraint is violated by that much, and its latency and size are the
     baseline's (not measured: the sampler sees no gain there). It never shows on the front.
     """
-    name = "mae" if ws.data.task == "regression" else "accuracy"
-    value = facts.get(f"{name}_keras")
+    q = Quality.for_task(ws.data.task)
+    value = facts.get(f"{q.name}_keras")
     if value is None:
         return None
-    loss = quality_loss(ws.data.task, {name: value}, baseline)["quality_loss"]
+    loss = q.loss({q.name: value}, baseline)["quality_loss"]
     # The margin is in accuracy points; for a regressor, the same share of its baseline MAE.
-    margin = settings.gate_margin * (baseline[name] if name == "mae" else 1.0)
+    margin = settings.gate_margin * (1.0 if q.higher_is_better else baseline[q.name])
     limit = gate_limit(ws.config.max_accuracy_drop, margin)
     if loss <= limit:
         return None
-    worse = "an MAE increase" if name == "mae" else "a drop"
-    reason = f"{name} {value:.4f} after training, {worse} of {loss:.4f}, is past the gate at {limit:.4f}: not converted or timed"
-    trial.set_user_attr(store.GATED, reason)
-    return _gated_metrics(ws, baseline, value)
-
-
-def _gated_metrics(ws: Workspace, baseline: dict[str, Any], value: float) -> dict[str, Any]:
-    """A gated trial's metrics: the trained quality, the baseline's latency and size."""
-    name = "mae" if ws.data.task == "regression" else "accuracy"
-    keep = {k: v for k, v in baseline.items() if k != "trial"}
-    return {**keep, name: value, "gated": True}
+    worse = "a drop" if q.higher_is_better else "an MAE increase"
+    reason = f"{q.name} {value:.4f} after training, {worse} of {loss:.4f}, is past the gate at {limit:.4f}: not converted or timed"
+    RecordWriter(trial).gated(reason)
+    return Metrics.gated_at(q, value, baseline).values
 
 
 def first_epoch_rule(ws: Workspace, settings: Settings, baseline: dict[str, Any], gains: dict[str, float]) -> FirstEpochRule:
     """The gate's rule, applied after the first epoch of a fine-tuning run (early stop by fidelity)."""
-    name = "mae" if ws.data.task == "regression" else "accuracy"
-    margin = settings.gate_margin * (baseline[name] if name == "mae" else 1.0)
-    return FirstEpochRule(ws.data.task, baseline[name], gate_limit(ws.config.max_accuracy_drop, margin), gains)
+    q = Quality.for_task(ws.data.task)
+    margin = settings.gate_margin * (1.0 if q.higher_is_better else baseline[q.name])
+    return FirstEpochRule(ws.data.task, baseline[q.name], gate_limit(ws.config.max_accuracy_drop, margin), gains)
 
 
 def first_epoch_gains(study: optuna.Study, task: str) -> dict[str, float]:
     """By technique, the most a fine-tuning run of the study gained from its first epoch to its
     last (accuracy points, or MAE), read from the finished trials' lineage."""
-    name = "mae" if task == "regression" else "accuracy"
-    first, last = f"{name}_keras{FIRST_EPOCH}", f"{name}_keras"
+    q = Quality.for_task(task)
+    first, last = f"{q.name}_keras{FIRST_EPOCH}", f"{q.name}_keras"
     gains: dict[str, float] = {}
     for t in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,)):
-        for step in t.user_attrs.get(store.LINEAGE, []):
+        for step in TrialRecord.from_trial(t).lineage or ():
             if first in step and last in step and "stopped_after_epoch" not in step:
-                gain = step[first] - step[last] if name == "mae" else step[last] - step[first]
+                gain = q.sign * (step[first] - step[last])  # how much the loss fell
                 gains[step["step"]] = max(gains.get(step["step"], gain), gain)
     return gains
 

@@ -12,6 +12,7 @@ from autotune.errors import ConfigError, InvalidRecipe
 from autotune.results.front import pareto_trials, timed
 from autotune.search.recipe import Recipe
 from autotune.storage import store
+from autotune.storage.record import TrialRecord
 
 
 def warm_start_params(
@@ -26,7 +27,7 @@ def warm_start_params(
     if not store.study_exists(storage, other):
         raise ConfigError(f"--warm-start: no study named {other!r} in {store.redact(url)} (see `autotune studies`)")
     source = store.load_study(storage, other)
-    searched = [t for t in source.get_trials(deepcopy=False) if timed(t) and store.REFERENCE not in t.user_attrs and t.params]
+    searched = [t for t in source.get_trials(deepcopy=False) if timed(t) and TrialRecord.from_trial(t).reference is None and t.params]
     front = pareto_trials(searched, [d.name.lower() for d in source.directions])
     if not front:
         raise ConfigError(f"--warm-start: study {other!r} has no searched trial to start from")

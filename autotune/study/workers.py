@@ -17,6 +17,7 @@ from optuna.trial import TrialState
 
 from autotune.errors import CandidateFailed, SearchStopped
 from autotune.storage import store
+from autotune.storage.record import TrialRecord
 from autotune.study.settings import Settings
 
 
@@ -64,7 +65,7 @@ def fail_zombies(study: optuna.Study, settings: Settings) -> None:
     optuna.storages.fail_stale_trials(study)
     limit = dt.datetime.now() - dt.timedelta(seconds=settings.grace_s * 2)
     for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
-        if store.RECIPE_TEXT not in t.user_attrs and t.datetime_start is not None and t.datetime_start < limit:
+        if TrialRecord.from_trial(t).recipe_text is None and t.datetime_start is not None and t.datetime_start < limit:
             try:
                 study._storage.set_trial_state_values(t._trial_id, state=TrialState.FAIL)
             except UpdateFinishedTrialError:
