@@ -108,7 +108,7 @@ def losers(trials: list[FrozenTrial]) -> set[str]:
         for k in kinds:
             seen[k] = seen.get(k, 0) + 1
         pool = [r for r in group if r.metrics.feasible] or group
-        best = min(pool, key=lambda r: r.metrics.figures.latency_p50_ms)
+        best = min(pool, key=lambda r: r.metrics["latency_p50_ms"])
         won.add(deployment_kind(best.recipe))
     return {k for k, n in seen.items() if n >= LOSER_AFTER and k not in won}
 
