@@ -168,3 +168,15 @@ def test_a_study_measured_on_two_machines_needs_an_environment(tmp_path):
     with pytest.raises(ConfigError, match="different environments"):
         plot_study(mixed, tmp_path / "x.png", limit=0.01)
     _check_png(plot_study(mixed, tmp_path / "aaa.png", limit=0.01, env="aaa"))
+
+
+def test_the_budgets_hypervolume_curve_skips_what_the_budget_does_not_count():
+    study = _fake_study()
+    first = next(t for t in study.trials if t.state == TrialState.COMPLETE and not t.user_attrs.get(store.GATED) and t.number > 1)
+    repeat = create_trial(values=first.values, user_attrs={**first.user_attrs, store.REPEAT_OF: first.number})
+    study.add_trial(repeat)
+    per_trial = hypervolume_curve(study, 0.01)
+    counted = hypervolume_curve(study, 0.01, budget_trials=True)
+    assert len(per_trial) == len(study.trials)
+    assert len(counted) == store.evaluated(study.trials) == len(study.trials) - 2  # the failed trial and the repeat
+    assert counted[-1] == per_trial[-1]  # a repeat adds no trade-off

@@ -51,8 +51,9 @@ def _relative(name: str, m: dict[str, Any], baseline: dict[str, Any]) -> float:
     return float(m[name]) / float(baseline[name])
 
 
-def hypervolume_curve(study: optuna.Study, limit: float) -> list[float]:
-    """The hypervolume after each trial (in trial-number order) of the feasible timed trials,
+def hypervolume_curve(study: optuna.Study, limit: float, *, budget_trials: bool = False) -> list[float]:
+    """The hypervolume after each trial (in trial-number order; with ``budget_trials``, after
+    each trial the budget counts: not failed, waiting or a repeat) of the feasible timed trials,
     over all of the study's objectives, with the reference point at the baseline's figures
     and the accuracy limit: the volume of trade-offs strictly better than shipping the
     baseline. Maximised objectives are negated, so every axis is minimised."""
@@ -64,8 +65,12 @@ def hypervolume_curve(study: optuna.Study, limit: float) -> list[float]:
     ref = signs * np.array([edge.get(n, 1.0) for n in names])
     points: list[np.ndarray] = []
     curve: list[float] = []
+    counted = (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED)
     for t in sorted(study.get_trials(deepcopy=False), key=lambda t: t.number):
-        m = TrialRecord.from_trial(t).metrics
+        record = TrialRecord.from_trial(t)
+        if budget_trials and (t.state not in counted or record.repeat_of is not None):
+            continue
+        m = record.metrics
         if timed(t) and m is not None and m.feasible:
             p = signs * np.array([_relative(n, m.values, baseline) for n in names])
             if np.all(p < ref):

@@ -180,7 +180,8 @@ def _run(
     deployer = Deployer(plan.space, config.budget, evaluator.env["id"], reporter.deployments_queued)
 
     def after_trial(study: optuna.Study, trial: FrozenTrial) -> None:
-        deployer(study, trial)  # before the policy, which may stop the study
+        if settings.deploy_variants:
+            deployer(study, trial)  # before the policy, which may stop the study
         policy(study, trial)
 
     with store.database_errors(storage_url):

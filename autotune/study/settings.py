@@ -64,6 +64,9 @@ class Settings:
     gate_margin: float = 0.02
     # Re-time the front at the end of a run that ran trials (both numbers are kept).
     remeasure_front: bool = True
+    # Queue every other deployment of a newly measured model (``study.deployments``); off,
+    # each trial is one point of the space as the sampler proposed it (benchmarks compare).
+    deploy_variants: bool = True
     lock: HostLock = field(default_factory=HostLock)
     host_dir: Path = field(default_factory=default_host_dir)
     # Which sampler a new or resumed study uses (benchmarks compare others); None: store's TPE.
