@@ -31,7 +31,9 @@ class Unsupported(Technique):
 def space(trial):
     fail = trial.suggest_categorical("fail", [{choices}])
     steps = (Unsupported(),) if fail else ()
-    return Recipe("fp32", Runtime("litert", threads=1), steps=steps)
+    # Eight configurations that succeed: a configuration measured once is not run again.
+    precision = trial.suggest_categorical("p", ["fp32", "fp16", "dynamic-int8", "int8"])
+    return Recipe(precision, Runtime("litert", threads=trial.suggest_int("t", 1, 2)), steps=steps)
 """
 
 
