@@ -235,9 +235,10 @@ def capabilities_line(found: dict) -> str:
     left = caps.excluded()
     if found.get("failed"):
         return f"probe could not finish ({escape(found['failed'])}): every technique stays in the search"
+    head = f"probe: kept from an earlier probe of this model ({caps.seconds:.1f} s saved)" if caps.kept else f"probe ({caps.seconds:.1f} s)"
     if not left:
-        return f"probe ({caps.seconds:.1f} s): this model allows every technique, precision and engine"
-    return f"probe ({caps.seconds:.1f} s): {len(left)} left out of the search for this model: {', '.join(left)}"
+        return f"{head}: this model allows every technique, precision and engine"
+    return f"{head}: {len(left)} left out of the search for this model: {', '.join(left)}"
 
 
 def capabilities(found: dict | None) -> None:

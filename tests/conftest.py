@@ -33,6 +33,19 @@ def workdir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, demo_files: tuple[P
 
 
 @pytest.fixture
+def fresh_probes(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A host directory that keeps no probe's findings, so that every study probes its model
+    for real; the host's measured peak is copied in, so that it is not measured again."""
+    from autotune.measure.host import default_host_dir
+
+    host = tmp_path_factory.mktemp("host")
+    for peak in default_host_dir().glob("peak-*.json"):
+        shutil.copy(peak, host)
+    monkeypatch.setenv("AUTOTUNE_HOST_DIR", str(host))
+    return host
+
+
+@pytest.fixture
 def empty_workdir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     monkeypatch.chdir(tmp_path)
     return tmp_path

@@ -81,3 +81,14 @@ def test_helpers_keep_a_choice_even_when_everything_is_excluded() -> None:
     assert choices(trial, ["fp32", "fp16", "int8"]) == ["fp32"]
     assert [switch(_trial(Capabilities(techniques={"distill": "no"})), "distill", "distill") for _ in range(10)] == [False] * 10
     assert {switch(_trial(Capabilities()), "distill", "distill") for _ in range(40)} == {False, True}
+
+
+def test_kept_findings_say_so_and_what_they_leave_out() -> None:
+    from autotune.report import capabilities_line
+
+    kept = Capabilities(precisions={"int8": "full-integer conversion failed"}, seconds=19.24, kept=True)
+    assert Capabilities.from_dict(kept.to_dict()) == kept and "kept" not in Capabilities().to_dict()
+    assert capabilities_line(kept.to_dict()) == (
+        "probe: kept from an earlier probe of this model (19.2 s saved): 1 left out of the search for this model: int8")
+    assert capabilities_line(Capabilities(seconds=3.0).to_dict()) == (
+        "probe (3.0 s): this model allows every technique, precision and engine")

@@ -20,7 +20,8 @@ from autotune.cli import app
 from autotune.storage import store
 from tests import zoo
 
-pytestmark = pytest.mark.slow
+# Each study probes its model for real: nothing kept from another study of the same shape.
+pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("fresh_probes")]
 runner = CliRunner()
 
 # One trained step the model allows (a student first, else thinner channels), else no training.

@@ -68,6 +68,11 @@ class Builder:
         self._model: Any = model  # loaded lazily unless the caller already has it
         self._recurrent: bool | None = None
 
+    @property
+    def base_key(self) -> str:
+        """The content key of the base model (custom objects included) and the data."""
+        return self._base.key
+
     def base_model(self) -> Any:
         if self._model is None:
             from autotune.inputs.model import load_model

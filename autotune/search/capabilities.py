@@ -34,6 +34,7 @@ class Capabilities:
     engines: dict[str, str | None] = field(default_factory=dict)
     seconds: float = 0.0
     timings: dict[str, float] = field(default_factory=dict)  # seconds each check took
+    kept: bool = False  # found by an earlier probe of the same model on this host, not probed again
 
     def reason(self, name: str) -> str | None:
         """Why ``name`` cannot apply to this model, or None if it can (or was not probed)."""
@@ -59,7 +60,7 @@ class Capabilities:
 
     def to_dict(self) -> dict[str, Any]:
         return {"techniques": self.techniques, "precisions": self.precisions, "engines": self.engines,
-                "seconds": self.seconds, "timings": self.timings}
+                "seconds": self.seconds, "timings": self.timings} | ({"kept": True} if self.kept else {})
 
     @classmethod
     def from_dict(cls, data: dict[str, Any] | None) -> Capabilities:
@@ -70,6 +71,7 @@ class Capabilities:
             engines=dict(data.get("engines", {})),
             seconds=float(data.get("seconds", 0.0)),
             timings=dict(data.get("timings", {})),
+            kept=bool(data.get("kept", False)),
         )
 
 

@@ -94,7 +94,9 @@ class Evaluator(ABC):
         """Find which techniques, precisions and engines the study's model allows.
 
         Returns:
-            The findings as ``search.capabilities.Capabilities.to_dict()``.
+            The findings as ``search.capabilities.Capabilities.to_dict()``: those an earlier
+            probe of the same model kept on this host (with ``kept`` set), else a new probe's,
+            which are then kept (``study.probe.probe_or_kept``).
 
         Raises:
             CandidateFailed: The process probing died or timed out.
@@ -140,11 +142,11 @@ class LocalEvaluator(Evaluator):
         return timed.metrics() | {"env_id": self.env["id"], "measured_at": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")}
 
     def probe(self) -> dict[str, Any]:
-        """What the model allows (capabilities.Capabilities as a dict), found once per study."""
-        from autotune.study.probe import probe
+        """What the model allows (capabilities.Capabilities as a dict), found once per model and host."""
+        from autotune.study.probe import probe_or_kept
         from autotune.techniques import TECHNIQUES
 
-        return probe(self.ws, list(TECHNIQUES.values())).to_dict()
+        return probe_or_kept(self.ws, list(TECHNIQUES.values()), self.settings.host_dir).to_dict()
 
     def close(self) -> None:
         pass

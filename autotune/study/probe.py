@@ -7,13 +7,28 @@ TensorFlow engine's SavedModel is written and run, with and without XLA. Convers
 through the study's builder, so the cache keeps them and the trials that need them later pay
 nothing. What fails is recorded with its one-line reason (``capabilities.Capabilities``); the
 search then leaves it out.
+
+The findings are the same every time for the same model, so they are kept in the host's
+directory (``probe-<key>.json``) and a later study of that model reuses them (``probe_or_kept``).
+The key holds everything they depend on: the base model and data, the environment, the
+baseline's threads, each technique class probed (its qualified name and a hash of its source,
+so that a technique file that changes is probed again) and autotune's version. Only a probe
+that finished is kept: one whose process died never gets here. Deleting the file probes again.
 """
 
 from __future__ import annotations
 
+import dataclasses
+import hashlib
+import inspect
+import json
 import time
+from pathlib import Path
 from typing import Any
 
+from autotune import __version__
+from autotune._files import write_text_atomically
+from autotune.build.candidate import content_key
 from autotune.errors import first_line
 from autotune.measure.artifact import open_executor
 from autotune.search.capabilities import Capabilities
@@ -67,3 +82,33 @@ def probe(ws: Any, techniques: list[type[Technique]]) -> Capabilities:
     engines["xla"] = engines["tensorflow"] or timed("xla", _runs, ws, Recipe("fp32", Runtime("tensorflow", threads=threads, xla=True)))
     return Capabilities(techniques=found, precisions=precisions, engines=engines,
                         seconds=round(time.perf_counter() - started, 2), timings=seconds)
+
+
+def findings_key(ws: Any, techniques: list[type[Technique]]) -> str | None:
+    """The key the findings on the workspace's model are kept under; None if a technique's
+    source cannot be read (then nothing tells whether it changed, and it is probed every time)."""
+    classes = []
+    for cls in techniques:
+        try:
+            source = inspect.getsource(cls)
+        except (OSError, TypeError):
+            return None
+        classes.append((f"{cls.__module__}.{cls.__qualname__}", hashlib.sha256(source.encode()).hexdigest()))
+    return content_key("probe", ws.builder.base_key, str(ws.env["id"]), ws.baseline.runtime.threads, PROBE_SAMPLES, classes, __version__)
+
+
+def probe_or_kept(ws: Any, techniques: list[type[Technique]], host_dir: Path) -> Capabilities:
+    """The findings an earlier probe of this model kept on this host (``kept`` set), or a
+    probe's, then kept for the next study."""
+    key = findings_key(ws, techniques)
+    path = host_dir / f"probe-{key}.json"
+    if key is not None:
+        try:
+            return dataclasses.replace(Capabilities.from_dict(json.loads(path.read_text())), kept=True)
+        except (OSError, ValueError):  # none kept yet (or unreadable): probe
+            pass
+    found = probe(ws, techniques)
+    if key is not None:
+        host_dir.mkdir(parents=True, exist_ok=True)
+        write_text_atomically(path, json.dumps(found.to_dict(), indent=2))
+    return found
