@@ -276,8 +276,9 @@ class TrialRecord:
 
     @property
     def timed(self) -> bool:
-        """Measured metrics: converted and timed, not stopped by the accuracy gate."""
-        return self.metrics is not None and self.gated is None
+        """Measured metrics: converted and timed by this trial, not stopped by the accuracy
+        gate and not a repeat answered from an earlier trial's record."""
+        return self.metrics is not None and self.gated is None and self.repeat_of is None
 
 
 def _stored(value: Any) -> Any:
