@@ -29,11 +29,11 @@ class Unsupported(Technique):
         raise CandidateFailed("op FOO is not supported by this technique")
 
 def space(trial):
-    fail = trial.suggest_categorical("fail", [{choices}])
-    steps = (Unsupported(),) if fail else ()
-    # Eight configurations that succeed: a configuration measured once is not run again.
+    # One failing configuration, proposed one time in {odds}; eight that succeed otherwise.
+    if trial.suggest_int("f", 0, {odds} - 1) == 0:
+        return Recipe("fp32", Runtime("litert", threads=1), steps=(Unsupported(),))
     precision = trial.suggest_categorical("p", ["fp32", "fp16", "dynamic-int8", "int8"])
-    return Recipe(precision, Runtime("litert", threads=trial.suggest_int("t", 1, 2)), steps=steps)
+    return Recipe(precision, Runtime("litert", threads=trial.suggest_int("t", 1, 2)))
 """
 
 
@@ -43,19 +43,23 @@ def _study(name):
 
 
 def test_failures_are_recorded_and_the_search_goes_on(workdir):
-    (workdir / "sometimes.py").write_text(FAILING_SPACE.format(choices="True, False"))
+    (workdir / "sometimes.py").write_text(FAILING_SPACE.format(odds=4))
     result = runner.invoke(app, ["run", "--study", "s", "--budget", "8", "--space", "sometimes.py", "--seed", "1"])
     assert result.exit_code == 0, result.output
     trials = _study("s").get_trials()
     failed = [t for t in trials if t.state == TrialState.FAIL]
     assert failed, "the space should have produced failing candidates"
-    assert all(t.user_attrs[store.FAIL_REASON] == "op FOO is not supported by this technique" for t in failed)
-    # Failed trials do not count against the budget.
-    assert sum(t.state == TrialState.COMPLETE for t in trials) == 8
+    # The failing configuration ran once; proposed again, it failed the same way without running.
+    first, *again = failed
+    assert first.user_attrs[store.FAIL_REASON] == "op FOO is not supported by this technique"
+    assert all(t.user_attrs[store.FAIL_REASON] == f"repeat of #{first.number}, which failed: op FOO is not supported by this technique" for t in again)
+    assert all(store.CACHE not in t.user_attrs for t in again)
+    # Failed trials (and repeats) do not count against the budget.
+    assert store.evaluated(trials) == 8
 
 
 def test_several_failures_in_a_row_stop_the_search_with_one_line(workdir):
-    (workdir / "always.py").write_text(FAILING_SPACE.format(choices="True"))
+    (workdir / "always.py").write_text(FAILING_SPACE.format(odds=1))
     result = runner.invoke(app, ["run", "--study", "a", "--budget", "20", "--space", "always.py"])
     assert result.exit_code == 1
     assert "5 trials failed in a row" in result.output and "op FOO" in result.output

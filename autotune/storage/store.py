@@ -198,17 +198,17 @@ def evaluated(trials: list[FrozenTrial]) -> int:
 
 
 def measured_before(trials: list[FrozenTrial], recipe: dict[str, Any], env_id: str, number: int) -> FrozenTrial | None:
-    """The first complete trial before ``number`` that measured ``recipe`` on environment
-    ``env_id`` (not itself a repeat), or None."""
+    """The first trial before ``number`` that ran ``recipe`` on environment ``env_id`` to an
+    end that running it again would not change (not itself a repeat), or None: one that
+    completed, or one whose candidate failed (a converter's or technique's refusal). A trial
+    whose process died, or that was not run for the budget, may fare differently again."""
     for t in trials:
         a = t.user_attrs
-        if (
-            t.number < number
-            and t.state == TrialState.COMPLETE
-            and REPEAT_OF not in a
-            and a.get(RECIPE) == recipe
-            and a.get(ENV_ID) == env_id
-        ):
+        if t.number >= number or REPEAT_OF in a or a.get(RECIPE) != recipe or a.get(ENV_ID) != env_id:
+            continue
+        if t.state == TrialState.COMPLETE:
+            return t
+        if t.state == TrialState.FAIL and FAIL_REASON in a and not a.get(SURPLUS) and not a.get(PROCESS, {}).get("died"):
             return t
     return None
 

@@ -114,8 +114,13 @@ def run_trial(trial: optuna.Trial, plan: Plan, evaluator: Evaluator, reporter: R
 
 def _repeat(trial: optuna.Trial, prior: optuna.trial.FrozenTrial, plan: Plan) -> list[float]:
     """Record ``trial`` as a repeat of ``prior``: its figures, constraints and values, nothing
-    trained or timed (the sampler sees the result again; the budget and the front do not)."""
+    trained or timed (the sampler sees the result again; the budget and the front do not).
+    A repeat of a failed candidate fails the same way (CandidateFailed), without running."""
     first = TrialRecord.from_trial(prior)
+    if prior.state == optuna.trial.TrialState.FAIL:
+        reason = f"repeat of #{prior.number}, which failed: {first.fail_reason}"
+        RecordWriter(trial).write(TrialRecord(repeat_of=prior.number, fail_reason=reason, lineage=first.lineage))
+        raise CandidateFailed(reason)
     assert first.metrics is not None
     RecordWriter(trial).repeat(first, prior.number)
     for c in plan.objective.constraints:
