@@ -117,15 +117,20 @@ def main() -> None:
                 t1 = time.perf_counter()
                 curves[kind].append(search(f"{kind}-{seed}", kind, seed, args.autotune_trials, work, shared, protocol, True))
                 walls[kind].append(time.perf_counter() - t1)
-            t1 = time.perf_counter()
-            curves["plain random"].append(search(f"plain-random-{seed}", "random", seed, args.random_trials, work, shared, protocol, False))
-            walls["plain random"].append(time.perf_counter() - t1)
+            if args.random_trials:
+                t1 = time.perf_counter()
+                curves["plain random"].append(search(f"plain-random-{seed}", "random", seed, args.random_trials, work, shared, protocol, False))
+                walls["plain random"].append(time.perf_counter() - t1)
         wall = time.perf_counter() - t0
 
     print(f"\nhypervolume after k trials, mean over {args.seeds} seeds (higher is better); {wall / 60:.1f} min in all")
     print(f"{'k':<28}" + "".join(f"{k:>9}" for k in CHECKPOINTS))
     for kind in samplers:
         print(_row(f"autotune, {kind}", curves[kind]))
+    if not args.random_trials:
+        for kind in samplers:
+            print(f"  autotune, {kind:<8} " + "  ".join(f"{c[-1]:.5f}" for c in curves[kind]) + f"   {statistics.mean(walls[kind]):6.1f} s")
+        return
     print(_row("plain random search", curves["plain random"]))
     print(f"\nat {args.autotune_trials} trials, per seed (and wall per study, shared cache)")
     for kind in samplers:
