@@ -99,19 +99,3 @@ def test_a_model_first_measured_on_tensorflow_is_deployed_on_litert_every_way():
     assert litert == {(p, t) for p in PRECISIONS for t in range(1, usable_cores() + 1)}
     assert [r["runtime"]["xla"] for r in recipes if r["runtime"]["engine"] == "tensorflow"] == [False]
 
-
-def test_tpe_starts_randomly_until_five_models_were_made_not_five_trials():
-    from autotune.storage.store import STARTUP_MODELS, tpe_sampler
-
-    study = optuna.create_study(directions=["minimize", "maximize"], sampler=tpe_sampler(0))
-    sampler = study.sampler
-    # One model deployed ten ways: ten trials, one model; TPE still samples at random.
-    for threads in range(10):
-        _measure(study, STUDENT | {"engine": "litert", "precision": "fp32", "threads": 1 + threads % 2}, 0.05 + threads / 100)
-    assert sampler._starting(study)
-    for width in (0.25, 0.75):
-        _measure(study, {**STUDENT, "distill_width": width} | {"engine": "litert", "precision": "fp32", "threads": 1}, 0.05)
-    _measure(study, {**STUDENT, "distill": False} | {"engine": "litert", "precision": "fp32", "threads": 1}, 0.2)
-    assert sampler._starting(study)  # four models
-    _measure(study, {**STUDENT, "distill": False, "channel_prune": True, "keep": 0.5} | {"engine": "litert", "precision": "fp32", "threads": 1}, 0.1)
-    assert STARTUP_MODELS == 5 and not sampler._starting(study)

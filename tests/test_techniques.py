@@ -268,7 +268,7 @@ def test_a_cached_candidate_is_returned_without_retraining(data, tmp_path, monke
         raise AssertionError("a cached candidate must not be trained again")
 
     monkeypatch.setattr("autotune.techniques.training.fine_tune", no_training)
-    monkeypatch.setattr("autotune.techniques.prune.fine_tune", no_training)
+    monkeypatch.setattr("autotune.techniques.prune.fine_tune_watched", no_training)
     again = builder.build(recipe)
     counts = cache.take_counts()
     assert counts.misses == [] and counts.hits == ["channel-prune", "prune", "convert:int8:tflite"]

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
-import json
 import re
 import sqlite3
 import warnings
@@ -129,41 +128,17 @@ def sampler_for(config: StudyConfig, trials_so_far: int) -> optuna.samplers.Base
     return tpe_sampler(config.seed + trials_so_far)
 
 
-# Models made differently (distinct chains of steps) measured before TPE models the space.
-STARTUP_MODELS = 5
-
-
-class ModelStartupTPE(optuna.samplers.TPESampler):
-    """TPE whose random start lasts until ``startup_models`` differently made models have been
-    measured, rather than a count of trials: every trained model is deployed several ways,
-    each a trial, so ten trials can be two students, and TPE would then model the space from
-    two points and stay near them (on the demo it found a third of random's hypervolume)."""
-
-    def __init__(self, *, seed: int, startup_models: int = STARTUP_MODELS, **kwargs: Any) -> None:
-        super().__init__(seed=seed, n_startup_trials=0, **kwargs)
-        self._startup_models = startup_models
-        self._startup_sampler = optuna.samplers.RandomSampler(seed=seed)
-
-    def _starting(self, study: optuna.Study) -> bool:
-        trials = study._get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.PRUNED), use_cache=True)
-        made = {json.dumps(t.user_attrs[RECIPE]["steps"], sort_keys=True) for t in trials if RECIPE in t.user_attrs}
-        return len(made) < self._startup_models
-
-    def _sample_relative(self, study: optuna.Study, trial: FrozenTrial, search_space: dict[str, Any]) -> dict[str, Any]:
-        return {} if self._starting(study) else super()._sample_relative(study, trial, search_space)
-
-    def sample_independent(self, study: optuna.Study, trial: FrozenTrial, param_name: str, param_distribution: Any) -> Any:
-        if self._starting(study):
-            return self._startup_sampler.sample_independent(study, trial, param_name, param_distribution)
-        return super().sample_independent(study, trial, param_name, param_distribution)
-
-
 def tpe_sampler(seed: int) -> optuna.samplers.BaseSampler:
     """Multi-objective TPE: models good and bad regions from few trials, handles conditional
-    (tree-structured) spaces and reads ``trial.set_constraint`` values; its random start is
-    counted in models made, not trials (``ModelStartupTPE``). NSGA-II spends a 50-trial budget
-    on its first generations; the GP sampler needs PyTorch."""
-    return ModelStartupTPE(seed=seed, multivariate=True, group=True, constant_liar=True)
+    (tree-structured) spaces and reads ``trial.set_constraint`` values. NSGA-II would spend a
+    50-trial budget on its first generation; the GP sampler needs PyTorch."""
+    return optuna.samplers.TPESampler(
+        seed=seed,
+        multivariate=True,
+        group=True,
+        n_startup_trials=10,
+        constant_liar=True,
+    )
 
 
 def study_exists(storage: optuna.storages.RDBStorage, name: str) -> bool:
