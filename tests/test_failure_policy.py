@@ -29,11 +29,12 @@ class Unsupported(Technique):
         raise CandidateFailed("op FOO is not supported by this technique")
 
 def space(trial):
-    # One failing configuration, proposed one time in {odds}; eight that succeed otherwise.
+    # A failing configuration one time in {odds} (eight of them); sixteen that succeed otherwise.
+    # Both sets are larger than the budgets below, so the space is never exhausted.
     if trial.suggest_int("f", 0, {odds} - 1) == 0:
-        return Recipe("fp32", Runtime("litert", threads=1), steps=(Unsupported(),))
+        return Recipe("fp32", Runtime("litert", threads=1, batch_size=trial.suggest_int("b", 1, 8)), steps=(Unsupported(),))
     precision = trial.suggest_categorical("p", ["fp32", "fp16", "dynamic-int8", "int8"])
-    return Recipe(precision, Runtime("litert", threads=trial.suggest_int("t", 1, 2)))
+    return Recipe(precision, Runtime("litert", threads=trial.suggest_int("t", 1, 2), batch_size=trial.suggest_int("n", 1, 2)))
 """
 
 
@@ -49,11 +50,15 @@ def test_failures_are_recorded_and_the_search_goes_on(workdir):
     trials = _study("s").get_trials()
     failed = [t for t in trials if t.state == TrialState.FAIL]
     assert failed, "the space should have produced failing candidates"
-    # The failing configuration ran once; proposed again, it failed the same way without running.
-    first, *again = failed
-    assert first.user_attrs[store.FAIL_REASON] == "op FOO is not supported by this technique"
-    assert all(t.user_attrs[store.FAIL_REASON] == f"repeat of #{first.number}, which failed: op FOO is not supported by this technique" for t in again)
-    assert all(store.CACHE not in t.user_attrs for t in again)
+    # A failing configuration ran once; proposed again, it failed the same way without running.
+    ran = [t for t in failed if store.REPEAT_OF not in t.user_attrs]
+    again = [t for t in failed if store.REPEAT_OF in t.user_attrs]
+    assert all(t.user_attrs[store.FAIL_REASON] == "op FOO is not supported by this technique" for t in ran)
+    assert len({t.params["b"] for t in ran}) == len(ran)
+    for t in again:
+        (first,) = [r for r in ran if r.params == t.params]
+        assert t.user_attrs[store.FAIL_REASON] == f"repeat of #{first.number}, which failed: op FOO is not supported by this technique"
+        assert store.CACHE not in t.user_attrs
     # Failed trials (and repeats) do not count against the budget.
     assert store.evaluated(trials) == 8
 
@@ -63,8 +68,11 @@ def test_several_failures_in_a_row_stop_the_search_with_one_line(workdir):
     result = runner.invoke(app, ["run", "--study", "a", "--budget", "20", "--space", "always.py"])
     assert result.exit_code == 1
     assert "5 trials failed in a row" in result.output and "op FOO" in result.output
-    states = [t.state for t in _study("a").get_trials()]
-    assert states == [TrialState.COMPLETE] * 2 + [TrialState.FAIL] * 5  # the references, then the failures
+    trials = _study("a").get_trials()
+    assert [t.state for t in trials[:2]] == [TrialState.COMPLETE] * 2  # the references
+    assert all(t.state == TrialState.FAIL for t in trials[2:])
+    # Five configurations ran and failed; a repeat in between neither counted nor broke the run.
+    assert sum(store.REPEAT_OF not in t.user_attrs for t in trials[2:]) == 5
 
 
 def test_a_model_litert_cannot_convert_stops_at_the_baseline(empty_workdir):

@@ -47,7 +47,9 @@ class FailurePolicy:
     """Called by Optuna after every trial: counts the trials this run ran, tells the reporter,
     and stops the study when ``max_in_row`` trials failed in a row (``stop_reason`` says
     why) or when evaluated and running trials fill the budget. A surplus trial (one that
-    found the budget already filled) stops this worker and counts as neither."""
+    found the budget already filled) stops this worker and counts as neither. A repeat (a
+    configuration measured before, not run again) neither counts as a failure nor breaks a
+    run of them: it ran nothing, and many in a row mean the space is exhausted, not broken."""
 
     def __init__(self, budget: int, max_in_row: int, reporter: Reporter) -> None:
         self.budget, self.max_in_row, self.reporter = budget, max_in_row, reporter
@@ -68,7 +70,7 @@ class FailurePolicy:
                 f"the space looks exhausted: the last {self.repeats_in_row} configurations the sampler proposed "
                 "were all measured already"
             )
-        if not surplus:
+        if not surplus and not repeat:
             self.failures_in_row = self.failures_in_row + 1 if trial.state == TrialState.FAIL else 0
         trials = study.get_trials(deepcopy=False)
         n = store.evaluated(trials)
