@@ -27,6 +27,8 @@ from autotune.cli_options import (
     as_plugin,
     guarded,
 )
+from autotune import cli_service
+from autotune.cli_service import DEFAULT_DATA_DIR, DataDirOpt, ServerOpt
 from autotune.errors import ConfigError
 from autotune.inputs.config import check_study_name, storage_url, study_name_for
 
@@ -38,6 +40,7 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
     help="Find the fastest deployable variant of a Keras model on this machine, by measurement.",
 )
+cli_service.register(app)
 
 @app.command()
 @guarded
@@ -142,16 +145,26 @@ def resume(
 @app.command()
 @guarded
 def worker(
-    name: Annotated[str, typer.Argument(help="Study to join (created and started by `autotune run`)")],
+    name: Annotated[str | None, typer.Argument(help="Study to join (created and started by `autotune run`)")] = None,
     storage: StorageOpt = None,
+    queue: Annotated[bool, typer.Option("--queue", help="Take studies submitted to the service, one after another, until stopped")] = False,
+    data_dir: DataDirOpt = DEFAULT_DATA_DIR,
     allow_new_hardware: AllowOpt = False,
     trust_model_code: TrustOpt = False,
 ) -> None:
     """Join a study and run its trials until its budget is spent; start as many as you like,
-    on this machine or others sharing a PostgreSQL storage."""
+    on this machine or others sharing a PostgreSQL storage. With --queue: work for the service."""
     import os
 
     from autotune.study.run import run as run_study
+
+    if queue:
+        if name is not None:
+            raise ConfigError("give a study NAME or --queue, not both")
+        cli_service.queue_worker(storage, data_dir, trust_model_code)
+        return
+    if name is None:
+        raise ConfigError("give the study NAME to join, or --queue to work for the service")
 
     url = storage_url(storage)
     number = os.environ.get("AUTOTUNE_WORKER")
@@ -222,10 +235,16 @@ def front(
     format: Annotated[Format, typer.Option("--format", help="How to print the front")] = Format.table,
     env: EnvOpt = None,
     storage: StorageOpt = None,
+    server: ServerOpt = None,
 ) -> None:
     """Show the Pareto front: latency against accuracy of the deployed artifacts."""
     from autotune.results.front import front_rows
+    from autotune.service.client import server_url
     from autotune.storage import store
+
+    if server_url(server) and storage is None:
+        cli_service.remote_front(server_url(server), name, format.value, env)  # type: ignore[arg-type]
+        return
 
     url = storage_url(storage)
     with store.database_errors(url):
@@ -250,13 +269,22 @@ def export(
     env: EnvOpt = None,
     storage: StorageOpt = None,
     trust_model_code: TrustOpt = False,
+    server: ServerOpt = None,
 ) -> None:
     """Write the chosen trial's artifact, verify it reproduces its recorded quality, and describe it."""
     from autotune.results.export import export as do_export
+    from autotune.service.client import server_url
 
     for flag, value in (("--max-latency-ms", max_latency_ms), ("--max-size-kb", max_size_kb), ("--max-accuracy-drop", max_accuracy_drop)):
         if value is not None and value < 0:
             raise ConfigError(f"{flag} must not be negative, got {value}")
+    if server_url(server) and storage is None:
+        params = {
+            "trial": trial, "prefer": prefer.value, "max_accuracy_drop": max_accuracy_drop, "max_latency_ms": max_latency_ms,
+            "max_size_kb": max_size_kb, "closest": closest or None,
+        }
+        cli_service.remote_export(server_url(server), name, out, params, force)  # type: ignore[arg-type]
+        return
     r = do_export(
         storage_url(storage),
         name,

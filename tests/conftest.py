@@ -74,7 +74,7 @@ def postgres_url():
 
     bins = sorted(glob.glob("/usr/lib/postgresql/*/bin/initdb"))
     if not bins:
-        _unavailable("no initdb under /usr/lib/postgresql (run tests/install-postgres.sh)")
+        _unavailable("no initdb under /usr/lib/postgresql (run tests/install-system.sh)")
     bindir = Path(bins[-1]).parent
     root = Path(tempfile.mkdtemp(prefix="autotune-pg-"))
     as_user: list[str] = []

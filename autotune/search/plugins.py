@@ -26,6 +26,18 @@ def _builtin_dir(package: str) -> Path:
     return Path(next(iter(spec.submodule_search_locations)))
 
 
+def builtin_names(kind: str) -> list[str]:
+    """The names of the built-in spaces (``kind`` "search_spaces") or objectives ("objectives")."""
+    return sorted(p.stem for p in _builtin_dir(kind).glob("*.py") if not p.stem.startswith("_"))
+
+
+def builtin_path(kind: str, name: str) -> Path:
+    """The file of a built-in, never one of the working directory's of the same name."""
+    if name not in builtin_names(kind):
+        raise ConfigError(f"{kind[:-1].replace('_', ' ')} must be one of {', '.join(builtin_names(kind))}, not {name!r}")
+    return (_builtin_dir(kind) / f"{name}.py").resolve()
+
+
 def resolve(kind: str, name_or_path: str) -> Path:
     """The file a space or objective name refers to. ``kind`` is the folder name."""
     if name_or_path.endswith(".py") or "/" in name_or_path:
@@ -37,8 +49,7 @@ def resolve(kind: str, name_or_path: str) -> Path:
         candidate = folder / f"{name_or_path}.py"
         if candidate.is_file():
             return candidate.resolve()
-    known = sorted(p.stem for p in _builtin_dir(kind).glob("*.py") if not p.stem.startswith("_"))
-    raise ConfigError(f"unknown {kind[:-1].replace('_', ' ')} {name_or_path!r}; built-in: {', '.join(known)}")
+    raise ConfigError(f"unknown {kind[:-1].replace('_', ' ')} {name_or_path!r}; built-in: {', '.join(builtin_names(kind))}")
 
 
 def _import(path: Path, attribute: str) -> Callable[..., Any]:

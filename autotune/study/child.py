@@ -92,7 +92,7 @@ class ChildEvaluator(Evaluator):
 
     def __init__(self, config: StudyConfig, settings: Any) -> None:
         self._config = config.model_dump()  # with this invocation's trust in the model's code
-        self._settings = dataclasses.replace(settings, sampler=None)  # a sampler may not pickle
+        self._settings = dataclasses.replace(settings, sampler=None, stop_requested=None)  # neither may pickle
         self._max_rss_mb = settings.child_max_rss_mb
         self._timeout_s = settings.trial_timeout_s
         self._ctx = multiprocessing.get_context("spawn")

@@ -181,10 +181,15 @@ def _run(
     policy = FailurePolicy(config.budget, settings.max_failures_in_row, reporter)
     deployer = Deployer(plan.space, config.budget, evaluator.env["id"], reporter.deployments_queued)
 
+    def requested() -> str | None:
+        return settings.stop_requested() if settings.stop_requested is not None else None
+
     def after_trial(study: optuna.Study, trial: FrozenTrial) -> None:
         if settings.deploy_variants:
             deployer(study, trial)  # before the policy, which may stop the study
         policy(study, trial)
+        if requested():
+            study.stop()
 
     with store.database_errors(storage_url):
         if not join:
@@ -198,9 +203,9 @@ def _run(
             evaluator.close()  # the workers evaluate; a child starts again for the re-measurement
             start_workers(name, storage_url, workers, allow_new_hardware, config.trust_model_code)
         else:
-            search_until_budget(study, trial_fn, after_trial, config.budget, settings, lambda: policy.stop_reason or policy.exhausted)
+            search_until_budget(study, trial_fn, after_trial, config.budget, settings, lambda: policy.stop_reason or policy.exhausted or requested())
         done = store.evaluated(study.get_trials(deepcopy=False))
-    if settings.remeasure_front and not join and (policy.trials_run or workers > 1) and not policy.stop_reason:
+    if settings.remeasure_front and not join and (policy.trials_run or workers > 1) and not policy.stop_reason and not requested():
         with store.database_errors(storage_url):
             remeasure_front(study, evaluator, reporter)
     if policy.stop_reason:

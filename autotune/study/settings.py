@@ -84,3 +84,6 @@ class Settings:
     child_max_rss_mb: int = 6144
     # A trial (or a re-measurement) still running after this long is stopped and failed.
     trial_timeout_s: float = 3600.0
+    # Asked after every trial: a reason to stop the search now (the service's cancel), or None.
+    # The trials so far stay; the front is not re-measured.
+    stop_requested: Callable[[], str | None] | None = None
