@@ -189,3 +189,17 @@ def test_a_corrupt_model_and_wrong_shape_data_get_the_command_lines_message(
     label_m, label_d = "(the uploaded model 'm.keras')", "(the uploaded data 'wrong.npz')"
     assert wrong == cli_line.replace(str(tmp_path / "wrong.npz"), label_d).replace(str(tmp_path / "m.keras"), label_m), (wrong, cli_line)
     assert stored(service) == before
+
+
+@pytest.mark.slow
+def test_a_model_with_code_is_refused_unless_the_server_trusts_model_code(service: Service, client: TestClient, tmp_path: Path) -> None:
+    from autotune._keras import keras
+
+    k = keras()
+    model = k.Sequential([k.layers.Input((8,)), k.layers.Lambda(lambda x: x * 2.0), k.layers.Dense(3)])
+    model.save(tmp_path / "lambda.keras")
+    before = stored(service)
+    with (tmp_path / "lambda.keras").open("rb") as f:
+        line = one_line(client.post("/api/studies", files={"model": ("lambda.keras", f), "data": ("d.npz", npz((8,)))}), 422)
+    assert "Lambda" in line and "start the server with --trust-model-code" in line, line
+    assert stored(service) == before

@@ -39,9 +39,12 @@ def check_submission(fields: dict[str, Any], studies_dir: str, labels: dict[str,
     the configuration, the space and objective, and the model and data loaded and checked.
     ``labels``: the server's staging paths and what the line calls them instead."""
     problem = _check(fields, studies_dir)
+    if problem is None:
+        return None
     for path, label in sorted(labels.items(), key=lambda kv: -len(kv[0])):
-        problem = problem.replace(path, label) if problem else problem
-    return problem
+        problem = problem.replace(path, label)
+    # The trust is the server's to give, not the client's.
+    return problem.replace("pass --trust-model-code", "start the server with --trust-model-code")
 
 
 def _check(fields: dict[str, Any], studies_dir: str) -> str | None:
