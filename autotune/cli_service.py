@@ -31,6 +31,7 @@ def serve(
     workers: Annotated[int, typer.Option(help="Queue workers to start beside the server (more can join: `autotune worker --queue`)")] = 1,
     data_dir: DataDirOpt = DEFAULT_DATA_DIR,
     max_upload_mb: Annotated[int, typer.Option(help="Largest upload accepted, MiB")] = 2048,
+    new_token: Annotated[bool, typer.Option("--new-token", help="Make and show another bearer token (the others stay valid)")] = False,
     trust_model_code: TrustOpt = False,
 ) -> None:
     """Serve the search to a team: submit a model over HTTP (API at /docs, page at /), watch the
@@ -40,7 +41,8 @@ def serve(
 
     url = storage_url(storage)
     report.console.print(f"storage {store.redact(url)}, files in {data_dir}")
-    run_server(url, host, port, workers, data_dir, trust_model_code=trust_model_code, max_upload_mb=max_upload_mb, say=report.console.print)
+    run_server(url, host, port, workers, data_dir, trust_model_code=trust_model_code, max_upload_mb=max_upload_mb, new_token=new_token,
+               say=report.console.print)
 
 
 def submit(

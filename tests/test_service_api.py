@@ -203,3 +203,19 @@ def test_a_model_with_code_is_refused_unless_the_server_trusts_model_code(servic
         line = one_line(client.post("/api/studies", files={"model": ("lambda.keras", f), "data": ("d.npz", npz((8,)))}), 422)
     assert "Lambda" in line and "start the server with --trust-model-code" in line, line
     assert stored(service) == before
+
+
+def test_the_command_line_says_in_one_line_when_it_has_no_server_or_cannot_reach_it(monkeypatch: pytest.MonkeyPatch) -> None:
+    from typer.testing import CliRunner
+
+    from autotune.cli import app
+
+    monkeypatch.delenv("AUTOTUNE_SERVER", raising=False)
+    r = CliRunner().invoke(app, ["submit", "--space", "quick"])
+    assert r.exit_code == 2 and r.output.strip() == "autotune: error: no server given: pass --server URL or set $AUTOTUNE_SERVER"
+    r = CliRunner().invoke(app, ["submit", "m.keras", "--server", "http://127.0.0.1:9"])
+    assert r.exit_code == 2 and "give both MODEL and DATA, or neither (the demo)" in r.output
+    monkeypatch.setenv("AUTOTUNE_SERVER", "http://127.0.0.1:9")  # nothing listens on the discard port
+    r = CliRunner().invoke(app, ["front", "demo"])
+    assert r.exit_code == 2
+    assert r.output.startswith("autotune: error: cannot reach the autotune server at http://127.0.0.1:9:") and r.output.count("\n") == 1

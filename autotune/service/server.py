@@ -35,6 +35,7 @@ def serve(
     *,
     trust_model_code: bool,
     max_upload_mb: int,
+    new_token: bool = False,
     say: Callable[[str], None],
 ) -> None:
     if workers < 0:
@@ -46,10 +47,12 @@ def serve(
     loopback = host in LOOPBACK
     service = Service(storage_url, Folders(data_dir.resolve()), require_token=not loopback, trust_model_code=trust_model_code, max_upload_bytes=max_upload_mb << 20)
     if not loopback:
-        if not service.queue.has_tokens():
-            say(f"bearer token (shown once, stored hashed; send it as 'Authorization: Bearer …' or $AUTOTUNE_TOKEN): {service.queue.new_token()}")
+        if new_token or not service.queue.has_tokens():
+            token = service.queue.new_token()
+            say("bearer token, shown this once (only its hash is stored); clients send it as 'Authorization: Bearer TOKEN' or $AUTOTUNE_TOKEN:")
+            say(token)
         else:
-            say("requests need the bearer token made at the first start (only its hash is stored)")
+            say("requests need the bearer token made at the first start (only its hash is stored; --new-token makes another)")
     procs = start_workers(workers, storage_url, service.folders.root, trust_model_code)
     say(f"autotune service on http://{host}:{port}/ ({workers} worker{'s' if workers != 1 else ''}; Ctrl-C stops it)")
     try:
