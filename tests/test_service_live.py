@@ -131,6 +131,45 @@ def test_a_restarted_server_keeps_its_queue_and_studies(live: Live) -> None:
         stop(again)
 
 
+def test_a_queue_worker_killed_mid_trial_leaves_the_study_to_the_next(live: Live, demo_files: tuple[Path, Path]) -> None:
+    import signal
+
+    storage, data_dir = f"sqlite:///{live.root / 'kill.db'}", live.root / "kill"
+    model, _ = demo_files
+    shutil.copytree(model.parent, data_dir / "studies" / model.parent.name)
+    api = start(live.root, storage, data_dir, workers=0, name="kill")  # the API only: the workers are ours
+    worker = [sys.executable, "-m", "autotune", "worker", "--queue", "--storage", storage, "--data-dir", str(data_dir)]
+    env = os.environ | {"AUTOTUNE_QUEUE_STALE_S": "4"}
+    try:
+        assert httpx.post(f"{api.url}/api/studies", data={"study": "killed", "space": "quick", "budget": "5"}, timeout=120).status_code == 201
+        first = subprocess.Popen(worker, cwd=live.root, env=env, start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        deadline, victim = time.monotonic() + 300, None
+        while time.monotonic() < deadline and victim is None:
+            r = httpx.get(f"{api.url}/api/studies/killed/trials")
+            trials = r.json() if r.status_code == 200 else []
+            running = [t for t in trials if t["state"] == "running" and t["recipe"]]
+            if sum(t["state"] == "complete" for t in trials) >= 2 and running:
+                victim = running[0]["number"]
+                os.killpg(first.pid, signal.SIGKILL)  # the worker and its trial's process, mid-trial
+            time.sleep(0.2)
+        assert victim is not None, "no trial was caught running"
+        first.wait(30)
+        second = subprocess.Popen(worker, cwd=live.root, env=env, start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        try:
+            deadline = time.monotonic() + 300
+            while time.monotonic() < deadline and httpx.get(f"{api.url}/api/studies/killed").json()["state"] != "done":
+                time.sleep(1)
+            study = httpx.get(f"{api.url}/api/studies/killed").json()
+            assert (study["state"], study["evaluated"]) == ("done", 5), study
+            trials = httpx.get(f"{api.url}/api/studies/killed/trials").json()
+            assert trials[victim]["state"] == "fail"  # its heartbeat went silent: failed, then run again
+            assert any(t["params"] == trials[victim]["params"] and t["state"] == "complete" for t in trials[victim + 1 :])
+        finally:
+            os.killpg(second.pid, signal.SIGKILL)
+    finally:
+        stop(api)
+
+
 @pytest.mark.skipif(not CHROMIUM.exists() and not os.environ.get("CI"), reason="Chromium not installed (tests/install-system.sh)")
 def test_a_person_submits_watches_and_downloads_in_a_real_browser(live: Live, demo_files: tuple[Path, Path], tmp_path: Path) -> None:
     from playwright.sync_api import sync_playwright

@@ -348,9 +348,10 @@ def _summary(s: Service, name: str, job: Job | None) -> dict[str, Any]:
     with store.database_errors(s.storage_url):
         st = s.storage()
         if store.study_exists(st, name):
-            summary = summarize(store.load_study(st, name))
+            study = store.load_study(st, name)
+            summary = summarize(study)
             out |= {
-                "evaluated": summary.complete + summary.pruned,
+                "evaluated": store.evaluated(study.get_trials(deepcopy=False)),  # as the budget counts: no repeats
                 "failed": summary.failed,
                 "running": summary.running,
                 "budget": out["budget"] or summary.budget,

@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
+import os
 import secrets
 import time
 from collections.abc import Iterator
@@ -50,8 +51,13 @@ _tokens = sa.Table(
     sa.Column("created", sa.Float, nullable=False),
 )
 
-# A claimed study whose worker has not said it is alive for this long is claimed again.
+# A claimed study whose worker has not said it is alive for this long is claimed again
+# ($AUTOTUNE_QUEUE_STALE_S; its worker says so four times as often).
 STALE_S = 60.0
+
+
+def stale_s() -> float:
+    return float(os.environ.get("AUTOTUNE_QUEUE_STALE_S") or STALE_S)
 
 
 @dataclass(frozen=True)
@@ -128,7 +134,7 @@ class Queue:
         """Take the oldest queued study (or one whose worker fell silent); None if there is none."""
         now = time.time()
         with self._begin() as conn:
-            free = sa.or_(_queue.c.state == QUEUED, sa.and_(_queue.c.state == RUNNING, _queue.c.heartbeat < now - STALE_S))
+            free = sa.or_(_queue.c.state == QUEUED, sa.and_(_queue.c.state == RUNNING, _queue.c.heartbeat < now - stale_s()))
             candidates = [r.name for r in conn.execute(sa.select(_queue.c.name).where(free).order_by(_queue.c.created))]
         for name in candidates:
             with self._begin() as conn:

@@ -23,7 +23,7 @@ from typing import Any
 
 from autotune.errors import AutotuneError, ConfigError
 from autotune.inputs.config import make_config
-from autotune.service.queue import CANCELLED, DONE, FAILED, Job, Queue
+from autotune.service.queue import CANCELLED, DONE, FAILED, Job, Queue, stale_s
 from autotune.service.uploads import Folders
 
 log = logging.getLogger("autotune.service")
@@ -146,7 +146,7 @@ def _run_job(queue: Queue, job: Job, worker: str, folders: Folders, trust: bool,
     stop = threading.Event()
 
     def beat() -> None:
-        while not stop.wait(10):
+        while not stop.wait(stale_s() / 4):
             try:
                 queue.beat(job.name, worker)
             except AutotuneError:
