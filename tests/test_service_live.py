@@ -107,6 +107,7 @@ def test_submit_watch_front_and_export_from_the_command_line(live: Live) -> None
     trials = httpx.get(f"{live.url}/api/studies/demo/trials").json()
     assert trials[manifest["trial"]]["metrics"]["accuracy"] == manifest["metrics"]["accuracy"]
 
+    assert list((live.data_dir / "exports").iterdir()) == []  # the server keeps no copy once it is sent
     again = cli(live, "export", "demo", "--out", str(out))
     assert again.returncode == 2 and "is not empty" in again.stderr + again.stdout
     refused = cli(live, "submit", "--study", "demo", "--space", "quick")
