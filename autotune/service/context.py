@@ -23,10 +23,13 @@ class Service:
     max_upload_bytes: int = 2 << 30
     tasks: tasks.Tasks = field(default_factory=tasks.Tasks)
     queue: Queue = field(init=False)
+    _storage: optuna.storages.RDBStorage = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
         self.folders.make()
         self.queue = Queue(self.storage_url)
+        self._storage = store.open_storage(self.storage_url)
 
     def storage(self) -> optuna.storages.RDBStorage:
-        return store.open_storage(self.storage_url)
+        """One storage for every request (Optuna's RDB storage is safe across threads)."""
+        return self._storage
