@@ -15,7 +15,9 @@ across studies run minutes apart.
 Every study shares one content cache (the training seed is the same), so a student trained
 for one study is reused by the next: all pay equal costs. Targets: autotune after 50 trials
 reaches at least the hypervolume random search reaches after 200, on the mean and on every
-seed; the sampler kept is the best at 50.
+seed; the sampler kept is the best at 50; and each autotune study has found the fastest
+deployment within the accuracy limit by its 30th trial: within 2 % (the timing's spread) of
+the fastest speed-up any study of the run found.
 
     python benchmarks/search_efficiency.py                      # 3 seeds, 50 vs 200 trials
     python benchmarks/search_efficiency.py --seeds 1 --autotune-trials 20 --random-trials 40 --samplers tpe
@@ -32,14 +34,17 @@ from pathlib import Path
 
 import numpy as np
 import optuna
-from autotune.measure.stats import LatencyProtocol
 from autotune.measure.timing import TimingPolicy
+from autotune.results.front import timed
 from autotune.results.plot import hypervolume_curve
 from autotune.storage import store
+from autotune.storage.record import TrialRecord
 from autotune.study.run import run
 from autotune.study.settings import Settings
 
 CHECKPOINTS = (10, 20, 30, 40, 50, 75, 100, 150, 200)
+FOUND_BY = 30
+WITHIN = 0.02
 SAMPLERS = ("tpe", "nsga2", "random", "gp")
 
 
@@ -53,7 +58,22 @@ def _sampler(kind: str, seed: int) -> optuna.samplers.BaseSampler:
     return optuna.samplers.RandomSampler(seed=seed)
 
 
-def search(name: str, sampler: str, seed: int, budget: int, work: Path, shared_cache: Path, protocol: LatencyProtocol, two_level: bool) -> list[float]:
+def speedup_curve(study: optuna.Study) -> list[float]:
+    """The best interleaved speed-up of a feasible timed trial after each trial the budget
+    counts (0 before the first), counted as ``hypervolume_curve(budget_trials=True)`` counts."""
+    best, curve = 0.0, []
+    for t in sorted(study.get_trials(deepcopy=False), key=lambda t: t.number):
+        record = TrialRecord.from_trial(t)
+        if t.state not in (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED) or record.repeat_of is not None:
+            continue
+        m = record.metrics
+        if timed(t) and m is not None and m.feasible and not record.reference:
+            best = max(best, float(m["speedup"]))
+        curve.append(best)
+    return curve
+
+
+def search(name: str, sampler: str, seed: int, budget: int, work: Path, shared_cache: Path, policy: TimingPolicy, two_level: bool) -> tuple[list[float], list[float]]:
     (work / "studies" / name).mkdir(parents=True)
     (work / "studies" / name / "cache").symlink_to(shared_cache)
 
@@ -61,15 +81,16 @@ def search(name: str, sampler: str, seed: int, budget: int, work: Path, shared_c
         return _sampler(sampler, 1000 * (seed + 1) + trials_so_far)
 
     settings = Settings(
-        studies_dir=work / "studies", timing=TimingPolicy(protocol=protocol), remeasure_front=False, sampler=make, deploy_variants=two_level
+        studies_dir=work / "studies", timing=policy, remeasure_front=False, sampler=make, deploy_variants=two_level
     )
     url = f"sqlite:///{work}/studies/autotune.db"
     t0 = time.perf_counter()
     run(name, {"budget": budget, "space": "default"}, url, settings=settings)
     study = store.load_study(store.open_storage(url), name)
     curve = hypervolume_curve(study, store.stored_config(study).max_accuracy_drop, budget_trials=True)
-    print(f"  {name:<16} {budget} trials in {time.perf_counter() - t0:6.1f} s   hypervolume {curve[-1]:.5f}", flush=True)
-    return curve
+    speedups = speedup_curve(study)
+    print(f"  {name:<16} {budget} trials in {time.perf_counter() - t0:6.1f} s   hypervolume {curve[-1]:.5f}   fastest feasible ×{speedups[-1]:.2f}", flush=True)
+    return curve, speedups
 
 
 def at(curve: list[float], k: int) -> float | None:
@@ -90,7 +111,7 @@ def main() -> None:
     parser.add_argument("--autotune-trials", type=int, default=50)
     parser.add_argument("--random-trials", type=int, default=200)
     parser.add_argument("--samplers", default="tpe,nsga2,random,gp", help=f"samplers autotune is run with, of {', '.join(SAMPLERS)}")
-    parser.add_argument("--min-seconds", type=float, default=0.3, help="timing per side per trial (the runner's default is 1.0)")
+    parser.add_argument("--screening", type=float, default=TimingPolicy().screening, help="fraction of the full timing protocol a search trial takes (autotune run's default)")
     parser.add_argument("--png", type=Path, default=Path("benchmarks/search_efficiency.png"))
     args = parser.parse_args()
     samplers = [k for k in args.samplers.split(",") if k]
@@ -100,11 +121,12 @@ def main() -> None:
         except ImportError:
             print("gp: left out, Optuna's GPSampler needs PyTorch, which is not installed")
             samplers.remove("gp")
-    protocol = LatencyProtocol(min_seconds=args.min_seconds, min_calls=100, rounds=10)
+    policy = TimingPolicy(screening=args.screening)
     png = args.png.resolve()
 
     curves: dict[str, list[list[float]]] = {k: [] for k in samplers} | {"plain random": []}
     walls: dict[str, list[float]] = {k: [] for k in curves}
+    fastest: dict[str, list[list[float]]] = {k: [] for k in curves}
     with tempfile.TemporaryDirectory(prefix="autotune-search-eff-") as tmp:
         work = Path(tmp)
         shared = work / "shared-cache"
@@ -115,11 +137,15 @@ def main() -> None:
             print(f"seed {seed}", flush=True)
             for kind in samplers:
                 t1 = time.perf_counter()
-                curves[kind].append(search(f"{kind}-{seed}", kind, seed, args.autotune_trials, work, shared, protocol, True))
+                hv, sp = search(f"{kind}-{seed}", kind, seed, args.autotune_trials, work, shared, policy, True)
+                curves[kind].append(hv)
+                fastest[kind].append(sp)
                 walls[kind].append(time.perf_counter() - t1)
             if args.random_trials:
                 t1 = time.perf_counter()
-                curves["plain random"].append(search(f"plain-random-{seed}", "random", seed, args.random_trials, work, shared, protocol, False))
+                hv, sp = search(f"plain-random-{seed}", "random", seed, args.random_trials, work, shared, policy, False)
+                curves["plain random"].append(hv)
+                fastest["plain random"].append(sp)
                 walls["plain random"].append(time.perf_counter() - t1)
         wall = time.perf_counter() - t0
 
@@ -151,7 +177,23 @@ def main() -> None:
         f"— {'met' if mean_ok else 'NOT met'}; per seed {every} of {args.seeds} — {'met' if every == args.seeds else 'NOT met'}"
     )
     print(f"best sampler at {args.autotune_trials} trials: {best}")
+    found_by(fastest, samplers, args.seeds)
     plot(curves, png, args)
+
+
+def found_by(fastest: dict[str, list[list[float]]], samplers: list[str], seeds: int) -> None:
+    """When each study first came within WITHIN of the fastest feasible speed-up of the run."""
+    top = max(c[-1] for cs in fastest.values() for c in cs)
+    print(f"\nfastest feasible speed-up any study found: ×{top:.2f}; trial (budget count) at which each study first came within {WITHIN:.0%} of it")
+    for kind in [*samplers, "plain random"]:
+        cells = []
+        for c in fastest[kind]:
+            k = next((i + 1 for i, v in enumerate(c) if v >= (1 - WITHIN) * top), None)
+            cells.append(f"{k if k else '—':>4} (×{c[-1]:.2f})")
+        print(f"  {('autotune, ' + kind) if kind != 'plain random' else 'plain random':<18} " + "  ".join(cells))
+    for kind in samplers:
+        hits = sum(any(v >= (1 - WITHIN) * top for v in c[:FOUND_BY]) for c in fastest[kind])
+        print(f"target: autotune ({kind}) within {WITHIN:.0%} of the fastest by trial {FOUND_BY} in {hits} of {seeds} seeds — {'met' if hits == seeds else 'NOT met'}")
 
 
 def plot(curves: dict[str, list[list[float]]], png: Path, args: argparse.Namespace) -> None:

@@ -11,7 +11,7 @@ from autotune.search.plugins import load_space
 from autotune.search.recipe import PRECISIONS
 from autotune.storage import store
 from autotune.measure.stats import usable_cores
-from autotune.study.deployments import LOSER_AFTER, LOSER_EVERY, _Replay, deployment_kind, losers, made_key, plan
+from autotune.study.deployments import FAR_SLOWER, LOSER_AFTER, LOSER_EVERY, _Replay, deployment_kind, losers, made_key, plan
 
 SPACE = load_space("default")
 STUDENT = {"distill": True, "distill_width": 0.5, "temperature": 4.0, "alpha": 0.9, "channel_prune": False, "prune": False}
@@ -28,7 +28,7 @@ def _measure(study, params, p50, accuracy=0.98, feasible=True, **attrs):
     recipe = SPACE(trial)
     trial.set_user_attr(store.RECIPE, recipe.to_dict())
     trial.set_user_attr(store.ENV_ID, "env")
-    trial.set_user_attr(store.METRICS, {"latency_p50_ms": p50, "accuracy": accuracy, "feasible": feasible})
+    trial.set_user_attr(store.METRICS, {"latency_p50_ms": p50, "accuracy": accuracy, "accuracy_drop": 0.99 - accuracy, "feasible": feasible})
     for k, v in attrs.items():
         trial.set_user_attr(k, v)
     study.tell(trial, [p50, accuracy])
@@ -76,19 +76,34 @@ def test_nothing_is_queued_twice_nor_past_the_budget():
 
 def test_a_way_that_never_won_is_tried_only_now_and_then():
     study = _study()
-    for width in (0.25, 0.5, 0.75)[:LOSER_AFTER]:
+    assert LOSER_AFTER <= 3
+    for width in (0.25, 0.5, 0.75):
         made = {**STUDENT, "distill_width": width}
         _measure(study, made | {"engine": "litert", "precision": "fp32", "threads": 2}, 0.05)
         _measure(study, made | {"engine": "litert", "precision": "fp16", "threads": 2}, 0.09)  # always slower
     assert losers(study.trials) == {"fp16 · litert · 2t"}
     # The next new model (the 4th: LOSER_EVERY divides it) still tries fp16; the 5th does not.
-    assert LOSER_EVERY == 4 and LOSER_AFTER == 3
+    assert LOSER_EVERY == 4
     fourth = _measure(study, {**STUDENT, "distill": False} | {"engine": "litert", "precision": "fp32", "threads": 1}, 0.2)
     kinds = {deployment_kind(r) for r in _recipes(study, plan(study, fourth, SPACE, "env", room=100))}
     assert "fp16 · litert · 2t" in kinds
     fifth = _measure(study, {**STUDENT, "distill": False, "channel_prune": True, "keep": 0.5} | {"engine": "litert", "precision": "fp32", "threads": 1}, 0.1)
     kinds = {deployment_kind(r) for r in _recipes(study, plan(study, fifth, SPACE, "env", room=100))}
     assert "fp16 · litert · 2t" not in kinds and "fp32 · litert · 2t" in kinds
+
+
+def test_a_way_far_slower_on_the_first_model_and_no_more_accurate_is_left_out_at_once():
+    study = _study()
+    made = dict(STUDENT)
+    _measure(study, made | {"engine": "litert", "precision": "int8", "threads": 2, "qat": False}, 0.05, accuracy=0.97)
+    _measure(study, made | {"engine": "tensorflow", "xla": False}, 0.05 * FAR_SLOWER * 1.5, accuracy=0.97)  # slower, no better
+    _measure(study, made | {"engine": "litert", "precision": "fp32", "threads": 1}, 0.05 * FAR_SLOWER * 1.2, accuracy=0.98)  # slower, more accurate
+    _measure(study, made | {"engine": "litert", "precision": "fp16", "threads": 2}, 0.05 * 1.5, accuracy=0.97)  # slower, not far
+    assert losers(study.trials) == {f"fp32 · tensorflow · {usable_cores()}t"}
+    second = _measure(study, {**STUDENT, "distill_width": 0.25} | {"engine": "litert", "precision": "int8", "threads": 2, "qat": False}, 0.03)
+    kinds = {deployment_kind(r) for r in _recipes(study, plan(study, second, SPACE, "env", room=100))}
+    assert not any("tensorflow" in k and "XLA" not in k for k in kinds)
+    assert {"fp32 · litert · 1t", "fp16 · litert · 2t"} <= kinds
 
 
 def test_a_model_first_measured_on_tensorflow_is_deployed_on_litert_every_way():

@@ -12,10 +12,13 @@ from typer.testing import CliRunner
 
 from autotune.cli import app
 from autotune.measure.host import ALLOWED_CORES, peak_key
+from autotune.measure.timing import TimingPolicy
+from autotune.storage.record import remeasurements
 from autotune.storage import store
 
 pytestmark = pytest.mark.slow
 runner = CliRunner()
+SEARCH, FULL = TimingPolicy().search, TimingPolicy().protocol
 DEMO_MACS = 24_413_440  # conv 3×3: 32·32·32·1·9 + 32·32·32·32·9 + 16·16·64·32·9 + 16·16·64·64·9; dense 4096·128 + 128·10
 
 
@@ -48,7 +51,8 @@ def test_run_front_resume_and_export(workdir):
     for t in trials:
         m = t.user_attrs[store.METRICS]
         assert 0.9 < m["accuracy"] <= 1.0
-        assert m["latency_calls"] >= 100 and m["latency_p50_ms"] <= m["latency_p90_ms"] <= m["latency_p99_ms"]
+        # A search trial is timed with the screening protocol (a fraction of the full one).
+        assert m["latency_calls"] >= SEARCH.min_calls and m["latency_p50_ms"] <= m["latency_p90_ms"] <= m["latency_p99_ms"]
         assert t.values == [m["latency_p50_ms"], m["accuracy"]]
         # Timed against the baseline in the same sitting: a ratio with its interval.
         assert m["speedup_low"] <= m["speedup"] <= m["speedup_high"] and m["speedup_rounds"] == 10
@@ -63,7 +67,7 @@ def test_run_front_resume_and_export(workdir):
         assert m["floor_ratio"] == pytest.approx(m["latency_p50_ms"] / m["compute_floor_ms"])
         assert m["floor_ratio"] >= 1.0  # the peak is a ceiling: nothing measured beats it
         taken = t.user_attrs[store.MEASUREMENT]
-        assert taken["calls"] == m["latency_calls"] and taken["baseline_calls"] >= 100
+        assert taken["calls"] == m["latency_calls"] and taken["baseline_calls"] >= SEARCH.min_calls
         threads = t.user_attrs[store.RECIPE]["runtime"]["threads"]
         assert len(taken["cores"]) == min(threads, len(ALLOWED_CORES))  # pinned to as many cores as threads
     base, seeds_int8 = trials[0].user_attrs[store.METRICS], trials[1].user_attrs[store.METRICS]
@@ -81,8 +85,14 @@ def test_run_front_resume_and_export(workdir):
     keys = {"trial", "recipe", "params", "latency_p50_ms", "latency_p90_ms", "accuracy", "accuracy_drop", "size_bytes", "speedup"}
     assert front and all(keys <= set(row) for row in front)
     by_trial = {t.number: t for t in trials}
+    finals = remeasurements(_study())
+    assert SEARCH.min_seconds < FULL.min_seconds
     for row in front:
         assert row["remeasured"]
+        # The front's figures are the full protocol's: twice the search's timing, so (these
+        # models run thousands of calls a second) far more calls than the trial made.
+        final_calls = finals[row["trial"]].values["latency_calls"]
+        assert final_calls >= FULL.min_calls and final_calls > 1.5 * by_trial[row["trial"]].user_attrs[store.METRICS]["latency_calls"]
         assert row["search_latency_p50_ms"] == by_trial[row["trial"]].user_attrs[store.METRICS]["latency_p50_ms"]
         assert row["speedup_low"] <= row["speedup"] <= row["speedup_high"]
     assert {0, 1} <= {row["trial"] for row in front}  # the references are always shown

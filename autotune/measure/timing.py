@@ -5,9 +5,10 @@ against the machine's compute floor.
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -21,11 +22,38 @@ from autotune.search.recipe import Recipe, Runtime
 
 @dataclass(frozen=True)
 class TimingPolicy:
+    """How long artifacts are timed: ``protocol`` for the figures a user keeps (the front's
+    re-measurement at the end of a run), ``screening`` of it for each trial of the search.
+
+    A search trial's figures only have to rank it against the others (both sides are timed
+    interleaved, so the speed-up is sound from short blocks); the front is then timed again
+    in full. ``screening`` scales the protocol's calls and seconds (warm-up included), and a
+    search trial is timed once: a noisy one is flagged, not taken again.
+    """
+
     protocol: LatencyProtocol = LatencyProtocol()
+    screening: float = 0.5
     # A comparison whose speed-up interval is wider than this fraction of the speed-up is
-    # taken again (up to ``retries`` times) and flagged noisy if it stays that wide.
+    # flagged noisy; with the full protocol it is first taken again (up to ``retries`` times).
     noise_limit: float = 0.10
     retries: int = 1
+
+    def __post_init__(self) -> None:
+        if not 0 < self.screening <= 1:
+            raise ValueError("screening must be a fraction of the protocol, in (0, 1]")
+
+    @property
+    def search(self) -> LatencyProtocol:
+        """The protocol a search trial is timed with."""
+        p, f = self.protocol, self.screening
+        return replace(
+            p,
+            warmup_calls=math.ceil(p.warmup_calls * f),
+            warmup_seconds=p.warmup_seconds * f,
+            min_calls=max(p.rounds, math.ceil(p.min_calls * f)),
+            min_seconds=p.min_seconds * f,
+            max_seconds=p.max_seconds * f,
+        )
 
 
 @dataclass(frozen=True)
@@ -99,10 +127,12 @@ class Timer:
             self._baselines[path], _ = open_executor(path, self.baseline_runtime)
         return self._baselines[path]
 
-    def time(self, path: Path, recipe: Recipe, x: np.ndarray) -> Timed:
+    def time(self, path: Path, recipe: Recipe, x: np.ndarray, *, final: bool = False) -> Timed:
         """Load ``path`` as ``recipe`` deploys it, time its cold start, then compare it with
-        the baseline at the same batch, under the host lock and pinned."""
+        the baseline at the same batch, under the host lock and pinned: with the policy's
+        search protocol, or (``final``) its full one."""
         runtime = recipe.runtime
+        protocol = self.policy.protocol if final else self.policy.search
         sample = batch_of(x, runtime.batch_size)
         baseline = self._baseline_executor(runtime.batch_size)
         cores: dict[Side, tuple[int, ...]] = {
@@ -119,10 +149,10 @@ class Timer:
             baseline_call = baseline.timed_call(sample)
             best: Comparison | None = None
             attempts = 0
-            while attempts <= self.policy.retries:
+            while attempts <= (self.policy.retries if final else 0):
                 attempts += 1
                 c = measure_interleaved(
-                    call, baseline_call, self.policy.protocol, cold_start_s=cold_s, before_block=lambda side: pin(cores[side])
+                    call, baseline_call, protocol, cold_start_s=cold_s, before_block=lambda side: pin(cores[side])
                 )
                 if best is None or c.relative_width < best.relative_width:
                     best = c

@@ -12,7 +12,10 @@ budget like any other; they are never more than what is left of it.
 
 What the study has already shown never wins is left out most of the time: a way of deploying
 (precision, engine, threads, XLA) that was measured on ``LOSER_AFTER`` trained models and was
-the fastest way for none of them is tried again only on every ``LOSER_EVERY``-th new model.
+the fastest way for none of them, or that on every model it was measured on was at least
+``FAR_SLOWER`` times slower than that model's fastest way and no more accurate (the TensorFlow
+runtime against LiteRT at batch 1, typically), is tried again only on every
+``LOSER_EVERY``-th new model.
 
 A space takes part when it names its deployment parameters as the built-in spaces do
 (``DEPLOY_PARAMS``); a deployment is queued only if replaying the space with it gives the
@@ -38,8 +41,9 @@ from autotune.storage.record import queued as queued_attrs
 
 # The parameters by which the built-in spaces say how a model is deployed.
 DEPLOY_PARAMS = ("engine", "precision", "threads")
-LOSER_AFTER = 3
+LOSER_AFTER = 2
 LOSER_EVERY = 4
+FAR_SLOWER = 2.0
 
 
 class _Replay(FixedTrial):
@@ -95,12 +99,14 @@ def _measured(trials: list[FrozenTrial]) -> list[tuple[FrozenTrial, TrialRecord]
 
 def losers(trials: list[FrozenTrial]) -> set[str]:
     """Ways of deploying measured on at least ``LOSER_AFTER`` trained models and the fastest
-    (of the feasible ones, else of all) on none of them."""
+    (of the feasible ones, else of all) on none of them, and ways that were ``FAR_SLOWER``
+    than the fastest and no more accurate on every model they were measured on."""
     by_model: dict[str, list[TrialRecord]] = {}
     for _, r in _measured(trials):
         by_model.setdefault(made_key(r.recipe), []).append(r)
     seen: dict[str, int] = {}
     won: set[str] = set()
+    close: set[str] = set()  # within FAR_SLOWER of the fastest, or more accurate, on some model
     for group in by_model.values():
         kinds = {deployment_kind(r.recipe) for r in group}
         if len(kinds) < 2:
@@ -110,7 +116,10 @@ def losers(trials: list[FrozenTrial]) -> set[str]:
         pool = [r for r in group if r.metrics.feasible] or group
         best = min(pool, key=lambda r: r.metrics["latency_p50_ms"])
         won.add(deployment_kind(best.recipe))
-    return {k for k, n in seen.items() if n >= LOSER_AFTER and k not in won}
+        for r in group:
+            if r.metrics["latency_p50_ms"] < FAR_SLOWER * best.metrics["latency_p50_ms"] or r.metrics.quality_loss < best.metrics.quality_loss:
+                close.add(deployment_kind(r.recipe))
+    return {k for k, n in seen.items() if k not in won and (n >= LOSER_AFTER or k not in close)}
 
 
 def _variants(study: optuna.Study, trial: FrozenTrial, space: Callable[[Any], Recipe]) -> Iterator[dict[str, Any]]:

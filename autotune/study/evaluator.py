@@ -136,7 +136,7 @@ class LocalEvaluator(Evaluator):
         self.ws.cache.take_counts()
         assert candidate.path is not None
         try:
-            timed = self.ws.timer().time(candidate.path, recipe, self.ws.data.x_val)
+            timed = self.ws.timer().time(candidate.path, recipe, self.ws.data.x_val, final=True)
         except CandidateFailed as e:  # it ran in the search; if it fails now, say so
             return {"failed": str(e)}
         return timed.metrics() | {"env_id": self.env["id"], "measured_at": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")}
