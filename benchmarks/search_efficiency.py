@@ -35,10 +35,8 @@ from pathlib import Path
 import numpy as np
 import optuna
 from autotune.measure.timing import TimingPolicy
-from autotune.results.front import timed
-from autotune.results.plot import hypervolume_curve
+from autotune.results.plot import found_at, hypervolume_curve, speedup_curve
 from autotune.storage import store
-from autotune.storage.record import TrialRecord
 from autotune.study.run import run
 from autotune.study.settings import Settings
 
@@ -56,21 +54,6 @@ def _sampler(kind: str, seed: int) -> optuna.samplers.BaseSampler:
     if kind == "gp":
         return optuna.samplers.GPSampler(seed=seed, n_startup_trials=10)
     return optuna.samplers.RandomSampler(seed=seed)
-
-
-def speedup_curve(study: optuna.Study) -> list[float]:
-    """The best interleaved speed-up of a feasible timed trial after each trial the budget
-    counts (0 before the first), counted as ``hypervolume_curve(budget_trials=True)`` counts."""
-    best, curve = 0.0, []
-    for t in sorted(study.get_trials(deepcopy=False), key=lambda t: t.number):
-        record = TrialRecord.from_trial(t)
-        if t.state not in (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED) or record.repeat_of is not None:
-            continue
-        m = record.metrics
-        if timed(t) and m is not None and m.feasible and not record.reference:
-            best = max(best, float(m["speedup"]))
-        curve.append(best)
-    return curve
 
 
 def search(name: str, sampler: str, seed: int, budget: int, work: Path, shared_cache: Path, policy: TimingPolicy, two_level: bool) -> tuple[list[float], list[float]]:
@@ -188,11 +171,11 @@ def found_by(fastest: dict[str, list[list[float]]], samplers: list[str], seeds: 
     for kind in [*samplers, "plain random"]:
         cells = []
         for c in fastest[kind]:
-            k = next((i + 1 for i, v in enumerate(c) if v >= (1 - WITHIN) * top), None)
+            k = found_at(c, top, WITHIN)
             cells.append(f"{k if k else '—':>4} (×{c[-1]:.2f})")
         print(f"  {('autotune, ' + kind) if kind != 'plain random' else 'plain random':<18} " + "  ".join(cells))
     for kind in samplers:
-        hits = sum(any(v >= (1 - WITHIN) * top for v in c[:FOUND_BY]) for c in fastest[kind])
+        hits = sum((found_at(c, top, WITHIN) or FOUND_BY + 1) <= FOUND_BY for c in fastest[kind])
         print(f"target: autotune ({kind}) within {WITHIN:.0%} of the fastest by trial {FOUND_BY} in {hits} of {seeds} seeds — {'met' if hits == seeds else 'NOT met'}")
 
 

@@ -6,12 +6,13 @@ and Optuna's in-memory storage."""
 from __future__ import annotations
 
 import optuna
+import pytest
 
 from autotune.search.plugins import load_space
 from autotune.search.recipe import PRECISIONS
 from autotune.storage import store
 from autotune.measure.stats import usable_cores
-from autotune.study.deployments import FAR_SLOWER, LOSER_AFTER, LOSER_EVERY, _Replay, deployment_kind, losers, made_key, plan
+from autotune.study.deployments import FAR_SLOWER, LOSER_AFTER, LOSER_EVERY, BestDeployment, _Replay, deployment_kind, losers, made_key, plan, winning_deployment
 
 SPACE = load_space("default")
 STUDENT = {"distill": True, "distill_width": 0.5, "temperature": 4.0, "alpha": 0.9, "channel_prune": False, "prune": False}
@@ -114,3 +115,31 @@ def test_a_model_first_measured_on_tensorflow_is_deployed_on_litert_every_way():
     assert litert == {(p, t) for p in PRECISIONS for t in range(1, usable_cores() + 1)}
     assert [r["runtime"]["xla"] for r in recipes if r["runtime"]["engine"] == "tensorflow"] == [False]
 
+
+
+@pytest.mark.parametrize("base", ["random", "tpe"])
+def test_once_ways_were_compared_a_searched_trial_is_deployed_the_way_that_won_most(base):
+    study = _study()
+    # Before any model was measured two ways, the sampler chooses the deployment too.
+    assert winning_deployment(study.trials) is None
+    for width in (0.25, 0.5):
+        made = {**STUDENT, "distill_width": width}
+        _measure(study, made | {"engine": "litert", "precision": "int8", "threads": 2, "qat": False}, 0.03)
+        _measure(study, made | {"engine": "litert", "precision": "fp32", "threads": 2}, 0.05)
+        _measure(study, made | {"engine": "tensorflow", "xla": True}, 0.2)
+    # One model where fp32 won does not outvote two where int8 did.
+    made = {**STUDENT, "distill_width": 0.75}
+    _measure(study, made | {"engine": "litert", "precision": "int8", "threads": 2, "qat": False}, 0.05)
+    _measure(study, made | {"engine": "litert", "precision": "fp32", "threads": 2}, 0.04)
+    assert winning_deployment(study.trials) == {"engine": "litert", "precision": "int8", "threads": 2}
+    # TPE samples the deployment jointly with the rest (multivariate): overridden there too.
+    study.sampler = BestDeployment(optuna.samplers.RandomSampler(seed=0) if base == "random" else store.tpe_sampler(0))
+    made_ways, deployed = set(), set()
+    for _ in range(15):
+        trial = study.ask()
+        recipe = SPACE(trial).to_dict()
+        made_ways.add(made_key(recipe))
+        deployed.add(deployment_kind(recipe))
+        study.tell(trial, [0.1, 0.9])
+    assert deployed == {"int8 · litert · 2t"}  # every searched trial deployed the winning way
+    assert len(made_ways) >= 4  # while how the model is made is the sampler's

@@ -156,3 +156,25 @@ def test_median_interval_ranks_and_too_few_rounds():
         median_interval([1, 2, 3, 4, 5], 0.95)  # 5 values cannot give 95 %
     with pytest.raises(ValueError):
         LatencyProtocol(rounds=4)
+
+
+def test_a_search_trial_is_timed_with_the_screening_fraction_of_the_full_protocol():
+    from autotune.measure.timing import TimingPolicy
+
+    full = LatencyProtocol(warmup_calls=10, warmup_seconds=0.2, min_calls=100, min_seconds=1.0, max_seconds=20.0, rounds=10)
+    policy = TimingPolicy(protocol=full, screening=0.5)
+    search = policy.search
+    assert (search.warmup_calls, search.min_calls, search.rounds) == (5, 50, 10)
+    assert (search.warmup_seconds, search.min_seconds, search.max_seconds) == pytest.approx((0.1, 0.5, 10.0))
+    # With a 1 ms call, the seconds decide: the search times half as many calls per side.
+    timed = {}
+    for name, proto in (("search", search), ("full", full)):
+        clock = TwoSidedClock(0.001, 0.003)
+        timed[name] = measure_interleaved(clock.caller("candidate"), clock.caller("baseline"), proto, clock=clock)
+    assert timed["full"].candidate.calls == pytest.approx(1000, abs=10)
+    assert timed["search"].candidate.calls == pytest.approx(timed["full"].candidate.calls / 2, abs=10)
+    assert timed["search"].speedup == pytest.approx(3.0)
+    assert TimingPolicy(protocol=full, screening=1.0).search == full
+    for bad in (0.0, -0.5, 1.5):
+        with pytest.raises(ValueError, match="screening"):
+            TimingPolicy(screening=bad)

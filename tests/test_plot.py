@@ -12,7 +12,7 @@ import pytest
 from optuna.trial import TrialState, create_trial
 
 from autotune.errors import ConfigError
-from autotune.results.plot import hypervolume_curve, plot_study, short_recipe
+from autotune.results.plot import found_at, hypervolume_curve, plot_study, short_recipe, speedup_curve
 from autotune.storage import store
 
 LATENCY = ["latency_p50_ms", "accuracy"]
@@ -134,6 +134,21 @@ def test_hypervolume_matches_a_hand_computation():
     study.add_trial(_trial(_metrics(0.1, 0.95), LATENCY))  # infeasible: ignored
     # Reference (1, -0.98): 0.5 x 0.01 + 0.75 x 0.005 - 0.5 x 0.005 (the overlap).
     assert hypervolume_curve(study, 0.01) == pytest.approx([0.0, 0.005, 0.00625, 0.00625])
+
+
+def test_the_best_speedup_curve_counts_searched_feasible_trials_and_says_when_the_best_was_found():
+    study = _study(LATENCY)
+    study.add_trial(_trial(_metrics(0.2, 0.99), LATENCY, reference="seeds-int8"))  # a reference: not found by the search
+    study.add_trial(_trial(_metrics(0.5, 0.99), LATENCY))  # ×2
+    study.add_trial(_trial(_metrics(0.1, 0.95), LATENCY))  # ×10 but infeasible
+    study.add_trial(create_trial(state=TrialState.FAIL))  # not counted
+    study.add_trial(_trial(_metrics(0.26, 0.985), LATENCY))  # ×3.85
+    study.add_trial(_trial(_metrics(0.25, 0.985), LATENCY))  # ×4
+    curve = speedup_curve(study)
+    assert curve == pytest.approx([0.0, 0.0, 2.0, 2.0, 1 / 0.26, 4.0])
+    assert found_at(curve, 4.0, 0.0) == 6
+    assert found_at(curve, 4.0, 0.05) == 5  # ×3.85 is within 5 % of ×4
+    assert found_at(curve, 5.0, 0.02) is None
 
 
 def test_hypervolume_of_throughput_and_three_objective_studies():

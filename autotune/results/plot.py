@@ -79,6 +79,29 @@ def hypervolume_curve(study: optuna.Study, limit: float, *, budget_trials: bool 
     return curve
 
 
+def speedup_curve(study: optuna.Study) -> list[float]:
+    """The best interleaved speed-up of a feasible timed searched trial (not a reference) after
+    each trial the budget counts, 0 before the first: trials counted as
+    ``hypervolume_curve(budget_trials=True)`` counts them."""
+    best, curve = 0.0, []
+    counted = (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED)
+    for t in sorted(study.get_trials(deepcopy=False), key=lambda t: t.number):
+        record = TrialRecord.from_trial(t)
+        if t.state not in counted or record.repeat_of is not None:
+            continue
+        m = record.metrics
+        if timed(t) and m is not None and m.feasible and not record.reference:
+            best = max(best, float(m["speedup"]))
+        curve.append(best)
+    return curve
+
+
+def found_at(curve: list[float], target: float, within: float) -> int | None:
+    """The first trial (1-based, in the curve's count) whose best came within ``within`` (a
+    fraction) of ``target``, or None."""
+    return next((i + 1 for i, v in enumerate(curve) if v >= (1 - within) * target), None)
+
+
 def short_recipe(text: str, width: int = 32) -> str:
     """``distill w0.5 T4 α0.7 → int8 · litert · 2 threads`` as ``int8 · 2 threads`` over
     ``distill w0.5 T4 α0.7``: what is deployed first, the chain that made it below."""

@@ -4,6 +4,7 @@ with ``--server`` (or ``$AUTOTUNE_SERVER``). Every refusal is the server's one l
 from __future__ import annotations
 
 import io
+import json
 import os
 import shutil
 import tempfile
@@ -65,7 +66,7 @@ class Client:
         return self._call("GET", f"/api/studies/{name}").json()
 
     def front(self, name: str, env: str | None = None) -> list[dict[str, Any]]:
-        return self._call("GET", f"/api/studies/{name}/front", params={"env": env} if env else None).json()
+        return json.loads(self.front_text(name, env))
 
     def front_text(self, name: str, env: str | None = None) -> str:
         return self._call("GET", f"/api/studies/{name}/front", params={"env": env} if env else None).text

@@ -25,6 +25,7 @@ from autotune.errors import AutotuneError, ConfigError
 from autotune.inputs.config import make_config
 from autotune.service.queue import CANCELLED, DONE, FAILED, Job, Queue, stale_s
 from autotune.service.uploads import Folders
+from autotune.study.settings import SilentReporter
 
 log = logging.getLogger("autotune.service")
 
@@ -109,14 +110,12 @@ class Tasks:
             self._pool.shutdown(cancel_futures=True)
 
 
-class _LogReporter:
-    """The trial loop's news as log lines (the service's workers have no terminal)."""
+class _LogReporter(SilentReporter):
+    """The trial loop's news as log lines (the service's workers have no terminal): a finished
+    trial is logged, the rest is not."""
 
     def __init__(self, name: str) -> None:
         self.name = name
-
-    def __getattr__(self, attr: str) -> Any:
-        return lambda *a, **k: None
 
     def trial_finished(self, trial: Any, evaluated: int, best_feasible_ms: float | None) -> None:
         log.info("study %s: trial %d %s (%d evaluated)", self.name, trial.number, trial.state.name.lower(), evaluated)

@@ -12,13 +12,14 @@ import datetime as dt
 import re
 import sqlite3
 import warnings
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import optuna
 import sqlalchemy
 import sqlalchemy.exc
+from optuna.distributions import BaseDistribution
 from optuna.trial import FrozenTrial, TrialState
 
 from autotune.errors import ConfigError, StorageError
@@ -128,6 +129,53 @@ def sampler_for(config: StudyConfig, trials_so_far: int) -> optuna.samplers.Base
     return tpe_sampler(config.seed + trials_so_far)
 
 
+FINISHED = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL)
+
+
+class AfterRepeats(optuna.samplers.BaseSampler):
+    """``base``, except that the proposal right after a repeat is drawn at random.
+
+    A repeat (a configuration the study measured before) is told to the sampler with the
+    first one's values. A model-based sampler such as TPE then sees that point twice, holds it
+    likelier, and proposes it again: one 50-trial study proposed the same configuration 20
+    times in a row. Repeats fill no budget, so a random proposal after each is cheap, and it
+    breaks the loop. Every other call goes to ``base`` (which keeps its own bookkeeping).
+    """
+
+    def __init__(self, base: optuna.samplers.BaseSampler, seed: int | None = None) -> None:
+        self.base = base
+        # Not the base's seed: TPE's start-up draws would be replayed, repeats again.
+        self.random = optuna.samplers.RandomSampler(seed=None if seed is None else (seed * 1_000_003 + 7919) % 2**31)
+        self._after_repeat: dict[int, bool] = {}
+
+    def _for(self, study: optuna.Study, trial: FrozenTrial) -> optuna.samplers.BaseSampler:
+        n = trial.number
+        if n not in self._after_repeat:
+            finished = [t for t in study.get_trials(deepcopy=False, states=FINISHED) if t.number < n]
+            self._after_repeat[n] = bool(finished) and REPEAT_OF in max(finished, key=lambda t: t.number).user_attrs
+        return self.random if self._after_repeat[n] else self.base
+
+    def infer_relative_search_space(self, study: optuna.Study, trial: FrozenTrial) -> dict[str, BaseDistribution]:
+        return self._for(study, trial).infer_relative_search_space(study, trial)
+
+    def sample_relative(self, study: optuna.Study, trial: FrozenTrial, search_space: dict[str, BaseDistribution]) -> dict[str, Any]:
+        return self._for(study, trial).sample_relative(study, trial, search_space)
+
+    def sample_independent(self, study: optuna.Study, trial: FrozenTrial, param_name: str, param_distribution: BaseDistribution) -> Any:
+        return self._for(study, trial).sample_independent(study, trial, param_name, param_distribution)
+
+    def before_trial(self, study: optuna.Study, trial: FrozenTrial) -> None:
+        self.base.before_trial(study, trial)
+
+    def after_trial(self, study: optuna.Study, trial: FrozenTrial, state: TrialState, values: Sequence[float] | None) -> None:
+        self.base.after_trial(study, trial, state, values)
+        self._after_repeat.pop(trial.number, None)
+
+    def reseed_rng(self) -> None:
+        self.base.reseed_rng()
+        self.random.reseed_rng()
+
+
 def tpe_sampler(seed: int) -> optuna.samplers.BaseSampler:
     """Multi-objective TPE: models good and bad regions from few trials, handles conditional
     (tree-structured) spaces and reads ``trial.set_constraint`` values. NSGA-II would spend a
@@ -156,7 +204,7 @@ def create_study(
         study_name=config.study,
         storage=storage,
         directions=objective.directions,
-        sampler=sampler or sampler_for(config, 0),
+        sampler=AfterRepeats(sampler or sampler_for(config, 0), config.seed),
     )
     study.set_metric_names(objective.metric_names)
     study.set_user_attr(CONFIG, config.to_json())
@@ -176,7 +224,8 @@ def load_study(
         raise ConfigError(f"no study named {name!r} in this storage (see `autotune studies`)")
     study = optuna.load_study(study_name=name, storage=storage)
     if config is not None:
-        study.sampler = (sampler or sampler_for)(config, len(study.get_trials(deepcopy=False)))
+        n = len(study.get_trials(deepcopy=False))
+        study.sampler = AfterRepeats((sampler or sampler_for)(config, n), config.seed + n)
     return study
 
 

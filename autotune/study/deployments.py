@@ -17,6 +17,13 @@ the fastest way for none of them, or that on every model it was measured on was 
 runtime against LiteRT at batch 1, typically), is tried again only on every
 ``LOSER_EVERY``-th new model.
 
+The sampler chooses how a model is made, not how it is deployed: once the study has compared
+ways of deploying on a model, a searched trial's deployment parameters are those of the way
+that was fastest on the most models so far (``BestDeployment``), so no searched trial is spent
+timing a new model on a way that has lost (the TensorFlow runtime at batch 1, typically), and
+the sampler learns each model from it deployed at its likely best. Its other ways follow as
+queued trials, as above.
+
 A space takes part when it names its deployment parameters as the built-in spaces do
 (``DEPLOY_PARAMS``); a deployment is queued only if replaying the space with it gives the
 same steps, so a space that asks other questions for another precision (QAT at int8) is safe.
@@ -26,7 +33,7 @@ from __future__ import annotations
 
 import itertools
 import json
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 import optuna
@@ -41,6 +48,8 @@ from autotune.storage.record import queued as queued_attrs
 
 # The parameters by which the built-in spaces say how a model is deployed.
 DEPLOY_PARAMS = ("engine", "precision", "threads")
+# ... and those asked only for one engine (XLA for TensorFlow).
+ENGINE_PARAMS = ("xla",)
 LOSER_AFTER = 2
 LOSER_EVERY = 4
 FAR_SLOWER = 2.0
@@ -120,6 +129,77 @@ def losers(trials: list[FrozenTrial]) -> set[str]:
             if r.metrics["latency_p50_ms"] < FAR_SLOWER * best.metrics["latency_p50_ms"] or r.metrics.quality_loss < best.metrics.quality_loss:
                 close.add(deployment_kind(r.recipe))
     return {k for k, n in seen.items() if k not in won and (n >= LOSER_AFTER or k not in close)}
+
+
+def winning_deployment(trials: list[FrozenTrial]) -> dict[str, Any] | None:
+    """The deployment parameters of the way that was the fastest (of the feasible ways, else of
+    all) on the most trained models compared so far; the latest such model breaks a tie. None
+    until some model was measured more than one way."""
+    by_model: dict[str, list[tuple[FrozenTrial, TrialRecord]]] = {}
+    for t, r in _measured(trials):
+        by_model.setdefault(made_key(r.recipe), []).append((t, r))
+    wins: dict[str, int] = {}
+    latest: dict[str, tuple[int, dict[str, Any]]] = {}
+    for group in by_model.values():
+        if len({deployment_kind(r.recipe) for _, r in group}) < 2:
+            continue
+        pool = [(t, r) for t, r in group if r.metrics.feasible] or group
+        t, r = min(pool, key=lambda tr: tr[1].metrics["latency_p50_ms"])
+        kind = deployment_kind(r.recipe)
+        wins[kind] = wins.get(kind, 0) + 1
+        params = {n: v for n, v in t.params.items() if n in (*DEPLOY_PARAMS, *ENGINE_PARAMS)}
+        if kind not in latest or t.number > latest[kind][0]:
+            latest[kind] = (t.number, params)
+    if not wins:
+        return None
+    best = max(wins, key=lambda k: (wins[k], latest[k][0]))
+    return latest[best][1]
+
+
+def _offered(dist: BaseDistribution, value: Any) -> bool:
+    try:
+        return bool(dist._contains(dist.to_internal_repr(value)))
+    except (ValueError, TypeError):
+        return False  # not a choice of this distribution
+
+
+class BestDeployment(optuna.samplers.BaseSampler):
+    """``base`` for how a model is made; the study's winning deployment (``winning_deployment``)
+    for the deployment parameters of a searched trial, once there is one. A parameter the
+    winning way did not ask (XLA, when LiteRT won) is ``base``'s."""
+
+    def __init__(self, base: optuna.samplers.BaseSampler) -> None:
+        self.base = base
+        self._chosen: dict[int, dict[str, Any] | None] = {}
+
+    def _deployment(self, study: optuna.Study, trial: FrozenTrial) -> dict[str, Any]:
+        if trial.number not in self._chosen:
+            self._chosen[trial.number] = winning_deployment(study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)))
+        return self._chosen[trial.number] or {}
+
+    def infer_relative_search_space(self, study: optuna.Study, trial: FrozenTrial) -> dict[str, BaseDistribution]:
+        return self.base.infer_relative_search_space(study, trial)
+
+    def sample_relative(self, study: optuna.Study, trial: FrozenTrial, search_space: dict[str, BaseDistribution]) -> dict[str, Any]:
+        chosen = self._deployment(study, trial)
+        params = self.base.sample_relative(study, trial, search_space)
+        return params | {n: v for n, v in chosen.items() if n in search_space and _offered(search_space[n], v)}
+
+    def sample_independent(self, study: optuna.Study, trial: FrozenTrial, param_name: str, param_distribution: BaseDistribution) -> Any:
+        chosen = self._deployment(study, trial)
+        if param_name in chosen and _offered(param_distribution, chosen[param_name]):
+            return chosen[param_name]
+        return self.base.sample_independent(study, trial, param_name, param_distribution)
+
+    def before_trial(self, study: optuna.Study, trial: FrozenTrial) -> None:
+        self.base.before_trial(study, trial)
+
+    def after_trial(self, study: optuna.Study, trial: FrozenTrial, state: TrialState, values: Sequence[float] | None) -> None:
+        self.base.after_trial(study, trial, state, values)
+        self._chosen.pop(trial.number, None)
+
+    def reseed_rng(self) -> None:
+        self.base.reseed_rng()
 
 
 def _variants(study: optuna.Study, trial: FrozenTrial, space: Callable[[Any], Recipe]) -> Iterator[dict[str, Any]]:

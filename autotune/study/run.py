@@ -16,7 +16,7 @@ from autotune.inputs.config import StudyConfig, check_trusted, make_config, merg
 from autotune.measure.stats import environment
 from autotune.storage import store
 from autotune.storage.record import TrialRecord, queued
-from autotune.study.deployments import Deployer
+from autotune.study.deployments import BestDeployment, Deployer
 from autotune.study.environment import check_environment
 from autotune.study.evaluator import Evaluator, LocalEvaluator
 from autotune.study.references import best_feasible_ms, ensure_baseline, ensure_probe, ensure_references, remeasure_front
@@ -172,6 +172,8 @@ def _run(
         else:
             first = settings.sampler(config, 0) if settings.sampler else None
             study = store.create_study(storage, config, plan.objective, evaluator.env, first)
+        if settings.deploy_variants:
+            study.sampler = BestDeployment(study.sampler)  # the sampler makes models; the study's evidence deploys them
         if store.PEAK not in study.user_attrs:
             study.set_user_attr(store.PEAK, evaluator.peak)
         done = store.evaluated(study.get_trials(deepcopy=False))
