@@ -143,3 +143,17 @@ def test_once_ways_were_compared_a_searched_trial_is_deployed_the_way_that_won_m
         study.tell(trial, [0.1, 0.9])
     assert deployed == {"int8 · litert · 2t"}  # every searched trial deployed the winning way
     assert len(made_ways) >= 4  # while how the model is made is the sampler's
+
+
+def test_on_a_checking_model_only_the_loser_left_out_longest_comes_back():
+    study = _study()
+    for i, width in enumerate((0.25, 0.5, 0.75)):
+        made = {**STUDENT, "distill_width": width}
+        _measure(study, made | {"engine": "litert", "precision": "fp32", "threads": 2}, 0.05)
+        _measure(study, made | {"engine": "litert", "precision": "fp16", "threads": 2}, 0.09)
+        if i < 2:
+            _measure(study, made | {"engine": "litert", "precision": "fp16", "threads": 1}, 0.09)
+    assert losers(study.trials) == {"fp16 · litert · 2t", "fp16 · litert · 1t"}
+    fourth = _measure(study, {**STUDENT, "distill": False} | {"engine": "litert", "precision": "fp32", "threads": 1}, 0.2)
+    kinds = {deployment_kind(r) for r in _recipes(study, plan(study, fourth, SPACE, "env", room=100))}
+    assert "fp16 · litert · 1t" in kinds and "fp16 · litert · 2t" not in kinds  # measured on 2 models, not 3

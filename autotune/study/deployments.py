@@ -14,8 +14,8 @@ What the study has already shown never wins is left out most of the time: a way 
 (precision, engine, threads, XLA) that was measured on ``LOSER_AFTER`` trained models and was
 the fastest way for none of them, or that on every model it was measured on was at least
 ``FAR_SLOWER`` times slower than that model's fastest way and no more accurate (the TensorFlow
-runtime against LiteRT at batch 1, typically), is tried again only on every
-``LOSER_EVERY``-th new model.
+runtime against LiteRT at batch 1, typically), is left out; on every ``LOSER_EVERY``-th new
+model one of them is tried again, the one measured on the fewest models.
 
 The sampler chooses how a model is made, not how it is deployed: once the study has compared
 ways of deploying on a model, a searched trial's deployment parameters are those of the way
@@ -202,6 +202,14 @@ class BestDeployment(optuna.samplers.BaseSampler):
         self.base.reseed_rng()
 
 
+def _models_measured(done: list[tuple[FrozenTrial, TrialRecord]]) -> dict[str, int]:
+    """On how many trained models each way of deploying was measured."""
+    seen: dict[str, set[str]] = {}
+    for _, r in done:
+        seen.setdefault(deployment_kind(r.recipe), set()).add(made_key(r.recipe))
+    return {k: len(v) for k, v in seen.items()}
+
+
 def _variants(study: optuna.Study, trial: FrozenTrial, space: Callable[[Any], Recipe]) -> Iterator[dict[str, Any]]:
     """Overrides of the trial's deployment parameters over the choices its space offers: those
     it asked, and those it asks only for another engine (XLA for TensorFlow; precision and
@@ -235,7 +243,12 @@ def plan(study: optuna.Study, trial: FrozenTrial, space: Callable[[Any], Recipe]
     done = _measured(trials)
     measured = {json.dumps(r.recipe, sort_keys=True) for _, r in done if r.env_id == env_id}
     models = len({made_key(r.recipe) for _, r in done})
-    skip = losers(trials) if models % LOSER_EVERY else set()
+    skip = losers(trials)
+    if models % LOSER_EVERY == 0 and skip:
+        # Now and then a loser is tried again: the one measured on the fewest models (the
+        # longest left out), one per such model, so that checking costs one trial, not all.
+        tried = _models_measured(done)
+        skip = skip - {min(sorted(skip), key=lambda k: tried.get(k, 0))}
     queued, seen = [], set()
     for overrides in _variants(study, trial, space):
         params = {**trial.params, **overrides}
