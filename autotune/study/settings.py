@@ -64,10 +64,10 @@ class Settings:
     gate_margin: float = 0.02
     # Re-time the front at the end of a run that ran trials (both numbers are kept).
     remeasure_front: bool = True
-    # Queue every other deployment of a newly measured model (``study.deployments``). Off by
-    # default: on the demo it found less (hypervolume 0.0057 after 50 trials) than plain
-    # random search (0.0079) on the one seed measured; benchmarks/search_efficiency.py turns it on.
-    deploy_variants: bool = False
+    # Two levels (``study.deployments``): the sampler makes models, each newly measured model
+    # is deployed its other ways that can win, and searched trials are deployed the way that won
+    # most. False: one trial, one point of the space (benchmarks/search_efficiency.py compares).
+    deploy_variants: bool = True
     lock: HostLock = field(default_factory=HostLock)
     host_dir: Path = field(default_factory=default_host_dir)
     # Which sampler a new or resumed study uses (benchmarks compare others); None: store's TPE.
