@@ -157,3 +157,25 @@ def test_on_a_checking_model_only_the_loser_left_out_longest_comes_back():
     fourth = _measure(study, {**STUDENT, "distill": False} | {"engine": "litert", "precision": "fp32", "threads": 1}, 0.2)
     kinds = {deployment_kind(r) for r in _recipes(study, plan(study, fourth, SPACE, "env", room=100))}
     assert "fp16 · litert · 1t" in kinds and "fp16 · litert · 2t" not in kinds  # measured on 2 models, not 3
+
+
+def test_after_a_repeat_the_random_proposal_may_deploy_any_way():
+    # As a run composes them: the random proposal after a repeat is outside BestDeployment,
+    # so a deployment the budget left unqueued can still be reached.
+    study = _study()
+    for width in (0.25, 0.5):
+        made = {**STUDENT, "distill_width": width}
+        _measure(study, made | {"engine": "litert", "precision": "int8", "threads": 2, "qat": False}, 0.03)
+        _measure(study, made | {"engine": "litert", "precision": "fp32", "threads": 2}, 0.05)
+    sampler = store.AfterRepeats(BestDeployment(optuna.samplers.RandomSampler(seed=1)), seed=1)
+    study.sampler = sampler
+    kinds = set()
+    for _ in range(12):
+        marker = study.ask()  # recorded as a repeat: the next proposal is the random one
+        marker.set_user_attr(store.REPEAT_OF, 0)
+        SPACE(marker)
+        study.tell(marker, [0.1, 0.9])
+        trial = study.ask()
+        kinds.add(deployment_kind(SPACE(trial).to_dict()))
+        study.tell(trial, [0.1, 0.9])
+    assert len(kinds) >= 3  # random deployments, not only the winning int8

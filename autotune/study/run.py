@@ -173,7 +173,11 @@ def _run(
             first = settings.sampler(config, 0) if settings.sampler else None
             study = store.create_study(storage, config, plan.objective, evaluator.env, first)
         if settings.deploy_variants:
-            study.sampler = BestDeployment(study.sampler)  # the sampler makes models; the study's evidence deploys them
+            # The sampler makes models; the study's evidence deploys them. Not the random
+            # proposal after a repeat, which keeps every deployment reachable (one the budget
+            # left unqueued, or whose queued trial was killed).
+            assert isinstance(study.sampler, store.AfterRepeats)
+            study.sampler.base = BestDeployment(study.sampler.base)
         if store.PEAK not in study.user_attrs:
             study.set_user_attr(store.PEAK, evaluator.peak)
         done = store.evaluated(study.get_trials(deepcopy=False))
