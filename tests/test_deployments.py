@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import optuna
 import pytest
+from optuna.trial import TrialState
 
 from autotune.search.plugins import load_space
 from autotune.search.recipe import PRECISIONS
@@ -179,3 +180,60 @@ def test_after_a_repeat_the_random_proposal_may_deploy_any_way():
         kinds.add(deployment_kind(SPACE(trial).to_dict()))
         study.tell(trial, [0.1, 0.9])
     assert len(kinds) >= 3  # random deployments, not only the winning int8
+
+
+class _Recording(optuna.samplers.RandomSampler):
+    """Random, and keeps the trials it was shown when asked for a proposal."""
+
+    def infer_relative_search_space(self, study, trial):
+        self.seen = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+        self.seen_cached = study._get_trials(deepcopy=False, states=(TrialState.COMPLETE,), use_cache=True)
+        return {}
+
+
+def test_the_sampler_of_models_sees_each_model_once_at_its_best_way_and_no_deployment_parameters():
+    study = _study()
+    study.enqueue_trial({})  # the baseline: queued empty, no parameters
+    base = study.ask()
+    study.tell(base, [0.3, 0.99])
+    fast = {**STUDENT, "distill_width": 0.25}
+    _measure(study, fast | {"engine": "litert", "precision": "fp32", "threads": 2}, 0.05)
+    _measure(study, fast | {"engine": "litert", "precision": "int8", "threads": 2, "qat": False}, 0.03, accuracy=0.985)
+    _measure(study, fast | {"engine": "litert", "precision": "int8", "threads": 1, "qat": False}, 0.02, accuracy=0.90, feasible=False)
+    _measure(study, fast | {"engine": "tensorflow", "xla": True}, 0.2)
+    slow = {**STUDENT, "distill_width": 0.75}
+    _measure(study, slow | {"engine": "litert", "precision": "fp16", "threads": 1}, 0.09)
+    _measure(study, slow | {"engine": "litert", "precision": "fp16", "threads": 1}, 0.09, **{store.REPEAT_OF: 5})
+    recording = _Recording(seed=0)
+    study.sampler = BestDeployment(recording)
+    trial = study.ask()
+    SPACE(trial)  # the sampler is asked at the first suggestion
+    for seen in (recording.seen, recording.seen_cached):
+        # Two models, not seven trials: the baseline (no parameters) and the repeat tell nothing new.
+        assert len(seen) == 2
+        by_width = {t.params["distill_width"]: t for t in seen}
+        # The fastest feasible way stands for the student, not its fastest infeasible one.
+        assert by_width[0.25].values == [0.03, 0.985]
+        assert by_width[0.75].values == [0.09, 0.98]
+        for t in seen:
+            assert not set(t.params) & {"engine", "precision", "threads", "xla"}
+            assert not set(t.distributions) & {"engine", "precision", "threads", "xla"}
+    # The study itself is untouched.
+    assert len(study.get_trials(states=(TrialState.COMPLETE,))) == 7
+    assert study.trials[2].params["precision"] == "int8"
+    study.tell(trial, [0.1, 0.9])
+
+
+def test_tpe_models_how_a_model_is_made_jointly_and_leaves_deployment_to_the_study():
+    study = _study()
+    for i, width in enumerate((0.25, 0.5, 0.75, 0.25, 0.5, 0.75)):
+        made = {**STUDENT, "distill_width": width, "alpha": (0.5, 0.9)[i % 2]}
+        _measure(study, made | {"engine": "litert", "precision": "fp32", "threads": 2}, 0.05 * (i + 1))
+        _measure(study, made | {"engine": "litert", "precision": "fp16", "threads": 2}, 0.06 * (i + 1))
+    sampler = BestDeployment(optuna.samplers.TPESampler(seed=0, multivariate=True, group=True, n_startup_trials=5))
+    trial = study.ask()
+    space = sampler.infer_relative_search_space(study, trial)
+    assert {"distill_width", "alpha"} <= set(space)
+    assert not set(space) & {"engine", "precision", "threads", "xla"}
+    assert set(sampler.sample_relative(study, trial, space)) <= set(space)
+    study.tell(trial, [0.1, 0.9])

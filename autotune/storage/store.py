@@ -132,7 +132,34 @@ def sampler_for(config: StudyConfig, trials_so_far: int) -> optuna.samplers.Base
 FINISHED = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL)
 
 
-class AfterRepeats(optuna.samplers.BaseSampler):
+class Delegating(optuna.samplers.BaseSampler):
+    """A sampler that hands every call to ``base`` unless a subclass says otherwise; ``base``
+    keeps its own bookkeeping (TPE's, NSGA-II's generations) through ``before_trial`` and
+    ``after_trial``, which always reach it."""
+
+    def __init__(self, base: optuna.samplers.BaseSampler) -> None:
+        self.base = base
+
+    def infer_relative_search_space(self, study: optuna.Study, trial: FrozenTrial) -> dict[str, BaseDistribution]:
+        return self.base.infer_relative_search_space(study, trial)
+
+    def sample_relative(self, study: optuna.Study, trial: FrozenTrial, search_space: dict[str, BaseDistribution]) -> dict[str, Any]:
+        return self.base.sample_relative(study, trial, search_space)
+
+    def sample_independent(self, study: optuna.Study, trial: FrozenTrial, param_name: str, param_distribution: BaseDistribution) -> Any:
+        return self.base.sample_independent(study, trial, param_name, param_distribution)
+
+    def before_trial(self, study: optuna.Study, trial: FrozenTrial) -> None:
+        self.base.before_trial(study, trial)
+
+    def after_trial(self, study: optuna.Study, trial: FrozenTrial, state: TrialState, values: Sequence[float] | None) -> None:
+        self.base.after_trial(study, trial, state, values)
+
+    def reseed_rng(self) -> None:
+        self.base.reseed_rng()
+
+
+class AfterRepeats(Delegating):
     """``base``, except that the proposal right after a repeat is drawn at random.
 
     A repeat (a configuration the study measured before) is told to the sampler with the
@@ -143,7 +170,7 @@ class AfterRepeats(optuna.samplers.BaseSampler):
     """
 
     def __init__(self, base: optuna.samplers.BaseSampler, seed: int | None = None) -> None:
-        self.base = base
+        super().__init__(base)
         # Not the base's seed: TPE's start-up draws would be replayed, repeats again.
         self.random = optuna.samplers.RandomSampler(seed=None if seed is None else (seed * 1_000_003 + 7919) % 2**31)
         self._after_repeat: dict[int, bool] = {}
@@ -164,19 +191,21 @@ class AfterRepeats(optuna.samplers.BaseSampler):
     def sample_independent(self, study: optuna.Study, trial: FrozenTrial, param_name: str, param_distribution: BaseDistribution) -> Any:
         return self._for(study, trial).sample_independent(study, trial, param_name, param_distribution)
 
-    def before_trial(self, study: optuna.Study, trial: FrozenTrial) -> None:
-        self.base.before_trial(study, trial)
-
     def after_trial(self, study: optuna.Study, trial: FrozenTrial, state: TrialState, values: Sequence[float] | None) -> None:
-        self.base.after_trial(study, trial, state, values)
+        super().after_trial(study, trial, state, values)
         self._after_repeat.pop(trial.number, None)
 
     def reseed_rng(self) -> None:
-        self.base.reseed_rng()
+        super().reseed_rng()
         self.random.reseed_rng()
 
 
-def tpe_sampler(seed: int) -> optuna.samplers.BaseSampler:
+# Random proposals before TPE models the study. Behind the two-level search's model view
+# these are trained models, not trials (a model deployed five ways counts once).
+STARTUP = 5
+
+
+def tpe_sampler(seed: int, startup: int = STARTUP) -> optuna.samplers.BaseSampler:
     """Multi-objective TPE: models good and bad regions from few trials, handles conditional
     (tree-structured) spaces and reads ``trial.set_constraint`` values. NSGA-II would spend a
     50-trial budget on its first generation; the GP sampler needs PyTorch."""
@@ -184,7 +213,7 @@ def tpe_sampler(seed: int) -> optuna.samplers.BaseSampler:
         seed=seed,
         multivariate=True,
         group=True,
-        n_startup_trials=10,
+        n_startup_trials=startup,
         constant_liar=True,
     )
 

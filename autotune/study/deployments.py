@@ -31,6 +31,7 @@ same steps, so a space that asks other questions for another precision (QAT at i
 
 from __future__ import annotations
 
+import copy
 import itertools
 import json
 from collections.abc import Callable, Iterator, Sequence
@@ -50,6 +51,7 @@ from autotune.storage.record import queued as queued_attrs
 DEPLOY_PARAMS = ("engine", "precision", "threads")
 # ... and those asked only for one engine (XLA for TensorFlow).
 ENGINE_PARAMS = ("xla",)
+DEPLOYED = (*DEPLOY_PARAMS, *ENGINE_PARAMS)
 LOSER_AFTER = 2
 LOSER_EVERY = 4
 FAR_SLOWER = 2.0
@@ -147,7 +149,7 @@ def winning_deployment(trials: list[FrozenTrial]) -> dict[str, Any] | None:
         t, r = min(pool, key=lambda tr: tr[1].metrics["latency_p50_ms"])
         kind = deployment_kind(r.recipe)
         wins[kind] = wins.get(kind, 0) + 1
-        params = {n: v for n, v in t.params.items() if n in (*DEPLOY_PARAMS, *ENGINE_PARAMS)}
+        params = {n: v for n, v in t.params.items() if n in DEPLOYED}
         if kind not in latest or t.number > latest[kind][0]:
             latest[kind] = (t.number, params)
     if not wins:
@@ -163,13 +165,77 @@ def _offered(dist: BaseDistribution, value: Any) -> bool:
         return False  # not a choice of this distribution
 
 
-class BestDeployment(optuna.samplers.BaseSampler):
-    """``base`` for how a model is made; the study's winning deployment (``winning_deployment``)
-    for the deployment parameters of a searched trial, once there is one. A parameter the
-    winning way did not ask (XLA, when LiteRT won) is ``base``'s."""
+def _model_key(trial: FrozenTrial) -> str:
+    """The model a trial makes: its chain of steps once recorded, else its parameters for
+    making it (a running trial's recipe may not be written yet)."""
+    recipe = TrialRecord.from_trial(trial).recipe
+    if recipe is not None:
+        return made_key(recipe)
+    return json.dumps({n: v for n, v in trial.params.items() if n not in DEPLOYED}, sort_keys=True, default=str)
+
+
+def _rank(trial: FrozenTrial) -> tuple[int, int, float]:
+    """Which trial of a model stands for it: a complete one before a pruned or running one,
+    then a feasible one, then the fastest."""
+    metrics = TrialRecord.from_trial(trial).metrics
+    if trial.state != TrialState.COMPLETE or metrics is None:
+        return (1 if trial.state == TrialState.PRUNED else 2, 1, 0.0)
+    return (0, 0 if metrics.feasible else 1, float(metrics.get("latency_p50_ms", float("inf"))))
+
+
+def model_view(trials: Sequence[FrozenTrial]) -> list[FrozenTrial]:
+    """The trials as the sampler of how models are made sees them: one per trained model, the
+    one with its best figures (fastest feasible way of deploying it, else fastest), and
+    without the deployment parameters. A model deployed ten ways, or proposed again (a repeat),
+    is one observation, told at its best, not ten. Trials without parameters (the baseline and
+    the references, queued empty) tell it nothing and are left out."""
+    groups: dict[str, list[FrozenTrial]] = {}
+    for t in trials:
+        if any(n not in DEPLOYED for n in t.params):
+            groups.setdefault(_model_key(t), []).append(t)
+    view = []
+    for group in groups.values():
+        best = copy.copy(min(group, key=lambda t: (_rank(t), t.number)))
+        best.distributions = {n: d for n, d in best.distributions.items() if n not in DEPLOYED}
+        best.params = {n: v for n, v in best.params.items() if n not in DEPLOYED}
+        view.append(best)
+    return sorted(view, key=lambda t: t.number)
+
+
+class _ModelView:
+    """The study, but its trials are ``model_view``'s: what ``BestDeployment`` hands its base
+    sampler. Everything else (directions, storage, user attributes) is the study's."""
+
+    def __init__(self, study: optuna.Study) -> None:
+        self._study = study
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._study, name)
+
+    def _get_trials(self, deepcopy: bool = True, states: Sequence[TrialState] | None = None, use_cache: bool = False) -> list[FrozenTrial]:
+        return model_view(self._study._get_trials(deepcopy=deepcopy, states=states, use_cache=use_cache))
+
+    def get_trials(self, deepcopy: bool = True, states: Sequence[TrialState] | None = None) -> list[FrozenTrial]:
+        return model_view(self._study.get_trials(deepcopy=deepcopy, states=states))
+
+    @property
+    def trials(self) -> list[FrozenTrial]:
+        return self.get_trials()
+
+    @property
+    def best_trials(self) -> list[FrozenTrial]:
+        return self._study.best_trials
+
+
+class BestDeployment(store.Delegating):
+    """``base`` for how a model is made, seeing one trial per model (``model_view``); the
+    study's winning deployment (``winning_deployment``) for the deployment parameters of a
+    searched trial, once there is one. A parameter the winning way did not ask (XLA, when
+    LiteRT won), and every deployment parameter before any way won, is ``base``'s, which has
+    seen none of them (so it draws them from their prior: at random)."""
 
     def __init__(self, base: optuna.samplers.BaseSampler) -> None:
-        self.base = base
+        super().__init__(base)
         self._chosen: dict[int, dict[str, Any] | None] = {}
 
     def _deployment(self, study: optuna.Study, trial: FrozenTrial) -> dict[str, Any]:
@@ -178,28 +244,21 @@ class BestDeployment(optuna.samplers.BaseSampler):
         return self._chosen[trial.number] or {}
 
     def infer_relative_search_space(self, study: optuna.Study, trial: FrozenTrial) -> dict[str, BaseDistribution]:
-        return self.base.infer_relative_search_space(study, trial)
+        return self.base.infer_relative_search_space(_ModelView(study), trial)  # type: ignore[arg-type]
 
     def sample_relative(self, study: optuna.Study, trial: FrozenTrial, search_space: dict[str, BaseDistribution]) -> dict[str, Any]:
-        chosen = self._deployment(study, trial)
-        params = self.base.sample_relative(study, trial, search_space)
-        return params | {n: v for n, v in chosen.items() if n in search_space and _offered(search_space[n], v)}
+        made = {n: d for n, d in search_space.items() if n not in DEPLOYED}
+        return self.base.sample_relative(_ModelView(study), trial, made)  # type: ignore[arg-type]
 
     def sample_independent(self, study: optuna.Study, trial: FrozenTrial, param_name: str, param_distribution: BaseDistribution) -> Any:
         chosen = self._deployment(study, trial)
         if param_name in chosen and _offered(param_distribution, chosen[param_name]):
             return chosen[param_name]
-        return self.base.sample_independent(study, trial, param_name, param_distribution)
-
-    def before_trial(self, study: optuna.Study, trial: FrozenTrial) -> None:
-        self.base.before_trial(study, trial)
+        return self.base.sample_independent(_ModelView(study), trial, param_name, param_distribution)  # type: ignore[arg-type]
 
     def after_trial(self, study: optuna.Study, trial: FrozenTrial, state: TrialState, values: Sequence[float] | None) -> None:
-        self.base.after_trial(study, trial, state, values)
+        super().after_trial(study, trial, state, values)
         self._chosen.pop(trial.number, None)
-
-    def reseed_rng(self) -> None:
-        self.base.reseed_rng()
 
 
 def _models_measured(done: list[tuple[FrozenTrial, TrialRecord]]) -> dict[str, int]:
