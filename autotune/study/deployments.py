@@ -222,10 +222,6 @@ class _ModelView:
     def trials(self) -> list[FrozenTrial]:
         return self.get_trials()
 
-    @property
-    def best_trials(self) -> list[FrozenTrial]:
-        return self._study.best_trials
-
 
 class BestDeployment(store.Delegating):
     """``base`` for how a model is made, seeing one trial per model (``model_view``); the
