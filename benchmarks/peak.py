@@ -18,7 +18,7 @@ from autotune.inputs.data import load_npz
 from autotune.inputs.demo import ensure_demo
 from autotune.measure.artifact import LiteRTExecutor
 from autotune.inputs.model import load_model
-from autotune.measure.host import ALLOWED_CORES, PEAK_PROTOCOL, HostLock, _peak_models, cores_for, measure_peak, pinning
+from autotune.measure.host import ALLOWED_CORES, PEAK_PROTOCOL, PEAK_CONVERSIONS, HostLock, _peak_models, cores_for, measure_peak, pinning
 from autotune.measure.stats import _cpu_model, fastest_call_ms, measure_latency
 
 
@@ -36,30 +36,32 @@ def _figures(path: Path, threads: int, x, macs: int | None, lock: HostLock) -> t
 def main() -> None:
     lock = HostLock()
     threads = range(1, len(ALLOWED_CORES) + 1)
-    kinds = ("fp32", "int8")
-    cols = [f"{k} {t} thr" for k in kinds for t in threads]
+    precisions = [precision for precision, _kind in PEAK_CONVERSIONS]
+    cols = [f"{p} {t} thr" for p in precisions for t in threads]
     print(f"CPU: {_cpu_model()}; G MAC/s, fastest call [p50]\n")
-    print(f"{'shape':<28}" + "".join(f"{c:>18}" for c in cols))
+    print(f"{'shape':<28}" + "".join(f"{c:>20}" for c in cols))
     with tempfile.TemporaryDirectory() as tmp:
         rows: dict[str, dict[str, str]] = {}
-        for name, kind, path, x, macs in _peak_models(Path(tmp)):
+        for name, precision, _kind, path, x, macs in _peak_models(Path(tmp)):
             for t in threads:
                 best, p50 = _figures(path, t, x, macs, lock)
-                rows.setdefault(name, {})[f"{kind} {t} thr"] = f"{best:.1f} [{p50:.1f}]"
+                rows.setdefault(name, {})[f"{precision} {t} thr"] = f"{best:.1f} [{p50:.1f}]"
         model_path, data_path = ensure_demo(Path(tmp) / "studies")
         model = load_model(model_path)
         data = load_npz(data_path)
-        for kind in kinds:
-            d = Path(tmp) / f"demo-{kind}"
+        for precision in precisions:
+            d = Path(tmp) / f"demo-{precision}"
             d.mkdir()
-            path = to_tflite(model, kind, data.x_train[:64], d)
+            path = to_tflite(model, precision, data.x_train[:64], d)
             for t in threads:
                 best, p50 = _figures(path, t, data.x_val[:1], None, lock)
-                rows.setdefault("the demo CNN (not in peak)", {})[f"{kind} {t} thr"] = f"{best:.1f} [{p50:.1f}]"
+                rows.setdefault("the demo CNN (not in peak)", {})[f"{precision} {t} thr"] = f"{best:.1f} [{p50:.1f}]"
     for name, cells in rows.items():
-        print(f"{name:<28}" + "".join(f"{cells.get(c, '—'):>18}" for c in cols))
+        print(f"{name:<28}" + "".join(f"{cells.get(c, '—'):>20}" for c in cols))
     peak = measure_peak(lock)
-    print(f"{'peak kept (measure_peak)':<28}" + "".join(f"{peak[c.replace(' thr', '').replace(' ', '/')] / 1e9:>18.1f}" for c in cols))
+    kind_of = dict(PEAK_CONVERSIONS)
+    print(f"{'peak kept (measure_peak)':<28}" + "".join(f"{peak[f'{kind_of[p]}/{t}'] / 1e9:>20.1f}" for p in precisions for t in threads))
+    print(f"\n(the kept peak is per kind: {', '.join(f'{p} counts as {k}' for p, k in PEAK_CONVERSIONS)})")
 
 
 if __name__ == "__main__":
