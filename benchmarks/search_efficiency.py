@@ -26,6 +26,7 @@ the fastest speed-up any study of the run found.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import statistics
 import tempfile
@@ -96,6 +97,7 @@ def main() -> None:
     parser.add_argument("--samplers", default="tpe,nsga2,random,gp", help=f"samplers autotune is run with, of {', '.join(SAMPLERS)}")
     parser.add_argument("--screening", type=float, default=TimingPolicy().screening, help="fraction of the full timing protocol a search trial takes (autotune run's default)")
     parser.add_argument("--png", type=Path, default=Path("benchmarks/search_efficiency.png"))
+    parser.add_argument("--keep", type=Path, help="an empty folder to run in and keep (the studies' SQLite file, for a look at their trials), not a temporary one")
     args = parser.parse_args()
     samplers = [k for k in args.samplers.split(",") if k]
     if "gp" in samplers:
@@ -110,7 +112,11 @@ def main() -> None:
     curves: dict[str, list[list[float]]] = {k: [] for k in samplers} | {"plain random": []}
     walls: dict[str, list[float]] = {k: [] for k in curves}
     fastest: dict[str, list[list[float]]] = {k: [] for k in curves}
-    with tempfile.TemporaryDirectory(prefix="autotune-search-eff-") as tmp:
+    if args.keep:
+        args.keep.mkdir(parents=True, exist_ok=True)
+        if any(args.keep.iterdir()):
+            parser.error(f"--keep {args.keep}: not empty")
+    with contextlib.nullcontext(str(args.keep.resolve())) if args.keep else tempfile.TemporaryDirectory(prefix="autotune-search-eff-") as tmp:
         work = Path(tmp)
         shared = work / "shared-cache"
         shared.mkdir()
