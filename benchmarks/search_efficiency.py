@@ -97,6 +97,7 @@ def main() -> None:
     parser.add_argument("--samplers", default="tpe,nsga2,random,gp", help=f"samplers autotune is run with, of {', '.join(SAMPLERS)}")
     parser.add_argument("--screening", type=float, default=TimingPolicy().screening, help="fraction of the full timing protocol a search trial takes (autotune run's default)")
     parser.add_argument("--png", type=Path, default=Path("benchmarks/search_efficiency.png"))
+    parser.add_argument("--cache", type=Path, help="a content cache to share with other runs (a kept run's shared-cache folder): models trained before are not trained again")
     parser.add_argument("--keep", type=Path, help="an empty folder to run in and keep (the studies' SQLite file, for a look at their trials), not a temporary one")
     args = parser.parse_args()
     samplers = [k for k in args.samplers.split(",") if k]
@@ -118,8 +119,8 @@ def main() -> None:
             parser.error(f"--keep {args.keep}: not empty")
     with contextlib.nullcontext(str(args.keep.resolve())) if args.keep else tempfile.TemporaryDirectory(prefix="autotune-search-eff-") as tmp:
         work = Path(tmp)
-        shared = work / "shared-cache"
-        shared.mkdir()
+        shared = args.cache.resolve() if args.cache else work / "shared-cache"
+        shared.mkdir(exist_ok=bool(args.cache))
         os.chdir(work)
         t0 = time.perf_counter()
         for seed in range(args.seeds):

@@ -133,6 +133,19 @@ def losers(trials: list[FrozenTrial]) -> set[str]:
     return {k for k, n in seen.items() if k not in won and (n >= LOSER_AFTER or k not in close)}
 
 
+def _deployment_params(trial: FrozenTrial, recipe: dict[str, Any]) -> dict[str, Any]:
+    """The deployment parameters a trial took; for a trial queued without parameters (the
+    baseline and the references, which deploy the base model), those of the built-in spaces
+    that deploy as its recipe says."""
+    params = {n: v for n, v in trial.params.items() if n in DEPLOYED}
+    if params or trial.params:
+        return params
+    r = recipe["runtime"]
+    if r["engine"] == "tensorflow":
+        return {"engine": "tensorflow", "xla": bool(r.get("xla"))}
+    return {"engine": r["engine"], "precision": recipe["precision"], "threads": r["threads"]}
+
+
 def winning_deployment(trials: list[FrozenTrial]) -> dict[str, Any] | None:
     """The deployment parameters of the way that was the fastest (of the feasible ways, else of
     all) on the most trained models compared so far; the latest such model breaks a tie. None
@@ -149,7 +162,7 @@ def winning_deployment(trials: list[FrozenTrial]) -> dict[str, Any] | None:
         t, r = min(pool, key=lambda tr: tr[1].metrics["latency_p50_ms"])
         kind = deployment_kind(r.recipe)
         wins[kind] = wins.get(kind, 0) + 1
-        params = {n: v for n, v in t.params.items() if n in DEPLOYED}
+        params = _deployment_params(t, r.recipe)
         if kind not in latest or t.number > latest[kind][0]:
             latest[kind] = (t.number, params)
     if not wins:
@@ -202,6 +215,18 @@ def model_view(trials: Sequence[FrozenTrial]) -> list[FrozenTrial]:
     return sorted(view, key=lambda t: t.number)
 
 
+# How often a proposal that makes a known model is drawn again (``BestDeployment``).
+REDRAWS = 8
+# The trials whose model counts as made: measured or gated, stopped early, or under way.
+MADE = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.RUNNING, TrialState.WAITING)
+
+
+def _makes(sample: dict[str, Any], params: dict[str, Any]) -> bool:
+    """Whether a proposal makes the model made with ``params``: it answers each of their
+    questions the same way, so a space asking them in turn asks nothing else."""
+    return bool(params) and all(n in sample and sample[n] == v for n, v in params.items())
+
+
 class _ModelView:
     """The study, but its trials are ``model_view``'s: what ``BestDeployment`` hands its base
     sampler. Everything else (directions, storage, user attributes) is the study's."""
@@ -230,9 +255,14 @@ class BestDeployment(store.Delegating):
     LiteRT won), and every deployment parameter before any way won, is ``base``'s, which has
     seen none of them (so it draws them from their prior: at random)."""
 
-    def __init__(self, base: optuna.samplers.BaseSampler) -> None:
+    def __init__(self, base: optuna.samplers.BaseSampler, seed: int | None = None) -> None:
         super().__init__(base)
         self._chosen: dict[int, dict[str, Any] | None] = {}
+        self._random = optuna.samplers.RandomSampler(seed=seed)
+
+    def reseed_rng(self) -> None:
+        super().reseed_rng()
+        self._random.reseed_rng()
 
     def _deployment(self, study: optuna.Study, trial: FrozenTrial) -> dict[str, Any]:
         if trial.number not in self._chosen:
@@ -243,8 +273,29 @@ class BestDeployment(store.Delegating):
         return self.base.infer_relative_search_space(_ModelView(study), trial)  # type: ignore[arg-type]
 
     def sample_relative(self, study: optuna.Study, trial: FrozenTrial, search_space: dict[str, BaseDistribution]) -> dict[str, Any]:
+        """``base``'s proposal of how to make the model, unless it makes a model the study has
+        made (or is making) already: then ``base`` is asked again, up to ``REDRAWS`` times, and
+        then a random proposal that makes a new model, if one of ``REDRAWS`` draws does.
+
+        TPE in a small discrete space proposes its best point again and again: one study on the
+        demo proposed the same channel-pruned model at every other trial from its 30th on. A
+        repeat costs no budget, but it teaches nothing, and the random proposal that follows it
+        takes a random deployment (the TensorFlow runtime, half the time)."""
         made = {n: d for n, d in search_space.items() if n not in DEPLOYED}
-        return self.base.sample_relative(_ModelView(study), trial, made)  # type: ignore[arg-type]
+        view = _ModelView(study)
+        sample = self.base.sample_relative(view, trial, made)  # type: ignore[arg-type]
+        if not sample:
+            return sample  # start-up: every parameter is drawn on its own, at random
+        known = [t.params for t in view.get_trials(deepcopy=False, states=MADE) if t.number != trial.number]
+        for _ in range(REDRAWS):
+            if not any(_makes(sample, p) for p in known):
+                return sample
+            sample = self.base.sample_relative(view, trial, made)  # type: ignore[arg-type]
+        for _ in range(REDRAWS):
+            if not any(_makes(sample, p) for p in known):
+                return sample
+            sample = {n: self._random.sample_independent(view, trial, n, d) for n, d in made.items()}  # type: ignore[arg-type]
+        return sample
 
     def sample_independent(self, study: optuna.Study, trial: FrozenTrial, param_name: str, param_distribution: BaseDistribution) -> Any:
         chosen = self._deployment(study, trial)

@@ -177,7 +177,7 @@ def _run(
             # proposal after a repeat, which keeps every deployment reachable (one the budget
             # left unqueued, or whose queued trial was killed).
             assert isinstance(study.sampler, store.AfterRepeats)
-            study.sampler.base = BestDeployment(study.sampler.base)
+            study.sampler.base = BestDeployment(study.sampler.base, config.seed + len(study.get_trials(deepcopy=False)))
         if store.PEAK not in study.user_attrs:
             study.set_user_attr(store.PEAK, evaluator.peak)
         done = store.evaluated(study.get_trials(deepcopy=False))
