@@ -148,6 +148,10 @@ def main() -> None:
             print(f"  autotune, {kind:<8} " + "  ".join(f"{c[-1]:.5f}" for c in curves[kind]) + f"   {statistics.mean(walls[kind]):6.1f} s")
         return
     print(_row("plain random search", curves["plain random"]))
+    if not samplers:
+        print("  plain random @" + f"{args.random_trials:<4} " + "  ".join(f"{c[-1]:.5f}" for c in curves["plain random"]))
+        found_by(fastest, samplers, args.seeds)
+        return
     print(f"\nat {args.autotune_trials} trials, per seed (and wall per study, shared cache)")
     for kind in samplers:
         per = "  ".join(f"{c[-1]:.5f}" for c in curves[kind])
