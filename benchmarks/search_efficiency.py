@@ -92,6 +92,7 @@ def _row(label: str, curves: list[list[float]]) -> str:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seeds", type=int, default=3)
+    parser.add_argument("--first-seed", type=int, default=0, help="run seeds first-seed .. first-seed + seeds - 1")
     parser.add_argument("--autotune-trials", type=int, default=50)
     parser.add_argument("--random-trials", type=int, default=200)
     parser.add_argument("--samplers", default="tpe,nsga2,random,gp", help=f"samplers autotune is run with, of {', '.join(SAMPLERS)}")
@@ -123,7 +124,7 @@ def main() -> None:
         shared.mkdir(exist_ok=bool(args.cache))
         os.chdir(work)
         t0 = time.perf_counter()
-        for seed in range(args.seeds):
+        for seed in range(args.first_seed, args.first_seed + args.seeds):
             print(f"seed {seed}", flush=True)
             for kind in samplers:
                 t1 = time.perf_counter()
