@@ -12,6 +12,7 @@ from optuna.trial import TrialState
 from autotune.search.plugins import load_space
 from autotune.search.recipe import PRECISIONS
 from autotune.storage import store
+from autotune.storage.record import TrialRecord
 from autotune.measure.stats import usable_cores
 from autotune.study.deployments import FAR_SLOWER, LOSER_AFTER, LOSER_EVERY, BestDeployment, _Replay, deployment_kind, losers, made_key, plan, winning_deployment
 
@@ -237,3 +238,47 @@ def test_tpe_models_how_a_model_is_made_jointly_and_leaves_deployment_to_the_stu
     assert not set(space) & {"engine", "precision", "threads", "xla"}
     assert set(sampler.sample_relative(study, trial, space)) <= set(space)
     study.tell(trial, [0.1, 0.9])
+
+
+def _reference(study, precision, p50):
+    """A reference as a run records it: queued without parameters, the base model deployed."""
+    study.enqueue_trial({})
+    trial = study.ask()
+    recipe = {"precision": precision, "steps": [], "runtime": {"engine": "litert", "threads": 2, "batch_size": 1, "xla": False}}
+    trial.set_user_attr(store.RECIPE, recipe)
+    trial.set_user_attr(store.ENV_ID, "env")
+    trial.set_user_attr(store.METRICS, {"latency_p50_ms": p50, "accuracy": 0.99, "accuracy_drop": 0.0, "feasible": True})
+    study.tell(trial, [p50, 0.99])
+
+
+def test_the_references_compare_two_ways_so_the_first_searched_model_is_deployed_the_faster():
+    study = _study()
+    _reference(study, "fp32", 0.42)  # the baseline
+    _reference(study, "int8", 0.53)  # slower here: an AVX2 CPU's full int8
+    assert winning_deployment(study.trials) == {"engine": "litert", "precision": "fp32", "threads": 2}
+    study.sampler = BestDeployment(optuna.samplers.RandomSampler(seed=0))
+    deployed = set()
+    for _ in range(8):
+        trial = study.ask()
+        deployed.add(deployment_kind(SPACE(trial).to_dict()))
+        study.tell(trial, [0.1, 0.9])
+    assert deployed == {"fp32 · litert · 2t"}  # not a random way (the TensorFlow runtime half the time)
+
+
+def test_tpe_is_asked_again_rather_than_proposing_a_model_the_study_made():
+    # Six students, one far the best: TPE alone proposes the best region again and again.
+    study = _study()
+    for i, (width, alpha) in enumerate([(w, a) for w in (0.25, 0.5, 0.75) for a in (0.5, 0.9)]):
+        made = {**STUDENT, "distill_width": width, "alpha": alpha}
+        _measure(study, made | {"engine": "litert", "precision": "fp32", "threads": 2}, 0.02 if i == 0 else 0.2, accuracy=0.985 if i == 0 else 0.9)
+    study.sampler = BestDeployment(store.tpe_sampler(0), seed=0)
+    made_before = {made_key(TrialRecord.from_trial(t).recipe) for t in study.trials}
+    for _ in range(12):
+        trial = study.ask()
+        recipe = SPACE(trial).to_dict()
+        key = made_key(recipe)
+        assert key not in made_before, f"proposed a model the study made already: {recipe['steps']}"
+        made_before.add(key)
+        trial.set_user_attr(store.RECIPE, recipe)
+        trial.set_user_attr(store.METRICS, {"latency_p50_ms": 0.2, "accuracy": 0.9, "accuracy_drop": 0.09, "feasible": True})
+        study.tell(trial, [0.2, 0.9])
