@@ -253,7 +253,9 @@ class BestDeployment(store.Delegating):
     study's winning deployment (``winning_deployment``) for the deployment parameters of a
     searched trial, once there is one. A parameter the winning way did not ask (XLA, when
     LiteRT won), and every deployment parameter before any way won, is ``base``'s, which has
-    seen none of them (so it draws them from their prior: at random)."""
+    seen none of them (so it draws them from their prior: at random). A trial that has not said
+    how its model is made when it is asked how to deploy it (a space of deployments alone)
+    takes ``base``'s deployment too."""
 
     def __init__(self, base: optuna.samplers.BaseSampler, seed: int | None = None) -> None:
         super().__init__(base)
@@ -298,7 +300,11 @@ class BestDeployment(store.Delegating):
         return sample
 
     def sample_independent(self, study: optuna.Study, trial: FrozenTrial, param_name: str, param_distribution: BaseDistribution) -> Any:
-        chosen = self._deployment(study, trial)
+        # Only a trial that has said how its model is made deploys at the winning way: in a
+        # space of deployments alone (the quick space), or one that asks them first, the way
+        # is what is searched, and the winner would repeat the references' trial of it.
+        made = any(n not in DEPLOYED for n in trial.params)
+        chosen = self._deployment(study, trial) if made else {}
         if param_name in chosen and _offered(param_distribution, chosen[param_name]):
             return chosen[param_name]
         return self.base.sample_independent(_ModelView(study), trial, param_name, param_distribution)  # type: ignore[arg-type]
