@@ -282,3 +282,24 @@ def test_tpe_is_asked_again_rather_than_proposing_a_model_the_study_made():
         trial.set_user_attr(store.RECIPE, recipe)
         trial.set_user_attr(store.METRICS, {"latency_p50_ms": 0.2, "accuracy": 0.9, "accuracy_drop": 0.09, "feasible": True})
         study.tell(trial, [0.2, 0.9])
+
+
+def test_a_model_beyond_the_accuracy_limit_is_deployed_only_at_its_other_precisions():
+    study = _study()
+    first = _measure(study, STUDENT | {"engine": "litert", "precision": "int8", "threads": 2, "qat": False}, 0.05, accuracy=0.95, feasible=False)
+    recipes = _recipes(study, plan(study, first, SPACE, "env", room=100))
+    # One way per other precision, at the engine and threads it was measured at: no other
+    # thread count or engine, which compute the same (infeasible) numbers.
+    assert sorted(r["precision"] for r in recipes) == sorted(set(PRECISIONS) - {"int8"})
+    assert {(r["runtime"]["engine"], r["runtime"]["threads"]) for r in recipes} == {("litert", 2)}
+    # A feasible model is deployed every way (the same student, another width).
+    ok = _measure(study, {**STUDENT, "distill_width": 0.25} | {"engine": "litert", "precision": "int8", "threads": 2, "qat": False}, 0.04)
+    assert len(plan(study, ok, SPACE, "env", room=100)) > len(recipes) + 2
+
+
+def test_a_far_slower_way_is_not_kept_for_being_more_accurate_beyond_the_limit():
+    study = _study()
+    made = dict(STUDENT)
+    _measure(study, made | {"engine": "litert", "precision": "int8", "threads": 2, "qat": False}, 0.05, accuracy=0.95, feasible=False)
+    _measure(study, made | {"engine": "tensorflow", "xla": False}, 0.05 * FAR_SLOWER * 1.5, accuracy=0.96, feasible=False)  # more accurate, still beyond
+    assert losers(study.trials) == {f"fp32 · tensorflow · {usable_cores()}t"}

@@ -15,7 +15,13 @@ What the study has already shown never wins is left out most of the time: a way 
 the fastest way for none of them, or that on every model it was measured on was at least
 ``FAR_SLOWER`` times slower than that model's fastest way and no more accurate (the TensorFlow
 runtime against LiteRT at batch 1, typically), is left out; on every ``LOSER_EVERY``-th new
-model one of them is tried again, the one measured on the fewest models.
+model one of them is tried again, the one measured on the fewest models. Being more accurate
+keeps a slow way only when it is within the accuracy limit.
+
+A model whose first measurement is beyond the accuracy limit is deployed only at its other
+precisions, one way each (its own engine and thread count where the space offers them): another
+engine or thread count runs the same arithmetic, so it would be as far beyond the limit, and
+the budget it would take buys nothing on the front.
 
 The sampler chooses how a model is made, not how it is deployed: once the study has compared
 ways of deploying on a model, a searched trial's deployment parameters are those of the way
@@ -128,9 +134,27 @@ def losers(trials: list[FrozenTrial]) -> set[str]:
         best = min(pool, key=lambda r: r.metrics["latency_p50_ms"])
         won.add(deployment_kind(best.recipe))
         for r in group:
-            if r.metrics["latency_p50_ms"] < FAR_SLOWER * best.metrics["latency_p50_ms"] or r.metrics.quality_loss < best.metrics.quality_loss:
+            # More accurate counts only within the limit: an infeasible way is no trade-off.
+            more_accurate = r.metrics.feasible and r.metrics.quality_loss < best.metrics.quality_loss
+            if r.metrics["latency_p50_ms"] < FAR_SLOWER * best.metrics["latency_p50_ms"] or more_accurate:
                 close.add(deployment_kind(r.recipe))
     return {k for k, n in seen.items() if k not in won and (n >= LOSER_AFTER or k not in close)}
+
+
+def _one_per_precision(variants: list[tuple[dict[str, Any], dict[str, Any]]], own: dict[str, Any]) -> list[tuple[dict[str, Any], dict[str, Any]]]:
+    """Of the (parameters, recipe) variants, one per precision other than ``own``'s: the one
+    deployed as ``own`` is (engine, threads, XLA) where there is one, else the first."""
+    r = own["runtime"]
+    same = (r["engine"], r["threads"], bool(r.get("xla")))
+    picked: dict[str, tuple[dict[str, Any], dict[str, Any]]] = {}
+    for params, d in variants:
+        p = d["precision"]
+        if p == own["precision"]:
+            continue
+        rt = d["runtime"]
+        if p not in picked or (rt["engine"], rt["threads"], bool(rt.get("xla"))) == same:
+            picked[p] = (params, d)
+    return list(picked.values())
 
 
 def _deployment_params(trial: FrozenTrial, recipe: dict[str, Any]) -> dict[str, Any]:
@@ -361,7 +385,8 @@ def plan(study: optuna.Study, trial: FrozenTrial, space: Callable[[Any], Recipe]
         # longest left out), one per such model, so that checking costs one trial, not all.
         tried = _models_measured(done)
         skip = skip - {min(sorted(skip), key=lambda k: tried.get(k, 0))}
-    queued, seen = [], set()
+    seen: set[str] = set()
+    variants: list[tuple[dict[str, Any], dict[str, Any]]] = []
     for overrides in _variants(study, trial, space):
         params = {**trial.params, **overrides}
         replay = _Replay(params, study)
@@ -377,7 +402,12 @@ def plan(study: optuna.Study, trial: FrozenTrial, space: Callable[[Any], Recipe]
         if made_key(d) != key or text in measured or text in seen or deployment_kind(d) in skip:
             continue
         seen.add(text)
-        queued.append(dict(replay.params) | ({"batch_size": trial.params["batch_size"]} if "batch_size" in trial.params else {}))
+        variants.append((dict(replay.params) | ({"batch_size": trial.params["batch_size"]} if "batch_size" in trial.params else {}), d))
+    if not record.metrics.feasible:
+        # Beyond the accuracy limit: another engine or thread count computes the same numbers,
+        # so it would be as infeasible; only another precision can land within the limit.
+        variants = _one_per_precision(variants, recipe)
+    queued = [params for params, _ in variants]
     return queued[:room]
 
 
