@@ -14,7 +14,8 @@ from autotune.search.recipe import PRECISIONS
 from autotune.storage import store
 from autotune.storage.record import TrialRecord
 from autotune.measure.stats import usable_cores
-from autotune.study.deployments import FAR_SLOWER, LOSER_AFTER, LOSER_EVERY, BestDeployment, _Replay, deployment_kind, losers, made_key, plan, winning_deployment
+from autotune.study.best_deployment import BestDeployment, winning_deployment
+from autotune.study.deployments import FAR_SLOWER, LOSER_AFTER, LOSER_EVERY, _Replay, deployment_kind, losers, made_key, plan
 
 SPACE = load_space("default")
 STUDENT = {"distill": True, "distill_width": 0.5, "temperature": 4.0, "alpha": 0.9, "channel_prune": False, "prune": False}

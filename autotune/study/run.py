@@ -16,7 +16,8 @@ from autotune.inputs.config import StudyConfig, check_trusted, make_config, merg
 from autotune.measure.stats import environment
 from autotune.storage import store
 from autotune.storage.record import TrialRecord, queued
-from autotune.study.deployments import BestDeployment, Deployer
+from autotune.study.best_deployment import BestDeployment
+from autotune.study.deployments import Deployer
 from autotune.study.environment import check_environment
 from autotune.study.evaluator import Evaluator, LocalEvaluator
 from autotune.study.references import best_feasible_ms, ensure_baseline, ensure_probe, ensure_references, remeasure_front
