@@ -304,3 +304,41 @@ def test_a_far_slower_way_is_not_kept_for_being_more_accurate_beyond_the_limit()
     _measure(study, made | {"engine": "litert", "precision": "int8", "threads": 2, "qat": False}, 0.05, accuracy=0.95, feasible=False)
     _measure(study, made | {"engine": "tensorflow", "xla": False}, 0.05 * FAR_SLOWER * 1.5, accuracy=0.96, feasible=False)  # more accurate, still beyond
     assert losers(study.trials) == {f"fp32 · tensorflow · {usable_cores()}t"}
+
+
+def test_a_thread_count_slower_at_every_precision_of_the_first_model_is_left_out_of_the_next():
+    study = _study()
+    made = dict(STUDENT)
+    for precision, p50 in (("fp32", 0.05), ("dynamic-int8", 0.03), ("int8", 0.02)):
+        q = {"qat": False} if precision == "int8" else {}
+        _measure(study, made | {"engine": "litert", "precision": precision, "threads": 2} | q, p50)
+        _measure(study, made | {"engine": "litert", "precision": precision, "threads": 1} | q, p50 * 1.3)
+    assert {"fp32 · litert · 1t", "dynamic-int8 · litert · 1t", "int8 · litert · 1t"} <= losers(study.trials)
+    second = _measure(study, {**STUDENT, "distill_width": 0.25} | {"engine": "litert", "precision": "int8", "threads": 2, "qat": False}, 0.015)
+    kinds = {deployment_kind(r) for r in _recipes(study, plan(study, second, SPACE, "env", room=100))}
+    # fp16 at one thread was never measured, yet one thread lost three comparisons out of three.
+    assert not any(" 1t" in k for k in kinds)
+    assert {"fp16 · litert · 2t", "dynamic-int8 · litert · 2t"} <= kinds
+
+
+def test_a_thread_count_that_was_once_the_fastest_is_kept():
+    study = _study()
+    made = dict(STUDENT)
+    for precision, one_thread in (("fp32", 0.06), ("fp16", 0.06), ("dynamic-int8", 0.02)):
+        _measure(study, made | {"engine": "litert", "precision": precision, "threads": 2}, 0.05 if precision != "dynamic-int8" else 0.03)
+        _measure(study, made | {"engine": "litert", "precision": precision, "threads": 1}, one_thread)
+    assert "dynamic-int8 · litert · 1t" not in losers(study.trials)  # the model's fastest way
+    second = _measure(study, {**STUDENT, "distill_width": 0.25} | {"engine": "litert", "precision": "int8", "threads": 2, "qat": False}, 0.015)
+    kinds = {deployment_kind(r) for r in _recipes(study, plan(study, second, SPACE, "env", room=100))}
+    assert "dynamic-int8 · litert · 1t" in kinds
+
+
+def test_a_model_whose_trained_weights_are_already_beyond_the_limit_is_deployed_no_other_way():
+    study = _study()
+    params = STUDENT | {"engine": "litert", "precision": "int8", "threads": 2, "qat": False}
+    hopeless = _measure(study, params, 0.05, accuracy=0.95, feasible=False, **{store.LINEAGE: [{"step": "distill", "accuracy_keras": 0.95}]})
+    assert plan(study, hopeless, SPACE, "env", room=100) == []
+    # Quantization lost accuracy the float weights had: the other precisions may be within the limit.
+    other = {**params, "distill_width": 0.25}
+    lossy = _measure(study, other, 0.05, accuracy=0.95, feasible=False, **{store.LINEAGE: [{"step": "distill", "accuracy_keras": 0.985}]})
+    assert sorted(r["precision"] for r in _recipes(study, plan(study, lossy, SPACE, "env", room=100))) == sorted(set(PRECISIONS) - {"int8"})

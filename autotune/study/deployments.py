@@ -16,12 +16,17 @@ the fastest way for none of them, or that on every model it was measured on was 
 ``FAR_SLOWER`` times slower than that model's fastest way and no more accurate (the TensorFlow
 runtime against LiteRT at batch 1, typically), is left out; on every ``LOSER_EVERY``-th new
 model one of them is tried again, the one measured on the fewest models. Being more accurate
-keeps a slow way only when it is within the accuracy limit.
+keeps a slow way only when it is within the accuracy limit. A thread count that was slower than
+another for the same model, precision and engine in ``LOSER_AFTER`` such comparisons and never
+the fastest of one is left out with every way that uses it (the first model deployed every way
+compares thread counts once per precision).
 
 A model whose first measurement is beyond the accuracy limit is deployed only at its other
 precisions, one way each (its own engine and thread count where the space offers them): another
 engine or thread count runs the same arithmetic, so it would be as far beyond the limit, and
-the budget it would take buys nothing on the front.
+the budget it would take buys nothing on the front. If the trained model itself (its float
+weights, as training evaluated them) was no more accurate than that deployment, it is deployed
+no other way.
 
 How a searched trial is deployed, and what the sampler of how models are made sees, is
 ``best_deployment``'s.
@@ -133,7 +138,43 @@ def losers(trials: list[FrozenTrial]) -> set[str]:
             more_accurate = r.metrics.feasible and r.metrics.quality_loss < best.metrics.quality_loss
             if r.metrics["latency_p50_ms"] < FAR_SLOWER * best.metrics["latency_p50_ms"] or more_accurate:
                 close.add(deployment_kind(r.recipe))
-    return {k for k, n in seen.items() if k not in won and (n >= LOSER_AFTER or k not in close)}
+    slow = slower_thread_counts(trials)
+    threads = {deployment_kind(r.recipe): r.recipe["runtime"]["threads"] for group in by_model.values() for r in group}
+    return {k for k, n in seen.items() if k not in won and (n >= LOSER_AFTER or k not in close)} | {
+        k for k, t in threads.items() if k not in won and t in slow
+    }
+
+
+def slower_thread_counts(trials: list[FrozenTrial]) -> set[int]:
+    """Thread counts that were slower than another thread count for the same model, precision
+    and engine in at least ``LOSER_AFTER`` such comparisons, and never the fastest of one.
+
+    Each comparison is another artifact (another precision's kernels, another model), so the
+    first model deployed every way already compares the thread counts once per precision: on a
+    2-core machine at batch 1, one thread lost on every one of them, and deploying the next
+    models at one thread as well spent a trial per precision on what was already shown.
+    """
+    by_model: dict[str, list[TrialRecord]] = {}
+    for _, r in _measured(trials):
+        by_model.setdefault(made_key(r.recipe), []).append(r)
+    lost: dict[int, int] = {}
+    fastest_once: set[int] = set()
+    for group in by_model.values():
+        by_way: dict[tuple[Any, ...], list[TrialRecord]] = {}
+        for r in group:
+            rt = r.recipe["runtime"]
+            by_way.setdefault((r.recipe["precision"], rt["engine"], bool(rt.get("xla"))), []).append(r)
+        for same in by_way.values():
+            if len({r.recipe["runtime"]["threads"] for r in same}) < 2:
+                continue
+            fastest = min(r.metrics["latency_p50_ms"] for r in same)
+            for r in same:
+                t = r.recipe["runtime"]["threads"]
+                if r.metrics["latency_p50_ms"] > fastest:
+                    lost[t] = lost.get(t, 0) + 1
+                else:
+                    fastest_once.add(t)
+    return {t for t, n in lost.items() if n >= LOSER_AFTER and t not in fastest_once}
 
 
 def _one_per_precision(variants: list[tuple[dict[str, Any], dict[str, Any]]], own: dict[str, Any]) -> list[tuple[dict[str, Any], dict[str, Any]]]:
@@ -149,6 +190,14 @@ def _one_per_precision(variants: list[tuple[dict[str, Any], dict[str, Any]]], ow
         if p != own["precision"] and (p not in picked or way(d) == way(own)):
             picked[p] = (params, d)
     return list(picked.values())
+
+
+def _float_no_better(record: TrialRecord) -> bool:
+    """Whether the trained (float) model, as the last step that made it evaluated it, was no
+    better than this deployment of it measured."""
+    q = record.metrics.quality
+    trained = [step[f"{q.name}_keras"] for step in record.lineage or () if f"{q.name}_keras" in step]
+    return bool(trained) and q.sign * (trained[-1] - record.metrics.quality_value) >= 0
 
 
 def _models_measured(done: list[tuple[FrozenTrial, TrialRecord]]) -> dict[str, int]:
@@ -193,11 +242,14 @@ def plan(study: optuna.Study, trial: FrozenTrial, space: Callable[[Any], Recipe]
     measured = {json.dumps(r.recipe, sort_keys=True) for _, r in done if r.env_id == env_id}
     models = len({made_key(r.recipe) for _, r in done})
     skip = losers(trials)
+    slow = slower_thread_counts(trials)  # ... with the ways using them not measured yet
+    retry = None
     if models % LOSER_EVERY == 0 and skip:
         # Now and then a loser is tried again: the one measured on the fewest models (the
         # longest left out), one per such model, so that checking costs one trial, not all.
         tried = _models_measured(done)
-        skip = skip - {min(sorted(skip), key=lambda k: tried.get(k, 0))}
+        retry = min(sorted(skip), key=lambda k: tried.get(k, 0))
+        skip = skip - {retry}
     seen: set[str] = set()
     variants: list[tuple[dict[str, Any], dict[str, Any]]] = []
     for overrides in _variants(study, trial, space):
@@ -212,11 +264,16 @@ def plan(study: optuna.Study, trial: FrozenTrial, space: Callable[[Any], Recipe]
         d = variant.to_dict()
         d["runtime"]["batch_size"] = recipe["runtime"].get("batch_size", 1)
         text = json.dumps(d, sort_keys=True)
-        if made_key(d) != key or text in measured or text in seen or deployment_kind(d) in skip:
+        kind = deployment_kind(d)
+        if made_key(d) != key or text in measured or text in seen or kind in skip or (d["runtime"]["threads"] in slow and kind != retry):
             continue
         seen.add(text)
         variants.append((dict(replay.params) | ({"batch_size": trial.params["batch_size"]} if "batch_size" in trial.params else {}), d))
     if not record.metrics.feasible:
+        if _float_no_better(record):
+            # The trained model itself is as far beyond the limit as this deployment of it:
+            # no precision computes it more accurately than its float weights do.
+            return []
         # Beyond the accuracy limit: another engine or thread count computes the same numbers,
         # so it would be as infeasible; only another precision can land within the limit.
         variants = _one_per_precision(variants, recipe)
