@@ -55,3 +55,21 @@ def test_a_deliberately_heavier_model_times_slower_by_its_extra_work(tmp_path: P
     itself = timer.time(light, recipe, x).metrics()
     assert itself["speedup_low"] <= itself["speedup"] <= itself["speedup_high"]
     assert 0.8 < itself["speedup"] < 1.25  # the same artifact on both sides: the method's own error
+
+
+def test_a_noisy_search_timing_is_taken_again_and_keeps_the_narrowest(tmp_path: Path) -> None:
+    from dataclasses import replace
+
+    light = _dense_stack(tmp_path, "light", width=32, depth=2)
+    recipe = Recipe("fp32", Runtime("litert", threads=1))
+    x = np.random.default_rng(0).standard_normal((8, 64)).astype(np.float32)
+    # A noise limit no comparison meets: every search timing counts as noisy.
+    strict = replace(FAST, noise_limit=0.0)
+    again = Timer(light, recipe.runtime, {}, HostLock(tmp_path / "lock"), strict).time(light, recipe, x)
+    assert again.attempts == 1 + strict.search_retries == 2 and again.noisy
+    assert again.metrics()["measurements"] == 2
+    once = Timer(light, recipe.runtime, {}, HostLock(tmp_path / "lock"), replace(strict, search_retries=0)).time(light, recipe, x)
+    assert once.attempts == 1
+    # A comparison within the limit is taken once.
+    calm = Timer(light, recipe.runtime, {}, HostLock(tmp_path / "lock"), replace(FAST, noise_limit=10.0)).time(light, recipe, x)
+    assert calm.attempts == 1 and not calm.noisy
