@@ -11,16 +11,19 @@ from __future__ import annotations
 
 import copy
 import json
-from collections.abc import Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import optuna
 from optuna.distributions import BaseDistribution
 from optuna.trial import FrozenTrial, TrialState
 
+from autotune.errors import AutotuneError
+from autotune.search.recipe import Recipe
 from autotune.storage import store
-from autotune.storage.record import TrialRecord
-from autotune.study.deployments import DEPLOYED, _measured, deployment_kind, made_key
+from autotune.storage.record import Quality, TrialRecord
+from autotune.study.deployments import DEPLOYED, _measured, _Replay, deployment_kind, made_key
+from autotune.study.hopeless import hopeless_steps, takes_one
 
 
 def _deployment_params(trial: FrozenTrial, recipe: dict[str, Any]) -> dict[str, Any]:
@@ -145,12 +148,23 @@ class BestDeployment(store.Delegating):
     LiteRT won), and every deployment parameter before any way won, is ``base``'s, which has
     seen none of them (so it draws them from their prior: at random). A trial that has not said
     how its model is made when it is asked how to deploy it (a space of deployments alone)
-    takes ``base``'s deployment too."""
+    takes ``base``'s deployment too.
 
-    def __init__(self, base: optuna.samplers.BaseSampler, seed: int | None = None) -> None:
+    With the study's ``space`` and its accuracy ``gate`` (``hopeless``), a proposal whose model
+    takes a step the study has shown to break models is drawn again, as a repeat is."""
+
+    def __init__(
+        self,
+        base: optuna.samplers.BaseSampler,
+        seed: int | None = None,
+        *,
+        space: Callable[[Any], Recipe] | None = None,
+        gate: Callable[[Quality, Mapping[str, Any]], float] | None = None,
+    ) -> None:
         super().__init__(base)
         self._chosen: dict[int, dict[str, Any] | None] = {}
         self._random = optuna.samplers.RandomSampler(seed=seed)
+        self._space, self._gate = space, gate
 
     def reseed_rng(self) -> None:
         super().reseed_rng()
@@ -179,15 +193,37 @@ class BestDeployment(store.Delegating):
         if not sample:
             return sample  # start-up: every parameter is drawn on its own, at random
         known = [t.params for t in view.get_trials(deepcopy=False, states=MADE) if t.number != trial.number]
+        hopeless = self._hopeless(study)
+
+        def wasted(sample: dict[str, Any]) -> bool:
+            return any(_makes(sample, p) for p in known) or self._breaks(study, trial, sample, hopeless)
+
         for _ in range(REDRAWS):
-            if not any(_makes(sample, p) for p in known):
+            if not wasted(sample):
                 return sample
             sample = self.base.sample_relative(view, trial, made)  # type: ignore[arg-type]
         for _ in range(REDRAWS):
-            if not any(_makes(sample, p) for p in known):
+            if not wasted(sample):
                 return sample
             sample = {n: self._random.sample_independent(view, trial, n, d) for n, d in made.items()}  # type: ignore[arg-type]
         return sample
+
+    def _hopeless(self, study: optuna.Study) -> list[dict[str, Any]]:
+        baseline = study.user_attrs.get(store.BASELINE)
+        if self._space is None or self._gate is None or not baseline:
+            return []
+        return hopeless_steps(study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)), baseline, self._gate)
+
+    def _breaks(self, study: optuna.Study, trial: FrozenTrial, sample: dict[str, Any], hopeless: list[dict[str, Any]]) -> bool:
+        """Whether the model ``sample`` makes (deployed the winning way, which decides
+        questions such as QAT) takes a hopeless step."""
+        if not hopeless or self._space is None:
+            return False
+        try:
+            recipe = self._space(_Replay({**sample, **self._deployment(study, trial)}, study))
+        except (AutotuneError, ValueError, KeyError, TypeError):
+            return False
+        return isinstance(recipe, Recipe) and takes_one(recipe.to_dict()["steps"], hopeless)
 
     def sample_independent(self, study: optuna.Study, trial: FrozenTrial, param_name: str, param_distribution: BaseDistribution) -> Any:
         # Only a trial that has said how its model is made deploys at the winning way: in a

@@ -22,7 +22,7 @@ from autotune.study.environment import check_environment
 from autotune.study.evaluator import Evaluator, LocalEvaluator
 from autotune.study.references import best_feasible_ms, ensure_baseline, ensure_probe, ensure_references, remeasure_front
 from autotune.study.settings import Reporter, Settings, SilentReporter
-from autotune.study.trial import run_trial
+from autotune.study.trial import gate_loss, run_trial
 from autotune.study.warm_start import fitting, warm_start_params
 from autotune.study.workers import search_until_budget, start_workers
 from autotune.study.workspace import Plan, open_plan, open_workspace
@@ -178,7 +178,12 @@ def _run(
             # proposal after a repeat, which keeps every deployment reachable (one the budget
             # left unqueued, or whose queued trial was killed).
             assert isinstance(study.sampler, store.AfterRepeats)
-            study.sampler.base = BestDeployment(study.sampler.base, config.seed + len(study.get_trials(deepcopy=False)))
+            study.sampler.base = BestDeployment(
+                study.sampler.base,
+                config.seed + len(study.get_trials(deepcopy=False)),
+                space=plan.space,
+                gate=functools.partial(gate_loss, config.max_accuracy_drop, settings.gate_margin),
+            )
         if store.PEAK not in study.user_attrs:
             study.set_user_attr(store.PEAK, evaluator.peak)
         done = store.evaluated(study.get_trials(deepcopy=False))

@@ -15,7 +15,7 @@ import dataclasses
 import os
 import socket
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
 import optuna
@@ -225,9 +225,7 @@ def _gate(
     if value is None:
         return None
     loss = q.loss({q.name: value}, baseline)["quality_loss"]
-    # The margin is in accuracy points; for a regressor, the same share of its baseline MAE.
-    margin = settings.gate_margin * (1.0 if q.higher_is_better else baseline[q.name])
-    limit = gate_limit(ws.config.max_accuracy_drop, margin)
+    limit = gate_loss(ws.config.max_accuracy_drop, settings.gate_margin, q, baseline)
     if loss <= limit:
         return None
     worse = "a drop" if q.higher_is_better else "an MAE increase"
@@ -239,8 +237,7 @@ def _gate(
 def first_epoch_rule(ws: Workspace, settings: Settings, baseline: dict[str, Any], gains: dict[str, float]) -> FirstEpochRule:
     """The gate's rule, applied after the first epoch of a fine-tuning run (early stop by fidelity)."""
     q = Quality.for_task(ws.data.task)
-    margin = settings.gate_margin * (1.0 if q.higher_is_better else baseline[q.name])
-    return FirstEpochRule(ws.data.task, baseline[q.name], gate_limit(ws.config.max_accuracy_drop, margin), gains)
+    return FirstEpochRule(ws.data.task, baseline[q.name], gate_loss(ws.config.max_accuracy_drop, settings.gate_margin, q, baseline), gains)
 
 
 def first_epoch_gains(study: optuna.Study, task: str) -> dict[str, float]:
@@ -255,6 +252,12 @@ def first_epoch_gains(study: optuna.Study, task: str) -> dict[str, float]:
                 gain = q.sign * (step[first] - step[last])  # how much the loss fell
                 gains[step["step"]] = max(gains.get(step["step"], gain), gain)
     return gains
+
+
+def gate_loss(max_accuracy_drop: float, gate_margin: float, q: Quality, baseline: Mapping[str, Any]) -> float:
+    """The loss (accuracy drop, or MAE increase) past which a trained model is gated: the
+    margin is in accuracy points, for a regressor the same share of its baseline MAE."""
+    return gate_limit(max_accuracy_drop, gate_margin * (1.0 if q.higher_is_better else baseline[q.name]))
 
 
 def gate_limit(max_accuracy_drop: float, margin: float) -> float:
