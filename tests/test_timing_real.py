@@ -73,3 +73,31 @@ def test_a_noisy_search_timing_is_taken_again_and_keeps_the_narrowest(tmp_path: 
     # A comparison within the limit is taken once.
     calm = Timer(light, recipe.runtime, {}, HostLock(tmp_path / "lock"), replace(FAST, noise_limit=10.0)).time(light, recipe, x)
     assert calm.attempts == 1 and not calm.noisy
+
+
+def test_a_comparison_whose_baseline_ran_unlike_its_usual_self_is_taken_again(tmp_path: Path) -> None:
+    light = _dense_stack(tmp_path, "light", width=32, depth=2)
+    recipe = Recipe("fp32", Runtime("litert", threads=1))
+    x = np.random.default_rng(0).standard_normal((8, 64)).astype(np.float32)
+    # No interval is too wide, only drift counts; and only by ×3, which timing noise is not.
+    calm = replace_policy(noise_limit=10.0, drift_limit=3.0)
+    timer = Timer(light, recipe.runtime, {}, HostLock(tmp_path / "lock"), calm)
+    first = timer.time(light, recipe, x)
+    assert first.attempts == 1 and not first.noisy  # nothing to compare with yet
+    usual = first.comparison.baseline.p50_ms
+    # The timer's earlier comparisons saw a baseline ten times slower: this one drifted.
+    timer._baseline_p50s[1] = [usual * 10] * calm.drift_after
+    drifted = timer.time(light, recipe, x)
+    assert drifted.attempts == 2 and drifted.noisy
+    assert timer._baseline_p50s[1] == [usual * 10] * calm.drift_after  # a drifted baseline is not learnt
+    # As usual: taken once, and remembered.
+    timer._baseline_p50s[1] = [usual] * calm.drift_after
+    steady = timer.time(light, recipe, x)
+    assert steady.attempts == 1 and not steady.noisy
+    assert len(timer._baseline_p50s[1]) == calm.drift_after + 1
+
+
+def replace_policy(**changes) -> TimingPolicy:
+    from dataclasses import replace
+
+    return replace(FAST, **changes)
