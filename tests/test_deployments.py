@@ -342,3 +342,19 @@ def test_a_model_whose_trained_weights_are_already_beyond_the_limit_is_deployed_
     other = {**params, "distill_width": 0.25}
     lossy = _measure(study, other, 0.05, accuracy=0.95, feasible=False, **{store.LINEAGE: [{"step": "distill", "accuracy_keras": 0.985}]})
     assert sorted(r["precision"] for r in _recipes(study, plan(study, lossy, SPACE, "env", room=100))) == sorted(set(PRECISIONS) - {"int8"})
+
+
+def test_a_thread_count_that_lost_on_litert_is_not_held_against_tensorflow():
+    cores = usable_cores()
+    if cores < 2:
+        pytest.skip("one usable core: a single thread count, nothing to compare")
+    study = _study()
+    made = dict(STUDENT)
+    # All cores lose to one thread on LiteRT at two precisions; TensorFlow always runs on all cores.
+    for precision in ("fp32", "dynamic-int8"):
+        _measure(study, made | {"engine": "litert", "precision": precision, "threads": 1}, 0.03)
+        _measure(study, made | {"engine": "litert", "precision": precision, "threads": cores}, 0.04)
+    assert f"fp32 · litert · {cores}t" in losers(study.trials)
+    second = _measure(study, {**STUDENT, "distill_width": 0.25} | {"engine": "litert", "precision": "int8", "threads": 1, "qat": False}, 0.02)
+    kinds = {deployment_kind(r) for r in _recipes(study, plan(study, second, SPACE, "env", room=100))}
+    assert f"fp32 · tensorflow · {cores}t" in kinds and f"fp16 · litert · {cores}t" not in kinds

@@ -50,10 +50,12 @@ class TimingPolicy:
     retries: int = 1
     search_retries: int = 1
     # A comparison whose baseline ran this many times slower or faster than its median over
-    # the timer's earlier comparisons (at least ``drift_after`` of them) was taken while the
-    # machine was not itself, and is treated as noisy.
+    # the timer's last ``drift_window`` comparisons (once there are ``drift_after``) was taken
+    # while the machine was not itself, and is treated as noisy. Every comparison enters the
+    # window, so a machine that changes for good is the new usual after half a window.
     drift_limit: float = 1.3
     drift_after: int = 3
+    drift_window: int = 15
 
     def __post_init__(self) -> None:
         if not 0 < self.screening <= 1:
@@ -134,12 +136,12 @@ class Timer:
     policy: TimingPolicy = TimingPolicy()
     baseline_at: Callable[[int], Path] | None = None
     _baselines: dict[Path, Executor] = field(default_factory=dict, repr=False)
-    # The baseline's p50 in each comparison that did not drift, by batch size.
+    # The baseline's p50 in each comparison kept, by batch size.
     _baseline_p50s: dict[int, list[float]] = field(default_factory=dict, repr=False)
 
     def drifted(self, comparison: Comparison, batch: int) -> bool:
         """Whether the baseline ran ``drift_limit`` times slower or faster than usual."""
-        seen = self._baseline_p50s.get(batch, [])
+        seen = self._baseline_p50s.get(batch, [])[-self.policy.drift_window :]
         if len(seen) < self.policy.drift_after:
             return False
         ratio = comparison.baseline.p50_ms / statistics.median(seen)
@@ -191,8 +193,7 @@ class Timer:
                     break
         assert best is not None
         noisy = self._noisy(best, runtime.batch_size)
-        if not self.drifted(best, runtime.batch_size):
-            self._baseline_p50s.setdefault(runtime.batch_size, []).append(best.baseline.p50_ms)
+        self._baseline_p50s.setdefault(runtime.batch_size, []).append(best.baseline.p50_ms)
         with self.lock.shared():  # freezing a graph is work: not while another process times
             try:
                 macs = executor.macs(sample)

@@ -18,7 +18,7 @@ runtime against LiteRT at batch 1, typically), is left out; on every ``LOSER_EVE
 model one of them is tried again, the one measured on the fewest models. Being more accurate
 keeps a slow way only when it is within the accuracy limit. A thread count that was slower than
 another for the same model, precision and engine in ``LOSER_AFTER`` such comparisons and never
-the fastest of one is left out with every way that uses it (the first model deployed every way
+the fastest of one is left out with every way of that engine and batch using it (the first model deployed every way
 compares thread counts once per precision).
 
 A model whose first measurement is beyond the accuracy limit is deployed only at its other
@@ -139,15 +139,22 @@ def losers(trials: list[FrozenTrial]) -> set[str]:
             if r.metrics["latency_p50_ms"] < FAR_SLOWER * best.metrics["latency_p50_ms"] or more_accurate:
                 close.add(deployment_kind(r.recipe))
     slow = slower_thread_counts(trials)
-    threads = {deployment_kind(r.recipe): r.recipe["runtime"]["threads"] for group in by_model.values() for r in group}
+    ways = {deployment_kind(r.recipe): thread_way(r.recipe) for group in by_model.values() for r in group}
     return {k for k, n in seen.items() if k not in won and (n >= LOSER_AFTER or k not in close)} | {
-        k for k, t in threads.items() if k not in won and t in slow
+        k for k, w in ways.items() if k not in won and w in slow
     }
 
 
-def slower_thread_counts(trials: list[FrozenTrial]) -> set[int]:
-    """Thread counts that were slower than another thread count for the same model, precision
-    and engine in at least ``LOSER_AFTER`` such comparisons, and never the fastest of one.
+def thread_way(recipe: dict[str, Any]) -> tuple[str, int, int]:
+    """(engine, batch, threads): what a thread count is judged by."""
+    r = recipe["runtime"]
+    return (r["engine"], r.get("batch_size", 1), r["threads"])
+
+
+def slower_thread_counts(trials: list[FrozenTrial]) -> set[tuple[str, int, int]]:
+    """Thread counts, as ``thread_way``s (by engine and batch), that were slower than another
+    thread count for the same model, precision and engine in at least ``LOSER_AFTER`` such
+    comparisons, and never the fastest of one.
 
     Each comparison is another artifact (another precision's kernels, another model), so the
     first model deployed every way already compares the thread counts once per precision: on a
@@ -157,8 +164,8 @@ def slower_thread_counts(trials: list[FrozenTrial]) -> set[int]:
     by_model: dict[str, list[TrialRecord]] = {}
     for _, r in _measured(trials):
         by_model.setdefault(made_key(r.recipe), []).append(r)
-    lost: dict[int, int] = {}
-    fastest_once: set[int] = set()
+    lost: dict[tuple[str, int, int], int] = {}
+    fastest_once: set[tuple[str, int, int]] = set()
     for group in by_model.values():
         by_way: dict[tuple[Any, ...], list[TrialRecord]] = {}
         for r in group:
@@ -169,7 +176,7 @@ def slower_thread_counts(trials: list[FrozenTrial]) -> set[int]:
                 continue
             fastest = min(r.metrics["latency_p50_ms"] for r in same)
             for r in same:
-                t = r.recipe["runtime"]["threads"]
+                t = thread_way(r.recipe)
                 if r.metrics["latency_p50_ms"] > fastest:
                     lost[t] = lost.get(t, 0) + 1
                 else:
@@ -242,7 +249,9 @@ def plan(study: optuna.Study, trial: FrozenTrial, space: Callable[[Any], Recipe]
     measured = {json.dumps(r.recipe, sort_keys=True) for _, r in done if r.env_id == env_id}
     models = len({made_key(r.recipe) for _, r in done})
     skip = losers(trials)
-    slow = slower_thread_counts(trials)  # ... with the ways using them not measured yet
+    # ... and the ways using them not measured yet (a measured one is ``losers``' to judge).
+    slow = slower_thread_counts(trials)
+    measured_kinds = {deployment_kind(r.recipe) for _, r in done}
     retry = None
     if models % LOSER_EVERY == 0 and skip:
         # Now and then a loser is tried again: the one measured on the fewest models (the
@@ -265,7 +274,8 @@ def plan(study: optuna.Study, trial: FrozenTrial, space: Callable[[Any], Recipe]
         d["runtime"]["batch_size"] = recipe["runtime"].get("batch_size", 1)
         text = json.dumps(d, sort_keys=True)
         kind = deployment_kind(d)
-        if made_key(d) != key or text in measured or text in seen or kind in skip or (d["runtime"]["threads"] in slow and kind != retry):
+        unmeasured_slow = thread_way(d) in slow and kind not in measured_kinds and kind != retry
+        if made_key(d) != key or text in measured or text in seen or kind in skip or unmeasured_slow:
             continue
         seen.add(text)
         variants.append((dict(replay.params) | ({"batch_size": trial.params["batch_size"]} if "batch_size" in trial.params else {}), d))

@@ -3,14 +3,18 @@
 A step (``channel-prune keep 0.25``, ``prune 0.9 polynomial``: a technique with its
 parameters) breaks a model when the model it was given was within the accuracy gate and the
 model it left, as training evaluated it, was past the gate. A step is hopeless once it broke
-the base model itself, or ``BROKE_AFTER`` different models, and never left a model within the
-gate. The base model is the teacher: every student and pruned model is smaller than it, so a
+the base model itself, or ``BROKE_AFTER`` different models given to it, and never left a model
+within the gate. The base model is the teacher: every student and pruned model is smaller than it, so a
 step that breaks the base model leaves no smaller one within the gate either. On a seed of the
 demo's benchmark TPE proposed ``channel-prune keep 0.25`` four times and ``prune 0.9`` four
 times, in different chains, and every one of them was gated: 8 of 50 trials.
 
 The gate (``trial.gate_loss``) is far enough past the accuracy limit that conversion cannot
 bring a model back; a step judged on it is judged on the trained model, not on one deployment.
+A run stopped after its first epoch counts with the accuracy it had then: the stop rule has
+judged that it could not reach the gate. Applied to the base model, a step is the same
+training run every time (the study's seed, the content cache), so once it broke the base
+model, proposing it there again would repeat that run.
 """
 
 from __future__ import annotations
@@ -22,7 +26,6 @@ from typing import Any
 from optuna.trial import FrozenTrial, TrialState
 
 from autotune.storage.record import Quality, TrialRecord
-from autotune.study.deployments import made_key
 
 BROKE_AFTER = 2
 # The steps of a lineage that made nothing (where the model came from, how it was converted).
@@ -58,7 +61,9 @@ def hopeless_steps(trials: list[FrozenTrial], baseline: Mapping[str, Any], gate:
             if loss <= limit:
                 fine.add(key)
             elif loss_before <= limit:
-                broke.setdefault(key, set()).add(made_key(r.recipe))
+                # Counted by the model it was given (the chain before it): the same step on the
+                # same model, in a longer chain or at another batch, is one break, not two.
+                broke.setdefault(key, set()).add(json.dumps(steps[:i], sort_keys=True))
                 if i == 0:
                     base_broke.add(key)
             loss_before = loss
