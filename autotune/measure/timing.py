@@ -34,12 +34,11 @@ class TimingPolicy:
 
     Noisy is a wide interval, or a drifted baseline: the interleaving cancels a slowdown that
     hits both sides alike, not one that hits the 2 MB baseline harder than a 40 KB student.
-    On a Zen 4 study of the demo every comparison's baseline ran within ×0.95–1.15 of the
-    study's median but one, at ×2.03, whose student read ×9.41 (interval ×9.31–9.49, narrow)
-    where the study's other students of its width read ×7.1–7.5. A noisy speed-up is the one that misleads: on
-    the demo's 20-40 µs students, with another study running beside, one read ×9.4 (interval
-    ×6.8–9.5) where the study's other students of that width read ×4.3–6.0, and it became the
-    study's fastest.
+    Either kind misleads the search. On a Zen 4 study of the demo every comparison's baseline
+    ran within ×0.95–1.15 of the study's median but one, at ×2.03, whose student read ×9.41
+    (a narrow interval) where the study's other students of its width read ×7.1–7.5; with
+    another study running beside, one student read ×9.4 with an interval of ×6.8–9.5 where
+    its siblings read ×4.3–6.0. Each became its study's fastest.
     """
 
     protocol: LatencyProtocol = LatencyProtocol()
@@ -181,12 +180,12 @@ class Timer:
             baseline_call = baseline.timed_call(sample)
             best: Comparison | None = None
             attempts = 0
+            rank = lambda c: (self.drifted(c, runtime.batch_size), c.relative_width)  # noqa: E731  (usual baseline first)
             while attempts <= (self.policy.retries if final else self.policy.search_retries):
                 attempts += 1
                 c = measure_interleaved(
                     call, baseline_call, protocol, cold_start_s=cold_s, before_block=lambda side: pin(cores[side])
                 )
-                rank = lambda x: (self.drifted(x, runtime.batch_size), x.relative_width)  # noqa: E731
                 if best is None or rank(c) < rank(best):
                     best = c
                 if not self._noisy(best, runtime.batch_size):

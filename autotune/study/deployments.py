@@ -18,8 +18,8 @@ runtime against LiteRT at batch 1, typically), is left out; on every ``LOSER_EVE
 model one of them is tried again, the one measured on the fewest models. Being more accurate
 keeps a slow way only when it is within the accuracy limit. A thread count that was slower than
 another for the same model, precision and engine in ``LOSER_AFTER`` such comparisons and never
-the fastest of one is left out with every way of that engine and batch using it (the first model deployed every way
-compares thread counts once per precision).
+the fastest of one is left out with every way of that engine and batch using it (the first
+model deployed every way compares thread counts once per precision).
 
 A model whose first measurement is beyond the accuracy limit is deployed only at its other
 precisions, one way each (its own engine and thread count where the space offers them): another
@@ -114,13 +114,19 @@ def _measured(trials: list[FrozenTrial]) -> list[tuple[FrozenTrial, TrialRecord]
     return out
 
 
+def _by_model(trials: list[FrozenTrial]) -> dict[str, list[TrialRecord]]:
+    """The measured trials' records, by the model they deploy (``made_key``)."""
+    by_model: dict[str, list[TrialRecord]] = {}
+    for _, r in _measured(trials):
+        by_model.setdefault(made_key(r.recipe), []).append(r)
+    return by_model
+
+
 def losers(trials: list[FrozenTrial]) -> set[str]:
     """Ways of deploying measured on at least ``LOSER_AFTER`` trained models and the fastest
     (of the feasible ones, else of all) on none of them, and ways that were ``FAR_SLOWER``
     than the fastest and no more accurate on every model they were measured on."""
-    by_model: dict[str, list[TrialRecord]] = {}
-    for _, r in _measured(trials):
-        by_model.setdefault(made_key(r.recipe), []).append(r)
+    by_model = _by_model(trials)
     seen: dict[str, int] = {}
     won: set[str] = set()
     close: set[str] = set()  # within FAR_SLOWER of the fastest, or more accurate, on some model
@@ -161,12 +167,9 @@ def slower_thread_counts(trials: list[FrozenTrial]) -> set[tuple[str, int, int]]
     2-core machine at batch 1, one thread lost on every one of them, and deploying the next
     models at one thread as well spent a trial per precision on what was already shown.
     """
-    by_model: dict[str, list[TrialRecord]] = {}
-    for _, r in _measured(trials):
-        by_model.setdefault(made_key(r.recipe), []).append(r)
     lost: dict[tuple[str, int, int], int] = {}
     fastest_once: set[tuple[str, int, int]] = set()
-    for group in by_model.values():
+    for group in _by_model(trials).values():
         by_way: dict[tuple[Any, ...], list[TrialRecord]] = {}
         for r in group:
             rt = r.recipe["runtime"]

@@ -4,9 +4,9 @@ A step (``channel-prune keep 0.25``, ``prune 0.9 polynomial``: a technique with 
 parameters) breaks a model when the model it was given was within the accuracy gate and the
 model it left, as training evaluated it, was past the gate. A step is hopeless once it broke
 the base model itself, or ``BROKE_AFTER`` different models given to it, and never left a model
-within the gate. The base model is the teacher: every student and pruned model is smaller than it, so a
-step that breaks the base model leaves no smaller one within the gate either. On a seed of the
-demo's benchmark TPE proposed ``channel-prune keep 0.25`` four times and ``prune 0.9`` four
+within the gate. The base model is the teacher: every student and pruned model is smaller
+than it, so a step that breaks the base model leaves no smaller one within the gate either.
+On a seed of the demo's benchmark TPE proposed ``channel-prune keep 0.25`` four times and ``prune 0.9`` four
 times, in different chains, and every one of them was gated: 8 of 50 trials.
 
 The gate (``trial.gate_loss``) is far enough past the accuracy limit that conversion cannot
