@@ -15,7 +15,7 @@ from autotune.storage import store
 from autotune.storage.record import TrialRecord
 from autotune.measure.stats import usable_cores
 from autotune.study.best_deployment import BestDeployment, winning_deployment
-from autotune.study.deployments import FAR_SLOWER, LOSER_AFTER, LOSER_EVERY, _Replay, deployment_kind, losers, made_key, plan
+from autotune.study.deployments import FAR_SLOWER, LOSER_AFTER, LOSER_EVERY, TIE, _Replay, deployment_kind, losers, made_key, plan
 
 SPACE = load_space("default")
 STUDENT = {"distill": True, "distill_width": 0.5, "temperature": 4.0, "alpha": 0.9, "channel_prune": False, "prune": False}
@@ -94,6 +94,27 @@ def test_a_way_that_never_won_is_tried_only_now_and_then():
     fifth = _measure(study, {**STUDENT, "distill": False, "channel_prune": True, "keep": 0.5} | {"engine": "litert", "precision": "fp32", "threads": 1}, 0.1)
     kinds = {deployment_kind(r) for r in _recipes(study, plan(study, fifth, SPACE, "env", room=100))}
     assert "fp16 · litert · 2t" not in kinds and "fp32 · litert · 2t" in kinds
+
+
+def test_a_way_as_fast_as_the_timing_tells_or_more_accurate_than_every_faster_way_is_kept():
+    # As on a Zen 4 study of the demo: dynamic-int8 a little slower than int8 on every model
+    # (a difference the search's timing does not resolve) stays; so does fp16 where it keeps
+    # a sample int8 loses, not far slower; fp32, slower than fp16 and no more accurate, does not.
+    study = _study()
+    for width in (0.25, 0.5, 0.75):
+        made = {**STUDENT, "distill_width": width}
+        _measure(study, made | {"engine": "litert", "precision": "int8", "threads": 2, "qat": False}, 0.05, accuracy=0.97)
+        _measure(study, made | {"engine": "litert", "precision": "dynamic-int8", "threads": 2}, 0.05 * (1 + (TIE - 1) / 2), accuracy=0.97)
+        _measure(study, made | {"engine": "litert", "precision": "fp16", "threads": 2}, 0.05 * FAR_SLOWER * 0.9, accuracy=0.98)
+        _measure(study, made | {"engine": "litert", "precision": "fp32", "threads": 2}, 0.05 * FAR_SLOWER * 0.95, accuracy=0.98)
+    assert losers(study.trials) == {"fp32 · litert · 2t"}
+    # Beyond the limit, more accurate is no trade-off: that fp16 is a loser like fp32.
+    beyond = _study()
+    for width in (0.25, 0.5):
+        made = {**STUDENT, "distill_width": width}
+        _measure(beyond, made | {"engine": "litert", "precision": "int8", "threads": 2, "qat": False}, 0.05, accuracy=0.97)
+        _measure(beyond, made | {"engine": "litert", "precision": "fp16", "threads": 2}, 0.05 * FAR_SLOWER * 0.9, accuracy=0.98, feasible=False)
+    assert losers(beyond.trials) == {"fp16 · litert · 2t"}
 
 
 def test_a_way_far_slower_on_the_first_model_and_no_more_accurate_is_left_out_at_once():

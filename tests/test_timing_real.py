@@ -70,6 +70,12 @@ def test_a_noisy_search_timing_is_taken_again_and_keeps_the_narrowest(tmp_path: 
     assert again.metrics()["measurements"] == 2
     once = Timer(light, recipe.runtime, {}, HostLock(tmp_path / "lock"), replace(strict, search_retries=0)).time(light, recipe, x)
     assert once.attempts == 1
+    # A noisy comparison wholly slower than the baseline is not taken again in the search
+    # (it cannot compete for the front), but is at the end of a run.
+    heavy = _dense_stack(tmp_path, "heavy", width=512, depth=4)
+    slow = Timer(light, recipe.runtime, {}, HostLock(tmp_path / "lock"), strict)
+    assert slow.time(heavy, recipe, x).attempts == 1
+    assert slow.time(heavy, recipe, x, final=True).attempts == 1 + strict.retries
     # A comparison within the limit is taken once.
     calm = Timer(light, recipe.runtime, {}, HostLock(tmp_path / "lock"), replace(FAST, noise_limit=10.0)).time(light, recipe, x)
     assert calm.attempts == 1 and not calm.noisy

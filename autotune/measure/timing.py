@@ -31,6 +31,8 @@ class TimingPolicy:
     in full. ``screening`` scales the protocol's calls and seconds (warm-up included). A
     search trial whose comparison is noisy is taken again ``search_retries`` times and keeps
     the best (one whose baseline ran as usual, then the narrowest); one still noisy is flagged.
+    One whose whole interval is slower than the baseline is not taken again: the front it would
+    compete for is faster than the baseline (every TensorFlow-runtime trial at batch 1 here).
 
     Noisy is a wide interval, or a drifted baseline: the interleaving cancels a slowdown that
     hits both sides alike, not one that hits the 2 MB baseline harder than a 40 KB student.
@@ -188,8 +190,8 @@ class Timer:
                 )
                 if best is None or rank(c) < rank(best):
                     best = c
-                if not self._noisy(best, runtime.batch_size):
-                    break
+                if not self._noisy(best, runtime.batch_size) or (not final and best.speedup_high < 1):
+                    break  # a search trial wholly slower than the baseline is no trade-off however read
         assert best is not None
         noisy = self._noisy(best, runtime.batch_size)
         self._baseline_p50s.setdefault(runtime.batch_size, []).append(best.baseline.p50_ms)
