@@ -133,6 +133,9 @@ class RunProgress:
     def deployments_queued(self, number: int, count: int) -> None:
         self._print(f"[dim]queued[/] {count} more way{'s' if count > 1 else ''} of deploying #{number}'s model (the model is not trained again)")
 
+    def prefix_queued(self, number: int, recipe: str) -> None:
+        self._print(f"[dim]queued[/] the model #{number}'s chain made on its way, within the limit as trained: {recipe} (trained already)")
+
     def front_remeasured(self, number: int, recipe: str, search: dict, final: dict) -> None:
         if "failed" in final:
             self._print(f"[red]re-measure failed[/] #{number:<3} {recipe}: {final['failed']}")

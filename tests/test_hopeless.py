@@ -1,15 +1,19 @@
-"""Steps the study has shown to break a model: which steps count as hopeless (from the trained
-accuracies in the trials' lineage), and that the sampler of how models are made is asked again
-rather than proposing a model that takes one. No TensorFlow: the built-in space and Optuna's
-in-memory storage."""
+"""What a study learns from the lineage of chains that ended past the accuracy limit. Steps
+that break a model: which count as hopeless (from the trained accuracies in the trials'
+lineage), and that the sampler of how models are made is asked again rather than proposing a
+model that takes one. The model such a chain made on its way within the limit: queued once, as
+the chain's first steps deployed the chain's way. No TensorFlow: the built-in space and
+Optuna's in-memory storage."""
 
 from __future__ import annotations
 
 import optuna
+from optuna.trial import TrialState
 
 from autotune.search.plugins import load_space
 from autotune.storage import store
 from autotune.study.best_deployment import BestDeployment
+from autotune.study.deployments import Deployer, _Replay
 from autotune.study.hopeless import BROKE_AFTER, hopeless_steps
 from autotune.study.trial import gate_loss
 
@@ -101,3 +105,52 @@ def _search(with_gate: bool) -> int:
 def test_tpe_is_asked_again_rather_than_proposing_a_model_that_takes_a_hopeless_step():
     assert _search(with_gate=False) > 0  # TPE alone proposes it again
     assert _search(with_gate=True) == 0
+
+
+WITHIN = lambda loss: loss["accuracy_drop"] <= 0.01  # noqa: E731  (the limit: a drop of 0.01)
+STUDENT = {"distill": True, "distill_width": 0.25, "temperature": 2.0, "alpha": 0.9}
+
+
+def _deploy(study, trial) -> list[str]:
+    """Run the deployer after ``trial``; the models made on the way it queued (as users read
+    them), each checked to be marked with the trial it came from. The queued trials are then
+    taken and failed, so that the next one ``_trained`` asks for is its own."""
+    before = len(study.trials)
+    prefixes = []
+    Deployer(SPACE, 50, "env", lambda n, k: None, within=WITHIN, on_prefix=lambda n, text: prefixes.append(text))(study, trial)
+    queued = study.trials[before:]
+    assert len(queued) >= len(prefixes)
+    for t in queued[: len(prefixes)]:
+        assert t.user_attrs[store.PREFIX_OF]["trial"] == trial.number
+    for _ in queued:
+        study.tell(study.ask(), state=TrialState.FAIL)
+    return prefixes
+
+
+def test_a_gated_chain_queues_the_longest_model_it_made_within_the_limit_once():
+    study = _study()
+    # The student (a drop of 0.005) and the channel-pruned student (0.008) were within the
+    # limit; the prune after them broke it.
+    chain = STUDENT | {"channel_prune": True, "keep": 0.75, "prune": True, "structure": "2:4"} | DEPLOY
+    gated = _trained(study, chain, [0.985, 0.982, 0.90])
+    assert _deploy(study, gated) == ["distill w0.25 T2 α0.9 → channel-prune keep 0.75 → fp32 · litert · 2 threads"]
+    params = study.trials[-1].system_attrs["fixed_params"]  # as Optuna queued it
+    recipe = SPACE(_Replay(dict(params), study)).to_dict()
+    assert [s["name"] for s in recipe["steps"]] == ["distill", "channel-prune"]
+    assert {k: params[k] for k in ("engine", "precision", "threads")} == DEPLOY
+    # Asked again (another worker's callback), nothing more: that model is queued already.
+    assert _deploy(study, gated) == []
+
+
+def test_a_chain_past_the_limit_after_its_first_step_or_within_it_queues_nothing():
+    study = _study()
+    # Measured beyond the limit, but its first step was already past it: nothing within to take.
+    beyond = _trained(study, STUDENT | {"channel_prune": True, "keep": 0.5, "prune": False} | DEPLOY, [0.975, 0.97])
+    assert _deploy(study, beyond) == []
+    # Within the limit: the chain is on the front as it is.
+    fine = _trained(study, STUDENT | {"distill_width": 0.5, "channel_prune": True, "keep": 0.75, "prune": False} | DEPLOY, [0.988, 0.986])
+    assert _deploy(study, fine) == []
+    # Past it after a student the study has measured already: nothing new on the way.
+    _trained(study, STUDENT | {"channel_prune": False, "prune": False} | DEPLOY, [0.985])
+    again = _trained(study, STUDENT | {"channel_prune": True, "keep": 0.25, "prune": False} | DEPLOY, [0.985, 0.81])
+    assert _deploy(study, again) == []

@@ -202,6 +202,7 @@ _KEYS = {
     "surplus": store.SURPLUS,
     "repeat_of": store.REPEAT_OF,
     "deployment_of": store.DEPLOYMENT_OF,
+    "prefix_of": store.PREFIX_OF,
 }
 
 
@@ -229,6 +230,8 @@ class TrialRecord:
             figures and was not run (it fills no budget and shows on no front).
         deployment_of: Queued to deploy an already measured model another way:
             ``{"trial": its first measured trial, "made": how the model was made}``.
+        prefix_of: Queued to measure the model made on the way by an earlier trial's chain,
+            which ended past the accuracy limit: ``{"trial": that trial, "made": ...}``.
     """
 
     recipe_text: str | None = None
@@ -248,6 +251,7 @@ class TrialRecord:
     surplus: bool = False
     repeat_of: int | None = None
     deployment_of: dict[str, Any] | None = None
+    prefix_of: dict[str, Any] | None = None
 
     @staticmethod
     def from_trial(trial: FrozenTrial | optuna.Trial) -> TrialRecord:
@@ -342,7 +346,9 @@ class RecordWriter:
         self.write(TrialRecord(metrics=metrics))
 
 
-def queued(*, reference: str | None = None, warm_start: str | None = None, deployment_of: dict[str, Any] | None = None) -> dict[str, Any]:
-    """The user attributes of a trial queued to run a reference recipe, repeat an earlier one
-    or deploy a measured model another way."""
-    return TrialRecord(reference=reference, warm_start=warm_start, deployment_of=deployment_of).to_attrs()
+def queued(
+    *, reference: str | None = None, warm_start: str | None = None, deployment_of: dict[str, Any] | None = None, prefix_of: dict[str, Any] | None = None
+) -> dict[str, Any]:
+    """The user attributes of a trial queued to run a reference recipe, repeat an earlier one,
+    deploy a measured model another way or measure a model an earlier chain made on its way."""
+    return TrialRecord(reference=reference, warm_start=warm_start, deployment_of=deployment_of, prefix_of=prefix_of).to_attrs()

@@ -55,6 +55,9 @@ REPEAT_OF = "autotune:repeat_of"
 # A trial queued to deploy an already measured model another way: {"trial": the first
 # measured trial of that model, "made": how the model was made (study.deployments.made_key)}.
 DEPLOYMENT_OF = "autotune:deployment_of"
+# A trial queued to measure the model an earlier trial's chain made on its way (its first
+# steps), that chain being past the accuracy limit: {"trial": its number, "made": made_key}.
+PREFIX_OF = "autotune:prefix_of"
 MEASUREMENT = "autotune:measurement"  # how the latency was taken: cores, lock wait, attempts
 PEAK = "autotune:peak"  # the host's measured MACs per second, by kernel kind and threads
 FINAL_PREFIX = "autotune:final:"  # + trial number: the front's re-measurement at a run's end

@@ -318,17 +318,106 @@ def plan(study: optuna.Study, trial: FrozenTrial, space: Callable[[Any], Recipe]
     return queued[:room]
 
 
+def _made_in_study(trials: list[FrozenTrial]) -> set[str]:
+    """How every model of the study was made (``made_key``), measured or queued to be."""
+    made = set()
+    for t in trials:
+        r = TrialRecord.from_trial(t)
+        if r.recipe is not None:
+            made.add(made_key(r.recipe))
+        for queued_for in (r.deployment_of, r.prefix_of):
+            if queued_for:
+                made.add(queued_for["made"])
+    return made
+
+
+def prefix_plan(study: optuna.Study, trial: FrozenTrial, space: Callable[[Any], Recipe], within: Callable[[dict[str, float]], bool]) -> dict[str, Any] | None:
+    """The parameters of a trial to queue for the model ``trial``'s chain made on its way, when
+    that chain ended past the accuracy limit (gated, or measured beyond it): its longest chain
+    of first steps that, as training evaluated it, was ``within`` the limit (the objective's
+    constraints on the quality loss) and that the study has not made. None if there is none.
+
+    Each step of a chain is trained on the model the step before it left, and the content
+    cache keeps that model, so measuring it trains nothing. On a seed of the demo's benchmark,
+    ``distill w0.25 → channel-prune keep 0.75 → QAT`` was gated at the third trial while its
+    first step, the student that later made the study's fastest deployment within the limit,
+    had been trained within it; the sampler first proposed that student alone at trial 40.
+    """
+    record = TrialRecord.from_trial(trial)
+    metrics, recipe, lineage = record.metrics, record.recipe, record.lineage
+    baseline = study.user_attrs.get(store.BASELINE)
+    if trial.state != TrialState.COMPLETE or not trial.params or recipe is None or not lineage or metrics is None or not baseline:
+        return None
+    if record.reference or record.deployment_of or record.prefix_of or record.repeat_of is not None or record.warm_start:
+        return None
+    if metrics.feasible and not metrics.gated:
+        return None
+    q = metrics.quality
+    trained = [step for step in lineage if step.get("step") not in ("base", "convert")]
+    steps = recipe["steps"][: len(trained)]
+    if q.name not in baseline or [s["name"] for s in steps] != [s.get("step") for s in trained]:
+        return None
+    made = _made_in_study(study.get_trials(deepcopy=False))
+    batch = {"batch_size": trial.params["batch_size"]} if "batch_size" in trial.params else {}
+    for n in range(min(len(trained), len(recipe["steps"])) - 1, 0, -1):
+        after = trained[n - 1].get(f"{q.name}_keras")
+        if after is None or not within(q.loss({q.name: after}, baseline)):
+            continue
+        wanted = {"steps": steps[:n], "runtime": {"batch_size": recipe["runtime"].get("batch_size", 1)}}
+        if made_key(wanted) in made:
+            return None  # the study has that model already (and any longer one within is past it)
+        params = _params_making(study, trial, space, steps[:n])
+        if params is not None:
+            return params | batch
+    return None
+
+
+def _params_making(study: optuna.Study, trial: FrozenTrial, space: Callable[[Any], Recipe], steps: list[dict[str, Any]]) -> dict[str, Any] | None:
+    """``trial``'s parameters with the fewest of its switched-on techniques switched off that
+    make a model with exactly ``steps``, deployed as ``trial`` was; None if none does."""
+    on = [name for name, value in trial.params.items() if value is True]
+    for k in range(1, len(on) + 1):
+        for off in itertools.combinations(on, k):
+            replay = _Replay({**trial.params, **dict.fromkeys(off, False)}, study)
+            try:
+                variant = space(replay)
+            except (AutotuneError, ValueError, KeyError, TypeError):
+                continue
+            if isinstance(variant, Recipe) and variant.to_dict()["steps"] == steps:
+                return dict(replay.params)
+    return None
+
+
 class Deployer:
     """Called by Optuna after every trial (before the failure policy): queues the other
-    deployments of a newly measured model, within what is left of the budget."""
+    deployments of a newly measured model and, after a chain past the accuracy limit, the model
+    it made on its way within it (``prefix_plan``), within what is left of the budget."""
 
-    def __init__(self, space: Callable[[Any], Recipe], budget: int, env_id: str, on_queued: Callable[[int, int], None]) -> None:
+    def __init__(
+        self,
+        space: Callable[[Any], Recipe],
+        budget: int,
+        env_id: str,
+        on_queued: Callable[[int, int], None],
+        within: Callable[[dict[str, float]], bool] | None = None,
+        on_prefix: Callable[[int, str], None] | None = None,
+    ) -> None:
         self.space, self.budget, self.env_id, self.on_queued = space, budget, env_id, on_queued
+        self.within, self.on_prefix = within, on_prefix
 
     def __call__(self, study: optuna.Study, trial: FrozenTrial) -> None:
         trials = study.get_trials(deepcopy=False)
         pending = sum(t.state in (TrialState.RUNNING, TrialState.WAITING) for t in trials)
         room = self.budget - store.evaluated(trials) - pending
+        if room > 0 and self.within is not None:
+            prefix = prefix_plan(study, trial, self.space, self.within)
+            if prefix is not None:
+                variant = self.space(_Replay(dict(prefix), study))
+                made = made_key({"steps": variant.to_dict()["steps"], "runtime": {"batch_size": prefix.get("batch_size", 1)}})
+                study.enqueue_trial(prefix, user_attrs=queued_attrs(prefix_of={"trial": trial.number, "made": made}), skip_if_exists=True)
+                room -= 1
+                if self.on_prefix is not None:
+                    self.on_prefix(trial.number, variant.describe())
         queued = plan(study, trial, self.space, self.env_id, room)
         if not queued:
             return

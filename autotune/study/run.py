@@ -191,7 +191,15 @@ def _run(
     started = time.perf_counter()
     trial_fn = functools.partial(run_trial, plan=plan, evaluator=evaluator, reporter=reporter)
     policy = FailurePolicy(config.budget, settings.max_failures_in_row, reporter)
-    deployer = Deployer(plan.space, config.budget, evaluator.env["id"], reporter.deployments_queued)
+    constraints = plan.objective.constraints
+    deployer = Deployer(
+        plan.space,
+        config.budget,
+        evaluator.env["id"],
+        reporter.deployments_queued,
+        within=lambda loss: all(c.violation(loss) <= 0 for c in constraints if c.name in loss),
+        on_prefix=reporter.prefix_queued,
+    )
 
     def requested() -> str | None:
         return settings.stop_requested() if settings.stop_requested is not None else None

@@ -26,6 +26,7 @@ class Reporter(Protocol):
     def probe_started(self) -> None: ...
     def probed(self, found: dict[str, Any]) -> None: ...
     def deployments_queued(self, number: int, count: int) -> None: ...
+    def prefix_queued(self, number: int, recipe: str) -> None: ...
 
 
 class SilentReporter:
@@ -51,6 +52,9 @@ class SilentReporter:
         pass
 
     def deployments_queued(self, number: int, count: int) -> None:
+        pass
+
+    def prefix_queued(self, number: int, recipe: str) -> None:
         pass
 
 
