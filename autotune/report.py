@@ -300,6 +300,10 @@ def trial_detail(trial: FrozenTrial, final: Remeasurement | None) -> None:
         head += f"  reference {a.reference}"
     if a.warm_start:
         head += f"  warm-started from {a.warm_start}"
+    if a.deployment_of:
+        head += f"  another way of deploying #{a.deployment_of['trial']}'s model"
+    if a.prefix_of:
+        head += f"  the model #{a.prefix_of['trial']}'s chain made on its way"
     console.print(head)
     if trial.datetime_start and trial.datetime_complete:
         console.print(f"started {trial.datetime_start:%Y-%m-%d %H:%M:%S}, took {(trial.datetime_complete - trial.datetime_start).total_seconds():.1f} s")
