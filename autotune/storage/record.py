@@ -203,6 +203,7 @@ _KEYS = {
     "repeat_of": store.REPEAT_OF,
     "deployment_of": store.DEPLOYMENT_OF,
     "prefix_of": store.PREFIX_OF,
+    "extension_of": store.EXTENSION_OF,
 }
 
 
@@ -232,6 +233,8 @@ class TrialRecord:
             ``{"trial": its first measured trial, "made": how the model was made}``.
         prefix_of: Queued to measure the model made on the way by an earlier trial's chain,
             which ended past the accuracy limit: ``{"trial": that trial, "made": ...}``.
+        extension_of: Queued to measure an earlier trial's model (among the study's fastest)
+            taken one step further: ``{"trial": it, "from": how its model was made, "made": ...}``.
     """
 
     recipe_text: str | None = None
@@ -252,6 +255,7 @@ class TrialRecord:
     repeat_of: int | None = None
     deployment_of: dict[str, Any] | None = None
     prefix_of: dict[str, Any] | None = None
+    extension_of: dict[str, Any] | None = None
 
     @staticmethod
     def from_trial(trial: FrozenTrial | optuna.Trial) -> TrialRecord:
@@ -347,8 +351,16 @@ class RecordWriter:
 
 
 def queued(
-    *, reference: str | None = None, warm_start: str | None = None, deployment_of: dict[str, Any] | None = None, prefix_of: dict[str, Any] | None = None
+    *,
+    reference: str | None = None,
+    warm_start: str | None = None,
+    deployment_of: dict[str, Any] | None = None,
+    prefix_of: dict[str, Any] | None = None,
+    extension_of: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """The user attributes of a trial queued to run a reference recipe, repeat an earlier one,
-    deploy a measured model another way or measure a model an earlier chain made on its way."""
-    return TrialRecord(reference=reference, warm_start=warm_start, deployment_of=deployment_of, prefix_of=prefix_of).to_attrs()
+    deploy a measured model another way, measure a model an earlier chain made on its way, or
+    take an earlier trial's model a step further."""
+    return TrialRecord(
+        reference=reference, warm_start=warm_start, deployment_of=deployment_of, prefix_of=prefix_of, extension_of=extension_of
+    ).to_attrs()

@@ -58,6 +58,7 @@ DEPLOYMENT_OF = "autotune:deployment_of"
 # A trial queued to measure the model an earlier trial's chain made on its way (its first
 # steps), that chain being past the accuracy limit: {"trial": its number, "made": made_key}.
 PREFIX_OF = "autotune:prefix_of"
+EXTENSION_OF = "autotune:extension_of"
 MEASUREMENT = "autotune:measurement"  # how the latency was taken: cores, lock wait, attempts
 PEAK = "autotune:peak"  # the host's measured MACs per second, by kernel kind and threads
 FINAL_PREFIX = "autotune:final:"  # + trial number: the front's re-measurement at a run's end

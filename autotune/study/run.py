@@ -199,6 +199,7 @@ def _run(
         reporter.deployments_queued,
         within=lambda loss: all(c.violation(loss) <= 0 for c in constraints if c.name in loss),
         on_prefix=reporter.prefix_queued,
+        on_extension=reporter.extension_queued,
     )
 
     def requested() -> str | None:

@@ -1,0 +1,103 @@
+"""The study's fastest model taken one step further: after a deployment among the study's
+fastest within the accuracy limit, its chain with one more step appended (a step the study saw
+thin a model, at the cost in accuracy it had there) is queued once, when that cost leaves it
+within the limit. No TensorFlow: the built-in space and Optuna's in-memory storage."""
+
+from __future__ import annotations
+
+import optuna
+from optuna.trial import TrialState
+
+from autotune.search.plugins import load_space
+from autotune.storage import store
+from autotune.study.deployments import Deployer, _Replay
+
+SPACE = load_space("default")
+BASELINE = {"accuracy": 0.99, "latency_p50_ms": 0.1}
+WITHIN = lambda loss: loss["accuracy_drop"] <= 0.01  # noqa: E731  (the limit: a drop of 0.01)
+NONE = {"distill": False, "channel_prune": False, "prune": False}
+DEPLOY = {"engine": "litert", "precision": "int8", "qat": False, "threads": 2}
+STUDENT = {"distill": True, "distill_width": 0.25, "temperature": 4.0, "alpha": 0.5}
+
+
+def _study() -> optuna.Study:
+    study = optuna.create_study(directions=["minimize", "maximize"])
+    study.set_user_attr(store.BASELINE, BASELINE)
+    return study
+
+
+def _trained(study, params, accuracies, speedup, thins=True):
+    """A measured trial within the limit; its lineage says what each step left (``accuracies``,
+    one per step) and, with ``thins``, that the thinning steps left fewer parameters."""
+    study.enqueue_trial(params)
+    trial = study.ask()
+    recipe = SPACE(trial).to_dict()
+    lineage = [{"step": "base"}]
+    for s, a in zip(recipe["steps"], accuracies):
+        facts = {"params_before": 1000, "params": 500} if thins and s["name"] in ("distill", "channel-prune") else {}
+        lineage.append({"step": s["name"], **s["params"], "accuracy_keras": a, **facts})
+    trial.set_user_attr(store.RECIPE, recipe)
+    trial.set_user_attr(store.LINEAGE, lineage)
+    accuracy = accuracies[-1] if accuracies else BASELINE["accuracy"]
+    p50 = BASELINE["latency_p50_ms"] / speedup
+    metrics = {"latency_p50_ms": p50, "speedup": speedup, "accuracy": accuracy, "accuracy_drop": 0.99 - accuracy, "feasible": True}
+    trial.set_user_attr(store.METRICS, metrics)
+    study.tell(trial, [p50, accuracy])
+    return study.trials[-1]
+
+
+def _deploy(study, trial) -> list[str]:
+    """Run the deployer after ``trial``; the models one step further it queued (as users read
+    them), each checked to be marked with the trial it came from. The queued trials are then
+    taken and failed, so that the next one ``_trained`` asks for is its own."""
+    before = len(study.trials)
+    longer = []
+    Deployer(SPACE, 50, "env", lambda n, k: None, within=WITHIN, on_extension=lambda n, text: longer.append(text))(study, trial)
+    queued = study.trials[before:]
+    for t in queued[: len(longer)]:
+        assert t.user_attrs[store.EXTENSION_OF]["trial"] == trial.number
+    for _ in queued:
+        study.tell(study.ask(), state=TrialState.FAIL)
+    return longer
+
+
+def _known_steps(study):
+    """The study has trained channel pruning on the base model at keep 0.75 (a drop of 0.004)
+    and 0.25 (0.19), and magnitude pruning at 0.3 (0.001, but it leaves the kernels dense)."""
+    _trained(study, NONE | {"channel_prune": True, "keep": 0.75} | DEPLOY, [0.986], speedup=1.5)
+    _trained(study, NONE | {"channel_prune": True, "keep": 0.25} | DEPLOY, [0.80], speedup=3.0)
+    _trained(study, NONE | {"prune": True, "structure": "unstructured", "sparsity": 0.3, "schedule": "constant"} | DEPLOY, [0.989], speedup=1.0, thins=False)
+
+
+def test_the_fastest_student_with_room_in_the_limit_is_channel_pruned_at_the_cheapest_keep_once():
+    study = _study()
+    _known_steps(study)
+    student = _trained(study, STUDENT | {"channel_prune": False, "prune": False} | DEPLOY, [0.985], speedup=7.4)
+    assert _deploy(study, student) == ["distill w0.25 T4 α0.5 → channel-prune keep 0.75 → int8 · litert · 2 threads"]
+    (queued,) = [t for t in study.trials if store.EXTENSION_OF in t.user_attrs]
+    params = queued.system_attrs["fixed_params"]  # as Optuna queued it
+    recipe = SPACE(_Replay(dict(params), study)).to_dict()
+    assert [s["name"] for s in recipe["steps"]] == ["distill", "channel-prune"]
+    assert {k: params[k] for k in ("engine", "precision", "threads")} == {"engine": "litert", "precision": "int8", "threads": 2}
+    # Another of its deployments, as fast: that model was taken a step further already.
+    again = _trained(study, STUDENT | {"channel_prune": False, "prune": False} | DEPLOY | {"precision": "dynamic-int8"}, [0.985], speedup=7.3)
+    assert _deploy(study, again) == []
+
+
+def test_a_model_slower_than_the_fastest_or_without_room_in_the_limit_is_not_taken_further():
+    study = _study()
+    _known_steps(study)
+    _trained(study, STUDENT | {"distill_width": 0.5, "channel_prune": False, "prune": False} | DEPLOY, [0.987], speedup=7.0)
+    # Slower than the study's fastest beyond the timing's resolution.
+    slow = _trained(study, STUDENT | {"distill_width": 0.75, "channel_prune": False, "prune": False} | DEPLOY, [0.988], speedup=5.0)
+    assert _deploy(study, slow) == []
+    # The fastest, but its drop of 0.007 and keep 0.75's 0.004 are past the limit.
+    tight = _trained(study, STUDENT | {"channel_prune": False, "prune": False} | DEPLOY, [0.983], speedup=7.4)
+    assert _deploy(study, tight) == []
+
+
+def test_a_step_never_seen_to_thin_a_model_is_not_appended():
+    study = _study()
+    _trained(study, NONE | {"channel_prune": True, "keep": 0.75} | DEPLOY, [0.986], speedup=1.5, thins=False)
+    student = _trained(study, STUDENT | {"channel_prune": False, "prune": False} | DEPLOY, [0.987], speedup=7.4)
+    assert _deploy(study, student) == []
