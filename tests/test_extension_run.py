@@ -41,6 +41,7 @@ def test_the_fastest_model_is_taken_one_thinning_step_further_training_that_step
     assert first.exit_code == 0, first.output
     storage = store.open_storage(f"sqlite:///{workdir}/studies/autotune.db")
     study = optuna.load_study(study_name="further", storage=storage)
+    assert not [t for t in study.get_trials() if t.params == {"student": True, "thin": True}]
     # The base model channel-pruned (what the step costs), then the student (the fastest).
     study.enqueue_trial({"student": False, "thin": True})
     study.enqueue_trial({"student": True, "thin": False})

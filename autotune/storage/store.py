@@ -58,6 +58,8 @@ DEPLOYMENT_OF = "autotune:deployment_of"
 # A trial queued to measure the model an earlier trial's chain made on its way (its first
 # steps), that chain being past the accuracy limit: {"trial": its number, "made": made_key}.
 PREFIX_OF = "autotune:prefix_of"
+# A trial queued to measure an earlier trial's model (among the study's fastest) with one more
+# step: {"trial": its number, "from": that model's made_key, "made": the new model's}.
 EXTENSION_OF = "autotune:extension_of"
 MEASUREMENT = "autotune:measurement"  # how the latency was taken: cores, lock wait, attempts
 PEAK = "autotune:peak"  # the host's measured MACs per second, by kernel kind and threads

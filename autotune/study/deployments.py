@@ -372,82 +372,97 @@ def prefix_plan(study: optuna.Study, trial: FrozenTrial, space: Callable[[Any], 
     return None
 
 
-def _speed(record: TrialRecord) -> float:
-    """How fast a measurement was: its interleaved speed-up over the baseline where it has one
-    (comparable across minutes of drift), else the inverse of its p50."""
-    m = record.metrics
-    return float(m.get("speedup") or 1.0 / max(float(m["latency_p50_ms"]), 1e-12))
+def _speed(record: TrialRecord) -> float | None:
+    """How fast a measurement was: its interleaved speed-up over the baseline (comparable
+    across minutes of drift, unlike a p50), None where it has none."""
+    speedup = record.metrics.get("speedup") if record.metrics is not None else None
+    return float(speedup) if speedup else None
 
 
-def _step_evidence(trials: list[FrozenTrial], baseline: dict[str, Any], quality: Any) -> dict[str, tuple[list[float], bool]]:
+def _step_evidence(trials: list[FrozenTrial], baseline: dict[str, Any], quality: Any) -> dict[str, tuple[float, bool]]:
     """For every step the study trained (its name and parameters, as JSON): the accuracy it
-    cost the model it was given each time (as training evaluated both), and whether it ever
-    left a model with fewer parameters than it was given (a step that thins: distillation,
-    channel pruning; not magnitude pruning or QAT, whose kernels stay dense)."""
+    cost, as training evaluated the model it was given and the one it left, the mean over the
+    models it was given (each once, however many trials deployed or extended it); and whether
+    it ever left fewer parameters than it was given (a step that thins: distillation, channel
+    pruning; not magnitude pruning or QAT, whose kernels stay dense). A fine-tuning stopped
+    after its first epoch tells no cost: it did not train to the end."""
     name = f"{quality.name}_keras"
-    evidence: dict[str, tuple[list[float], bool]] = {}
+    costs: dict[str, dict[str, float]] = {}
+    thins: set[str] = set()
     for t in trials:
         r = TrialRecord.from_trial(t)
         if r.lineage is None or r.recipe is None or r.repeat_of is not None:
             continue
         before: float | None = baseline.get(quality.name)
         trained = [e for e in r.lineage if e.get("step") not in ("base", "convert")]
-        for step, e in zip(r.recipe["steps"], trained):
-            if step["name"] != e.get("step"):
-                break
+        for i, (step, e) in enumerate(zip(r.recipe["steps"], trained)):
             after = e.get(name)
-            if after is None or before is None:
+            if step["name"] != e.get("step") or after is None or before is None or "stopped_after_epoch" in e:
                 break
             key = json.dumps(step, sort_keys=True)
-            costs, thins = evidence.get(key, ([], False))
-            costs.append(quality.sign * (after - before))
-            evidence[key] = (costs, thins or ("params" in e and e["params"] < e.get("params_before", 0)))
+            costs.setdefault(key, {})[json.dumps(r.recipe["steps"][:i], sort_keys=True)] = quality.sign * (after - before)
+            if "params" in e and e["params"] < e.get("params_before", 0):
+                thins.add(key)
             before = after
-    return evidence
+    return {k: (sum(by_model.values()) / len(by_model), k in thins) for k, by_model in costs.items()}
 
 
 def extension_plan(study: optuna.Study, trial: FrozenTrial, space: Callable[[Any], Recipe], within: Callable[[dict[str, float]], bool]) -> dict[str, Any] | None:
     """The parameters of a trial to queue for the study's fastest model taken one step further,
-    when ``trial`` deployed a model within ``TIE`` of the study's fastest within the accuracy
-    limit: its chain with one more step appended that the study has trained on some model and
-    seen thin it, whose accuracy cost there (its mean), added to ``trial``'s loss, is
-    ``within`` the limit; of those, the cheapest in accuracy. Deployed as ``trial`` was. None
-    if there is none, or if the study made that model already.
+    when ``trial`` deployed a model within ``TIE`` of the study's fastest speed-up within the
+    accuracy limit (measured here): its chain with one more step appended that the study has
+    trained and seen thin a model, whose accuracy cost (``_step_evidence``), added to
+    ``trial``'s loss, is ``within`` the limit; of those, the cheapest in accuracy, with the
+    parameters a trial of the study took that step with. Deployed as ``trial`` was. Once per
+    model; None if there is none, or if the study made that model already.
 
     The content cache holds ``trial``'s model, so the new model costs only its last step's
-    training. On the demo, the fastest model within the limit in most studies was a
-    width-0.25 student with a third of the limit to spare, and the fastest any study found was
-    that student channel-pruned to keep 0.75 (×7.71 against ×7.45): a model TPE proposed in
-    none of three 50-trial studies, because it proposes a chain as a whole.
+    training (and its deployments, as any new model's). On the demo, the fastest model within
+    the limit in most studies was a width-0.25 student with a third of the limit to spare, and
+    the fastest any study found was that student channel-pruned to keep 0.75 (×7.71 against
+    ×7.45): a model TPE proposed in none of three 50-trial studies, because it proposes a
+    chain as a whole.
     """
     record = TrialRecord.from_trial(trial)
     metrics, recipe = record.metrics, record.recipe
     baseline = study.user_attrs.get(store.BASELINE)
-    if not _measured([trial]) or not trial.params or not metrics.feasible or not baseline:
+    speed = _speed(record)
+    if not _measured([trial]) or not trial.params or not metrics.feasible or not baseline or speed is None:
+        return None
+    q = metrics.quality
+    if q.name not in baseline:
         return None
     trials = study.get_trials(deepcopy=False)
-    fastest = max((_speed(r) for _, r in _measured(trials) if r.metrics.feasible and not r.reference), default=0.0)
-    if _speed(record) * TIE < fastest:
+    here = [r for _, r in _measured(trials) if r.env_id == record.env_id and r.metrics.feasible and not r.reference]
+    if speed * TIE < max((_speed(r) or 0.0 for r in here), default=0.0):
         return None
     key = made_key(recipe)
     if any((TrialRecord.from_trial(t).extension_of or {}).get("from") == key for t in trials):
         return None  # this model was taken a step further already
-    q = metrics.quality
-    if q.name not in baseline:
+    affordable = {
+        step: cost
+        for step, (cost, thins) in _step_evidence(trials, baseline, q).items()
+        if thins and within(q.loss({q.name: metrics.quality_value + q.sign * cost}, baseline))
+    }
+    if not affordable:
         return None
-    evidence = _step_evidence(trials, baseline, q)
     made = _made_in_study(trials)
     batch = {"batch_size": trial.params["batch_size"]} if "batch_size" in trial.params else {}
     steps = recipe["steps"]
     candidates: list[tuple[float, dict[str, Any]]] = []
-    # A technique the trial left off, switched on with the parameters some trial of the study
-    # took it with (the step it trained, whose cost the lineage tells).
+    # A technique the trial left off, switched on with the parameters a trial of the study
+    # took it with (each distinct set of them once).
     for switch in [n for n, v in trial.params.items() if v is False]:
+        tried: set[str] = set()
         for donor in trials:
             if donor.params.get(switch) is not True:
                 continue
-            params = {**{n: v for n, v in donor.params.items() if n not in trial.params}, **trial.params, switch: True}
-            replay = _Replay(params, study)
+            extra = {n: v for n, v in donor.params.items() if n not in trial.params}
+            text = json.dumps(extra, sort_keys=True, default=str)
+            if text in tried:
+                continue
+            tried.add(text)
+            replay = _Replay({**extra, **trial.params, switch: True}, study)
             try:
                 variant = space(replay)
             except (AutotuneError, ValueError, KeyError, TypeError):
@@ -455,14 +470,11 @@ def extension_plan(study: optuna.Study, trial: FrozenTrial, space: Callable[[Any
             if not isinstance(variant, Recipe):
                 continue
             longer = variant.to_dict()["steps"]
-            if len(longer) != len(steps) + 1 or longer[:-1] != steps or made_key({"steps": longer, "runtime": recipe["runtime"]}) in made:
+            step = json.dumps(longer[-1], sort_keys=True) if longer else ""
+            if len(longer) != len(steps) + 1 or longer[:-1] != steps or step not in affordable:
                 continue
-            costs, thins = evidence.get(json.dumps(longer[-1], sort_keys=True), ([], False))
-            if not costs or not thins:
-                continue
-            cost = sum(costs) / len(costs)
-            if within(q.loss({q.name: metrics.quality_value + q.sign * cost}, baseline)):
-                candidates.append((cost, {n: replay.params[n] for n in replay.distributions} | batch))
+            if made_key({"steps": longer, "runtime": recipe["runtime"]}) not in made:
+                candidates.append((affordable[step], {n: replay.params[n] for n in replay.distributions} | batch))
     if not candidates:
         return None
     return min(candidates, key=lambda c: c[0])[1]
