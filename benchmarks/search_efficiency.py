@@ -19,6 +19,13 @@ seed; the sampler kept is the best at 50; and each autotune study has found the 
 deployment within the accuracy limit by its 30th trial: within 2 % (the timing's spread) of
 the fastest speed-up any study of the run found.
 
+That last target is read twice. By the search's own timings (each a short screening), the
+fastest any study found is the highest of a few hundred noisy readings, and a study of 200
+trials takes four times the draws of one of 50. So every study's front is also re-measured at
+the end, as `autotune run` does (its full protocol, interleaved with the baseline), and the
+target is read again on those figures: the trial at which a study first measured a
+deployment whose re-measured speed-up is within 2 % of the best re-measured one of the run.
+
     python benchmarks/search_efficiency.py                      # 3 seeds, 50 vs 200 trials
     python benchmarks/search_efficiency.py --seeds 1 --autotune-trials 20 --random-trials 40 --samplers tpe
 """
@@ -36,7 +43,9 @@ from pathlib import Path
 import numpy as np
 import optuna
 from autotune.measure.timing import TimingPolicy
+from autotune.results.front import front_rows
 from autotune.results.plot import found_at, hypervolume_curve, speedup_curve
+from autotune.storage.record import TrialRecord
 from autotune.storage import store
 from autotune.study.run import run
 from autotune.study.settings import Settings
@@ -57,7 +66,7 @@ def _sampler(kind: str, seed: int) -> optuna.samplers.BaseSampler:
     return optuna.samplers.RandomSampler(seed=seed)
 
 
-def search(name: str, sampler: str, seed: int, budget: int, work: Path, shared_cache: Path, policy: TimingPolicy, two_level: bool) -> tuple[list[float], list[float]]:
+def search(name: str, sampler: str, seed: int, budget: int, work: Path, shared_cache: Path, policy: TimingPolicy, two_level: bool) -> tuple[list[float], list[float], list[tuple[int, float]]]:
     (work / "studies" / name).mkdir(parents=True)
     (work / "studies" / name / "cache").symlink_to(shared_cache)
 
@@ -65,7 +74,7 @@ def search(name: str, sampler: str, seed: int, budget: int, work: Path, shared_c
         return _sampler(sampler, 1000 * (seed + 1) + trials_so_far)
 
     settings = Settings(
-        studies_dir=work / "studies", timing=policy, remeasure_front=False, sampler=make, deploy_variants=two_level
+        studies_dir=work / "studies", timing=policy, remeasure_front=True, sampler=make, deploy_variants=two_level
     )
     url = f"sqlite:///{work}/studies/autotune.db"
     t0 = time.perf_counter()
@@ -73,8 +82,25 @@ def search(name: str, sampler: str, seed: int, budget: int, work: Path, shared_c
     study = store.load_study(store.open_storage(url), name)
     curve = hypervolume_curve(study, store.stored_config(study).max_accuracy_drop, budget_trials=True)
     speedups = speedup_curve(study)
-    print(f"  {name:<16} {budget} trials in {time.perf_counter() - t0:6.1f} s   hypervolume {curve[-1]:.5f}   fastest feasible ×{speedups[-1]:.2f}", flush=True)
-    return curve, speedups
+    final = remeasured_front(study)
+    best = max((x for _, x in final), default=0.0)
+    print(f"  {name:<16} {budget} trials in {time.perf_counter() - t0:6.1f} s   hypervolume {curve[-1]:.5f}   fastest feasible ×{speedups[-1]:.2f}"
+          f" (re-measured ×{best:.2f})", flush=True)
+    return curve, speedups, final
+
+
+def remeasured_front(study: optuna.Study) -> list[tuple[int, float]]:
+    """The study's front members within the accuracy limit, re-measured at the end of the run:
+    (the trial's place in the budget's count, as ``speedup_curve`` counts, its re-measured
+    speed-up)."""
+    place, k = {}, 0
+    for t in sorted(study.get_trials(deepcopy=False), key=lambda t: t.number):
+        if t.state in (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED) and TrialRecord.from_trial(t).repeat_of is None:
+            k += 1
+            place[t.number] = k
+    limit = store.stored_config(study).max_accuracy_drop
+    rows = front_rows(study, with_references=False)
+    return [(place[r.trial], r.speedup) for r in rows if r.remeasured and r.feasible and r.quality_loss <= limit + 1e-12 and r.trial in place]
 
 
 def at(curve: list[float], k: int) -> float | None:
@@ -114,6 +140,7 @@ def main() -> None:
     curves: dict[str, list[list[float]]] = {k: [] for k in samplers} | {"plain random": []}
     walls: dict[str, list[float]] = {k: [] for k in curves}
     fastest: dict[str, list[list[float]]] = {k: [] for k in curves}
+    finals: dict[str, list[list[tuple[int, float]]]] = {k: [] for k in curves}
     if args.keep:
         args.keep.mkdir(parents=True, exist_ok=True)
         if any(args.keep.iterdir()):
@@ -128,15 +155,17 @@ def main() -> None:
             print(f"seed {seed}", flush=True)
             for kind in samplers:
                 t1 = time.perf_counter()
-                hv, sp = search(f"{kind}-{seed}", kind, seed, args.autotune_trials, work, shared, policy, True)
+                hv, sp, fin = search(f"{kind}-{seed}", kind, seed, args.autotune_trials, work, shared, policy, True)
                 curves[kind].append(hv)
                 fastest[kind].append(sp)
+                finals[kind].append(fin)
                 walls[kind].append(time.perf_counter() - t1)
             if args.random_trials:
                 t1 = time.perf_counter()
-                hv, sp = search(f"plain-random-{seed}", "random", seed, args.random_trials, work, shared, policy, False)
+                hv, sp, fin = search(f"plain-random-{seed}", "random", seed, args.random_trials, work, shared, policy, False)
                 curves["plain random"].append(hv)
                 fastest["plain random"].append(sp)
+                finals["plain random"].append(fin)
                 walls["plain random"].append(time.perf_counter() - t1)
         wall = time.perf_counter() - t0
 
@@ -152,6 +181,7 @@ def main() -> None:
     if not samplers:
         print("  plain random @" + f"{args.random_trials:<4} " + "  ".join(f"{c[-1]:.5f}" for c in curves["plain random"]))
         found_by(fastest, samplers, args.seeds)
+        found_by_remeasured(finals, samplers, args.seeds)
         return
     print(f"\nat {args.autotune_trials} trials, per seed (and wall per study, shared cache)")
     for kind in samplers:
@@ -173,6 +203,7 @@ def main() -> None:
     )
     print(f"best sampler at {args.autotune_trials} trials: {best}")
     found_by(fastest, samplers, args.seeds)
+    found_by_remeasured(finals, samplers, args.seeds)
     plot(curves, png, args)
 
 
@@ -193,6 +224,22 @@ def found_by(fastest: dict[str, list[list[float]]], samplers: list[str], seeds: 
         own = [found_at(c, c[-1], WITHIN) for c in fastest[kind]]
         print(f"  each study's own fastest feasible first reached (within {WITHIN:.0%}) at trial " + ", ".join(str(k) for k in own)
               + f": by trial {FOUND_BY} in {sum((k or FOUND_BY + 1) <= FOUND_BY for k in own)} of {seeds}")
+
+
+def found_by_remeasured(finals: dict[str, list[list[tuple[int, float]]]], samplers: list[str], seeds: int) -> None:
+    """``found_by`` on the end-of-run re-measurement of every study's front."""
+    top = max((x for fs in finals.values() for f in fs for _, x in f), default=0.0)
+    if not top:
+        return
+    print(f"\nre-measured at the end: the fastest front member within the limit of any study ×{top:.2f}; trial at which each study "
+          f"first measured a deployment whose re-measured speed-up is within {WITHIN:.0%} of it (and its own best re-measured)")
+    first = lambda f: min((k for k, x in f if x >= (1 - WITHIN) * top), default=None)  # noqa: E731
+    for kind in [*samplers, "plain random"]:
+        cells = [f"{first(f) or '—':>4} (×{max((x for _, x in f), default=0.0):.2f})" for f in finals[kind]]
+        print(f"  {('autotune, ' + kind) if kind != 'plain random' else 'plain random':<18} " + "  ".join(cells))
+    for kind in samplers:
+        hits = sum((first(f) or FOUND_BY + 1) <= FOUND_BY for f in finals[kind])
+        print(f"target, re-measured: autotune ({kind}) within {WITHIN:.0%} of the fastest by trial {FOUND_BY} in {hits} of {seeds} seeds — {'met' if hits == seeds else 'NOT met'}")
 
 
 def plot(curves: dict[str, list[list[float]]], png: Path, args: argparse.Namespace) -> None:

@@ -132,6 +132,41 @@ def test_a_restarted_server_keeps_its_queue_and_studies(live: Live) -> None:
         stop(again)
 
 
+def _children(pid: int) -> list[int]:
+    return [int(c) for c in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
+
+
+def _alive(pid: int) -> bool:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().split(") ")[-1][0] != "Z"
+    except FileNotFoundError:
+        return False
+
+
+@pytest.mark.parametrize("how", ["terminated", "killed"])
+def test_the_workers_of_a_stopped_server_leave_with_it(live: Live, how: str) -> None:
+    storage, data_dir = f"sqlite:///{live.root / f'{how}.db'}", live.root / how
+    server = start(live.root, storage, data_dir, workers=1, name=how)
+    (worker,) = _children(server.proc.pid)
+    try:
+        time.sleep(3)  # the worker is up and polling its queue
+        assert _alive(worker)
+        if how == "terminated":  # as a service manager stops it: the server stops its workers
+            server.proc.terminate()
+            assert server.proc.wait(60) == 128 + 15
+            assert not _alive(worker), "the server ended before its worker"
+        else:  # no chance to stop its workers: they notice it is gone
+            server.proc.kill()
+            server.proc.wait(30)
+            deadline = time.monotonic() + 60
+            while time.monotonic() < deadline and _alive(worker):
+                time.sleep(0.5)
+            assert not _alive(worker), "the worker outlived the server that started it"
+    finally:
+        if _alive(worker):
+            os.kill(worker, 9)
+
+
 def test_a_queue_worker_killed_mid_trial_leaves_the_study_to_the_next(live: Live, demo_files: tuple[Path, Path]) -> None:
     import signal
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
 from collections.abc import Callable
@@ -10,20 +11,26 @@ from pathlib import Path
 
 from autotune.errors import ConfigError
 from autotune.service.app import Service, create_app
+from autotune.service.tasks import SERVER_PID
 from autotune.service.uploads import Folders
 
 LOOPBACK = ("127.0.0.1", "localhost", "::1")
 
 
 def start_workers(count: int, storage_url: str, data_dir: Path, trust_model_code: bool) -> list[subprocess.Popen[bytes]]:
-    """``count`` processes of ``autotune worker --queue`` on the same storage and folders."""
+    """``count`` processes of ``autotune worker --queue`` on the same storage and folders; each
+    leaves once this process is gone (``tasks.work``)."""
     procs = []
     for i in range(count):
         cmd = [sys.executable, "-m", "autotune", "worker", "--queue", "--storage", storage_url, "--data-dir", str(data_dir)]
         if trust_model_code:
             cmd.append("--trust-model-code")
-        procs.append(subprocess.Popen(cmd, env=os.environ | {"AUTOTUNE_WORKER": f"q{i + 1}"}))
+        procs.append(subprocess.Popen(cmd, env=os.environ | {"AUTOTUNE_WORKER": f"q{i + 1}", SERVER_PID: str(os.getpid())}))
     return procs
+
+
+def _exit(signum: int, frame: object) -> None:
+    raise SystemExit(128 + signum)
 
 
 def serve(
@@ -55,6 +62,9 @@ def serve(
             say("requests need the bearer token made at the first start (only its hash is stored; --new-token makes another)")
     procs = start_workers(workers, storage_url, service.folders.root, trust_model_code)
     say(f"autotune service on http://{host}:{port}/ ({workers} worker{'s' if workers != 1 else ''}; Ctrl-C stops it)")
+    # uvicorn shuts down on SIGTERM and then raises it again with the handler it found: this
+    # one, so that the workers are stopped below rather than the process ending at once.
+    signal.signal(signal.SIGTERM, _exit)
     try:
         uvicorn.run(create_app(service), host=host, port=port, log_level="warning")
     finally:

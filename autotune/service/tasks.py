@@ -121,6 +121,10 @@ class _LogReporter(SilentReporter):
         log.info("study %s: trial %d %s (%d evaluated)", self.name, trial.number, trial.state.name.lower(), evaluated)
 
 
+# Set by `autotune serve` for the queue workers it starts: its own pid.
+SERVER_PID = "AUTOTUNE_SERVER_PID"
+
+
 def work(storage_url: str, folders: Folders, *, trust_model_code: bool, poll_s: float = 2.0, once: bool = False) -> int:
     """Take queued studies and run them with the trial machinery until stopped (``once``:
     until the queue is empty). Returns how many studies this worker ran."""
@@ -129,8 +133,15 @@ def work(storage_url: str, folders: Folders, *, trust_model_code: bool, poll_s: 
 
     queue = Queue(storage_url)
     worker = f"{socket.gethostname()}:{os.getpid()}"
+    # A worker `autotune serve` started leaves with it, even when the server could not stop it
+    # (killed outright, or stopped by SIGTERM, which uvicorn re-raises to end the process): it
+    # checks between studies, so a study it has taken runs to its end first.
+    server = int(os.environ.get(SERVER_PID, "0")) or None
     ran = 0
     while True:
+        if server is not None and os.getppid() != server:
+            log.info("the server that started this worker (pid %d) is gone: stopping", server)
+            return ran
         job = queue.claim(worker)
         if job is None:
             if once:
