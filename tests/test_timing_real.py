@@ -61,34 +61,40 @@ def test_a_noisy_search_timing_is_taken_again_and_keeps_the_narrowest(tmp_path: 
     from dataclasses import replace
 
     light = _dense_stack(tmp_path, "light", width=32, depth=2)
+    # Retries are for comparisons that can compete: the candidate is timed against a baseline
+    # with hundreds of times its work, so it is faster on any machine. (Against itself, an
+    # interval lies wholly below 1 often enough, and such a search timing is not retaken.)
+    heavy = _dense_stack(tmp_path, "heavy", width=512, depth=4)
     recipe = Recipe("fp32", Runtime("litert", threads=1))
     x = np.random.default_rng(0).standard_normal((8, 64)).astype(np.float32)
     # A noise limit no comparison meets: every search timing counts as noisy.
     strict = replace(FAST, noise_limit=0.0)
-    again = Timer(light, recipe.runtime, {}, HostLock(tmp_path / "lock"), strict).time(light, recipe, x)
+    again = Timer(heavy, recipe.runtime, {}, HostLock(tmp_path / "lock"), strict).time(light, recipe, x)
+    assert again.comparison.speedup_low > 1
     assert again.attempts == 1 + strict.search_retries == 2 and again.noisy
     assert again.metrics()["measurements"] == 2
-    once = Timer(light, recipe.runtime, {}, HostLock(tmp_path / "lock"), replace(strict, search_retries=0)).time(light, recipe, x)
+    once = Timer(heavy, recipe.runtime, {}, HostLock(tmp_path / "lock"), replace(strict, search_retries=0)).time(light, recipe, x)
     assert once.attempts == 1
     # A noisy comparison wholly slower than the baseline is not taken again in the search
     # (it cannot compete for the front), but is at the end of a run.
-    heavy = _dense_stack(tmp_path, "heavy", width=512, depth=4)
     slow = Timer(light, recipe.runtime, {}, HostLock(tmp_path / "lock"), strict)
     assert slow.time(heavy, recipe, x).attempts == 1
     assert slow.time(heavy, recipe, x, final=True).attempts == 1 + strict.retries
     # A comparison within the limit is taken once.
-    calm = Timer(light, recipe.runtime, {}, HostLock(tmp_path / "lock"), replace(FAST, noise_limit=10.0)).time(light, recipe, x)
+    calm = Timer(heavy, recipe.runtime, {}, HostLock(tmp_path / "lock"), replace(FAST, noise_limit=10.0)).time(light, recipe, x)
     assert calm.attempts == 1 and not calm.noisy
 
 
 def test_a_comparison_whose_baseline_ran_unlike_its_usual_self_is_taken_again(tmp_path: Path) -> None:
     light = _dense_stack(tmp_path, "light", width=32, depth=2)
+    heavy = _dense_stack(tmp_path, "heavy", width=512, depth=4)  # the baseline: light is faster on any machine
     recipe = Recipe("fp32", Runtime("litert", threads=1))
     x = np.random.default_rng(0).standard_normal((8, 64)).astype(np.float32)
     # No interval is too wide, only drift counts; and only by ×3, which timing noise is not.
     calm = replace_policy(noise_limit=10.0, drift_limit=3.0)
-    timer = Timer(light, recipe.runtime, {}, HostLock(tmp_path / "lock"), calm)
+    timer = Timer(heavy, recipe.runtime, {}, HostLock(tmp_path / "lock"), calm)
     first = timer.time(light, recipe, x)
+    assert first.comparison.speedup_low > 1
     assert first.attempts == 1 and not first.noisy  # nothing to compare with yet
     usual = first.comparison.baseline.p50_ms
     # The timer's earlier comparisons saw a baseline ten times slower: this one drifted.
