@@ -75,6 +75,10 @@ def test_a_noisy_search_timing_is_taken_again_and_keeps_the_narrowest(tmp_path: 
     assert again.metrics()["measurements"] == 2
     once = Timer(heavy, recipe.runtime, {}, HostLock(tmp_path / "lock"), replace(strict, search_retries=0)).time(light, recipe, x)
     assert once.attempts == 1
+    # Nor is one whose whole interval is below what a model at least as accurate reached:
+    # however it is read, it is off the front.
+    beaten = Timer(heavy, recipe.runtime, {}, HostLock(tmp_path / "lock"), strict).time(light, recipe, x, beat=10 * again.comparison.speedup_high)
+    assert beaten.attempts == 1 and beaten.noisy
     # A noisy comparison wholly slower than the baseline is not taken again in the search
     # (it cannot compete for the front), but is at the end of a run.
     slow = Timer(light, recipe.runtime, {}, HostLock(tmp_path / "lock"), strict)

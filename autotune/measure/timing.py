@@ -32,7 +32,9 @@ class TimingPolicy:
     search trial whose comparison is noisy is taken again ``search_retries`` times and keeps
     the best (one whose baseline ran as usual, then the narrowest); one still noisy is flagged.
     One whose whole interval is slower than the baseline is not taken again: the front it would
-    compete for is faster than the baseline (every TensorFlow-runtime trial at batch 1 here).
+    compete for is faster than the baseline (every TensorFlow-runtime trial at batch 1 here);
+    nor is one whose whole interval is slower than a model at least as accurate already ran
+    (``Timer.time``'s ``beat``): however it is read, it is off the front.
 
     Noisy is a wide interval, or a drifted baseline: the interleaving cancels a slowdown that
     hits both sides alike, not one that hits the 2 MB baseline harder than a 40 KB student.
@@ -160,10 +162,15 @@ class Timer:
             self._baselines[path], _ = open_executor(path, self.baseline_runtime)
         return self._baselines[path]
 
-    def time(self, path: Path, recipe: Recipe, x: np.ndarray, *, final: bool = False) -> Timed:
+    def time(self, path: Path, recipe: Recipe, x: np.ndarray, *, final: bool = False, beat: float = 1.0) -> Timed:
         """Load ``path`` as ``recipe`` deploys it, time its cold start, then compare it with
         the baseline at the same batch, under the host lock and pinned: with the policy's
-        search protocol, or (``final``) its full one."""
+        search protocol, or (``final``) its full one.
+
+        ``beat``: the speed-up a search timing must be able to reach to be worth taking again
+        when noisy (at least the baseline's 1; the caller passes the fastest speed-up measured
+        for a model at least as accurate, so a timing whose whole interval is below it is
+        dominated however it is read)."""
         runtime = recipe.runtime
         protocol = self.policy.protocol if final else self.policy.search
         sample = batch_of(x, runtime.batch_size)
@@ -190,8 +197,8 @@ class Timer:
                 )
                 if best is None or rank(c) < rank(best):
                     best = c
-                if not self._noisy(best, runtime.batch_size) or (not final and best.speedup_high < 1):
-                    break  # a search trial wholly slower than the baseline is no trade-off however read
+                if not self._noisy(best, runtime.batch_size) or (not final and best.speedup_high < max(beat, 1.0)):
+                    break  # a search trial wholly slower than what it must beat is no trade-off however read
         assert best is not None
         noisy = self._noisy(best, runtime.batch_size)
         self._baseline_p50s.setdefault(runtime.batch_size, []).append(best.baseline.p50_ms)

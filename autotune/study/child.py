@@ -24,6 +24,7 @@ from autotune.inputs.config import StudyConfig
 from autotune.search.recipe import Recipe
 from autotune.storage.record import TrialRecord
 from autotune.study.evaluator import Evaluator, LocalEvaluator, Outcome
+from autotune.study.trial import Rival
 from autotune.study.workspace import open_workspace
 
 
@@ -46,8 +47,8 @@ def _serve(conn: Any, config_json: dict[str, Any], settings: Any) -> None:
             return
         try:
             if kind == "evaluate":
-                _, number, recipe, baseline, gains = request
-                outcome = evaluator.evaluate(number, recipe, baseline, lambda stage: conn.send(("stage", stage)), gains)
+                _, number, recipe, baseline, gains, rivals = request
+                outcome = evaluator.evaluate(number, recipe, baseline, lambda stage: conn.send(("stage", stage)), gains, rivals)
                 conn.send(("done", outcome))
             elif kind == "remeasure":
                 conn.send(("done", evaluator.remeasure(request[1])))
@@ -171,10 +172,16 @@ class ChildEvaluator(Evaluator):
             raise CandidateFailed(f"the trial's process died: {reason}") from None
 
     def evaluate(
-        self, number: int, recipe: Recipe, baseline: dict[str, Any] | None, on_stage: Any, gains: dict[str, float] | None = None
+        self,
+        number: int,
+        recipe: Recipe,
+        baseline: dict[str, Any] | None,
+        on_stage: Any,
+        gains: dict[str, float] | None = None,
+        rivals: list[Rival] | None = None,
     ) -> Outcome:
         try:
-            outcome = self._call(("evaluate", number, recipe, baseline, gains), on_stage)
+            outcome = self._call(("evaluate", number, recipe, baseline, gains, rivals), on_stage)
         except CandidateFailed as e:
             return Outcome(None, TrialRecord(process={"pid": self.pid, "died": True}).to_attrs(), str(e))
         outcome.attrs |= TrialRecord(process={"pid": self.pid, "rss_mb": round(self._rss_mb(), 1), "restarts": self.restarts}).to_attrs()

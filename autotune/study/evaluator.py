@@ -16,7 +16,7 @@ from typing import Any
 from autotune.errors import CandidateFailed
 from autotune.search.recipe import Recipe
 from autotune.study.settings import Settings
-from autotune.study.trial import Attrs, evaluate
+from autotune.study.trial import Attrs, Rival, evaluate
 from autotune.study.workspace import Workspace
 
 
@@ -49,6 +49,7 @@ class Evaluator(ABC):
         baseline: dict[str, Any] | None,
         on_stage: Callable[[str], None],
         gains: dict[str, float] | None = None,
+        rivals: list[Rival] | None = None,
     ) -> Outcome:
         """Build, gate, convert and measure one trial's recipe (``study.trial.evaluate``).
 
@@ -61,6 +62,9 @@ class Evaluator(ABC):
             gains: By technique, the most a fine-tuning run gained after its first epoch in
                 this study (``study.fidelity``): a run that cannot reach the gate even so stops
                 after that epoch and comes back gated. None: every run trains all its epochs.
+            rivals: The study's feasible measured trials (``study.trial.feasible_rivals``): a
+                noisy search timing is taken again only if it could beat those at least as
+                accurate. None: only if it could beat the baseline.
 
         Returns:
             The metrics and records. A candidate that cannot be built or measured
@@ -121,10 +125,11 @@ class LocalEvaluator(Evaluator):
         baseline: dict[str, Any] | None,
         on_stage: Callable[[str], None],
         gains: dict[str, float] | None = None,
+        rivals: list[Rival] | None = None,
     ) -> Outcome:
         attrs = Attrs(number)
         try:
-            metrics = evaluate(self.ws, attrs, recipe, self.settings, on_stage, baseline, gains)
+            metrics = evaluate(self.ws, attrs, recipe, self.settings, on_stage, baseline, gains, rivals)
         except CandidateFailed as e:
             return Outcome(None, attrs.user_attrs, str(e))
         return Outcome(metrics, attrs.user_attrs)

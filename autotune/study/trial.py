@@ -39,6 +39,10 @@ if TYPE_CHECKING:
 WORKER_ID = f"{socket.gethostname()}:{os.getpid()}"
 
 
+# A measured trial that held every constraint: (quality loss, speed-up, batch size).
+Rival = tuple[float, float, int]
+
+
 def run_trial(trial: optuna.Trial, plan: Plan, evaluator: Evaluator, reporter: Reporter) -> list[float]:
     """Run one trial and return its objective values.
 
@@ -86,7 +90,8 @@ def run_trial(trial: optuna.Trial, plan: Plan, evaluator: Evaluator, reporter: R
     # Build, gate, convert, measure: ``evaluate`` below, in the evaluator's process.
     known_baseline = None if reference == BASELINE_REF else trial.study.user_attrs[store.BASELINE]
     gains = None if known_baseline is None else first_epoch_gains(trial.study, plan.objective.task)
-    outcome = evaluator.evaluate(trial.number, recipe, known_baseline, reporter.stage, gains)
+    rivals = None if known_baseline is None else feasible_rivals(trial.study, evaluator.env["id"])
+    outcome = evaluator.evaluate(trial.number, recipe, known_baseline, reporter.stage, gains, rivals)
 
     # Record: what the evaluation recorded, the metrics against the baseline, the constraints.
     evaluated = TrialRecord.from_attrs(outcome.attrs)
@@ -148,10 +153,13 @@ def evaluate(
     stage: Callable[[str], None],
     baseline: dict[str, Any] | None,
     gains: dict[str, float] | None = None,
+    rivals: list[Rival] | None = None,
 ) -> dict[str, Any]:
     """Train (or take from the cache), gate, convert, then measure accuracy and latency of the
     deployed artifact; return all metrics. With ``gains`` (and a baseline), a fine-tuning run
-    hopeless after its first epoch stops there and the trial comes back gated."""
+    hopeless after its first epoch stops there and the trial comes back gated. With
+    ``rivals`` (``feasible_rivals``), a noisy search timing is taken again only if it could
+    beat every rival at least as accurate."""
     record = RecordWriter(trial)
     timings: dict[str, float] = {}
     try:
@@ -199,7 +207,11 @@ def evaluate(
         t0 = time.perf_counter()
         stage("latency")
         fault_point("latency", trial.number)
-        timed = ws.timer().time(candidate.path, recipe, ws.data.x_val)
+        beat = 1.0
+        if baseline is not None and rivals:
+            loss = Quality.for_task(ws.data.task).loss(scores, baseline)["quality_loss"]
+            beat = to_beat(rivals, loss, recipe.runtime.batch_size)
+        timed = ws.timer().time(candidate.path, recipe, ws.data.x_val, beat=beat)
         timings["latency_s"] = time.perf_counter() - t0
         timings["measure_lock_wait_s"] = timed.lock_wait_s
         record.measurement(timed.record())
@@ -209,6 +221,22 @@ def evaluate(
 
     size, gz = artifact_size(candidate.path)
     return Metrics.measured(scores, size, gz, timed.metrics()).values
+
+
+def feasible_rivals(study: optuna.Study, env_id: str) -> list[Rival]:
+    """The study's trials measured on this environment within every constraint, as rivals."""
+    rivals = []
+    for t in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,)):
+        r = TrialRecord.from_trial(t)
+        if r.env_id == env_id and r.metrics is not None and r.metrics.feasible and not r.metrics.gated:
+            rivals.append((r.metrics.quality_loss, float(r.metrics["speedup"]), int(r.metrics.get("batch_size", 1))))
+    return rivals
+
+
+def to_beat(rivals: list[Rival], loss: float, batch_size: int) -> float:
+    """The fastest speed-up among ``rivals`` at ``batch_size`` that lose no more quality than
+    ``loss``: a trial slower than that, and no more accurate, is dominated (1.0 when none)."""
+    return max((s for rl, s, b in rivals if b == batch_size and rl <= loss + 1e-12), default=1.0)
 
 
 def _gate(

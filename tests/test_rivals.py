@@ -1,0 +1,39 @@
+"""What a noisy search timing must be able to beat to be taken again: the fastest trial of
+the study, measured here within every constraint, that is at least as accurate. No
+TensorFlow: Optuna's in-memory storage."""
+
+from __future__ import annotations
+
+import optuna
+
+from autotune.storage import store
+from autotune.study.trial import feasible_rivals, to_beat
+
+
+def _measured(study, speedup, drop, *, feasible=True, gated=False, env="here", batch=1):
+    trial = study.ask()
+    trial.set_user_attr(store.ENV_ID, env)
+    metrics = {"speedup": speedup, "accuracy_drop": drop, "quality_loss": drop, "feasible": feasible, "gated": gated, "batch_size": batch}
+    trial.set_user_attr(store.METRICS, metrics)
+    study.tell(trial, [1.0 / speedup, 0.99 - drop])
+
+
+def test_a_timing_must_beat_the_fastest_feasible_trial_at_least_as_accurate():
+    study = optuna.create_study(directions=["minimize", "maximize"])
+    _measured(study, 1.0, 0.0)  # the baseline
+    _measured(study, 3.0, 0.0)  # as accurate, three times faster
+    _measured(study, 9.0, 0.005)  # faster, less accurate
+    _measured(study, 20.0, 0.001, feasible=False)  # past another constraint: no rival
+    _measured(study, 30.0, 0.0, gated=True)  # never timed
+    _measured(study, 40.0, 0.0, env="another host")  # timed elsewhere
+    _measured(study, 50.0, 0.0, batch=8)  # another batch size
+    rivals = feasible_rivals(study, "here")
+    assert sorted(rivals) == [(0.0, 1.0, 1), (0.0, 3.0, 1), (0.0, 50.0, 8), (0.005, 9.0, 1)]
+    # A model that loses nothing must beat ×3; one that loses as much as the ×9 one, ×9.
+    assert to_beat(rivals, 0.0, 1) == 3.0
+    assert to_beat(rivals, 0.002, 1) == 3.0
+    assert to_beat(rivals, 0.005, 1) == 9.0
+    # More accurate than every rival: the baseline's 1, as before any rival.
+    assert to_beat(rivals, -0.003, 1) == 1.0
+    assert to_beat([], 0.0, 1) == 1.0
+    assert to_beat(rivals, 0.0, 8) == 50.0 and to_beat(rivals, 0.0, 4) == 1.0  # rivals at the same batch size only
