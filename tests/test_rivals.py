@@ -27,6 +27,10 @@ def test_a_timing_must_beat_the_fastest_feasible_trial_at_least_as_accurate():
     _measured(study, 30.0, 0.0, gated=True)  # never timed
     _measured(study, 40.0, 0.0, env="another host")  # timed elsewhere
     _measured(study, 50.0, 0.0, batch=8)  # another batch size
+    old = study.ask()  # measured before speed-ups were recorded: no rival, and no error
+    old.set_user_attr(store.ENV_ID, "here")
+    old.set_user_attr(store.METRICS, {"accuracy_drop": 0.0, "feasible": True})
+    study.tell(old, [0.1, 0.99])
     rivals = feasible_rivals(study, "here")
     assert sorted(rivals) == [(0.0, 1.0, 1), (0.0, 3.0, 1), (0.0, 50.0, 8), (0.005, 9.0, 1)]
     # A model that loses nothing must beat ×3; one that loses as much as the ×9 one, ×9.

@@ -228,8 +228,9 @@ def feasible_rivals(study: optuna.Study, env_id: str) -> list[Rival]:
     rivals = []
     for t in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,)):
         r = TrialRecord.from_trial(t)
-        if r.env_id == env_id and r.metrics is not None and r.metrics.feasible and not r.metrics.gated:
-            rivals.append((r.metrics.quality_loss, float(r.metrics["speedup"]), int(r.metrics.get("batch_size", 1))))
+        m = r.metrics
+        if r.env_id == env_id and m is not None and m.feasible and not m.gated and m.get("speedup") is not None:
+            rivals.append((m.quality_loss, float(m["speedup"]), int(m.get("batch_size", 1))))
     return rivals
 
 
