@@ -15,7 +15,8 @@ from autotune.storage import store
 from autotune.storage.record import TrialRecord
 from autotune.measure.stats import usable_cores
 from autotune.study.best_deployment import BestDeployment, winning_deployment
-from autotune.study.deployments import FAR_SLOWER, LOSER_AFTER, LOSER_EVERY, TIE, _Replay, deployment_kind, losers, made_key, plan
+from autotune.study.deployments import plan
+from autotune.study.ways import FAR_SLOWER, LOSER_AFTER, LOSER_EVERY, TIE, Replay, deployment_kind, losers, made_key
 
 SPACE = load_space("default")
 STUDENT = {"distill": True, "distill_width": 0.5, "temperature": 4.0, "alpha": 0.9, "channel_prune": False, "prune": False}
@@ -40,7 +41,7 @@ def _measure(study, params, p50, accuracy=0.98, feasible=True, **attrs):
 
 
 def _recipes(study, queued):
-    return [SPACE(_Replay(p, study)).to_dict() for p in queued]
+    return [SPACE(Replay(p, study)).to_dict() for p in queued]
 
 
 def test_a_new_model_is_queued_for_every_other_way_the_space_deploys_it():

@@ -10,7 +10,8 @@ from optuna.trial import TrialState
 
 from autotune.search.plugins import load_space
 from autotune.storage import store
-from autotune.study.deployments import Deployer, _Replay
+from autotune.study.deployments import Deployer
+from autotune.study.ways import Replay
 
 SPACE = load_space("default")
 BASELINE = {"accuracy": 0.99, "latency_p50_ms": 0.1}
@@ -81,7 +82,7 @@ def test_the_fastest_student_with_room_in_the_limit_is_channel_pruned_at_the_che
     assert _deploy(study, student) == ["distill w0.25 T4 α0.5 → channel-prune keep 0.75 → int8 · litert · 2 threads"]
     (queued,) = [t for t in study.trials if store.EXTENSION_OF in t.user_attrs]
     params = queued.system_attrs["fixed_params"]  # as Optuna queued it
-    recipe = SPACE(_Replay(dict(params), study)).to_dict()
+    recipe = SPACE(Replay(dict(params), study)).to_dict()
     assert [s["name"] for s in recipe["steps"]] == ["distill", "channel-prune"]
     assert {k: params[k] for k in ("engine", "precision", "threads")} == {"engine": "litert", "precision": "int8", "threads": 2}
     # Another of its deployments, as fast: that model was taken a step further already (not

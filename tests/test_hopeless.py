@@ -13,7 +13,8 @@ from optuna.trial import TrialState
 from autotune.search.plugins import load_space
 from autotune.storage import store
 from autotune.study.best_deployment import BestDeployment
-from autotune.study.deployments import Deployer, _Replay
+from autotune.study.deployments import Deployer
+from autotune.study.ways import Replay
 from autotune.study.hopeless import BROKE_AFTER, hopeless_steps
 from autotune.study.trial import gate_loss
 
@@ -135,7 +136,7 @@ def test_a_gated_chain_queues_the_longest_model_it_made_within_the_limit_once():
     gated = _trained(study, chain, [0.985, 0.982, 0.90])
     assert _deploy(study, gated) == ["distill w0.25 T2 α0.9 → channel-prune keep 0.75 → fp32 · litert · 2 threads"]
     params = study.trials[-1].system_attrs["fixed_params"]  # as Optuna queued it
-    recipe = SPACE(_Replay(dict(params), study)).to_dict()
+    recipe = SPACE(Replay(dict(params), study)).to_dict()
     assert [s["name"] for s in recipe["steps"]] == ["distill", "channel-prune"]
     assert {k: params[k] for k in ("engine", "precision", "threads")} == DEPLOY
     # Asked again (another worker's callback), nothing more: that model is queued already.

@@ -31,7 +31,7 @@ def test_a_timing_must_beat_the_fastest_feasible_trial_at_least_as_accurate():
     old.set_user_attr(store.ENV_ID, "here")
     old.set_user_attr(store.METRICS, {"accuracy_drop": 0.0, "feasible": True})
     study.tell(old, [0.1, 0.99])
-    rivals = feasible_rivals(study, "here")
+    rivals = feasible_rivals(study.get_trials(deepcopy=False), "here")
     assert sorted(rivals) == [(0.0, 1.0, 1), (0.0, 3.0, 1), (0.0, 50.0, 8), (0.005, 9.0, 1)]
     # A model that loses nothing must beat ×3; one that loses as much as the ×9 one, ×9.
     assert to_beat(rivals, 0.0, 1) == 3.0

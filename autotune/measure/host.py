@@ -50,7 +50,7 @@ PEAK_METHOD = 4
 # The peak shapes are timed this many times over, each pass in the other order, and each
 # kind keeps its best: a slow phase of the machine must then last through every pass, not
 # through the one that happened to time a shape, to leave the peak short. Each pass times a
-# shape for half the seconds one pass did, so the peak costs what it did (about 20 s here).
+# shape for half the seconds one pass did, so the peak costs what it did (about 25 s here).
 PEAK_PASSES = 2
 # The conversions each peak shape is timed in, and the peak kind each one counts towards: full
 # and dynamic-range int8 share one kind, as ``peak_key`` bounds both by it.

@@ -53,7 +53,7 @@ GATED = "autotune:gated"  # why the accuracy gate stopped the trial before timin
 # timed again; the trial it repeats (its number). Repeats fill no budget and show on no front.
 REPEAT_OF = "autotune:repeat_of"
 # A trial queued to deploy an already measured model another way: {"trial": the first
-# measured trial of that model, "made": how the model was made (study.deployments.made_key)}.
+# measured trial of that model, "made": how the model was made (study.ways.made_key)}.
 DEPLOYMENT_OF = "autotune:deployment_of"
 # A trial queued to measure the model an earlier trial's chain made on its way (its first
 # steps), that chain being past the accuracy limit: {"trial": its number, "made": made_key}.

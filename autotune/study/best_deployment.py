@@ -22,7 +22,7 @@ from autotune.errors import AutotuneError
 from autotune.search.recipe import Recipe
 from autotune.storage import store
 from autotune.storage.record import Quality, TrialRecord
-from autotune.study.deployments import DEPLOYED, _measured, _Replay, deployment_kind, made_key
+from autotune.study.ways import DEPLOYED, Replay, deployment_kind, made_key, measured_trials
 from autotune.study.hopeless import hopeless_steps, takes_one
 
 
@@ -44,7 +44,7 @@ def winning_deployment(trials: list[FrozenTrial]) -> dict[str, Any] | None:
     all) on the most trained models compared so far; the latest such model breaks a tie. None
     until some model was measured more than one way."""
     by_model: dict[str, list[tuple[FrozenTrial, TrialRecord]]] = {}
-    for t, r in _measured(trials):
+    for t, r in measured_trials(trials):
         by_model.setdefault(made_key(r.recipe), []).append((t, r))
     wins: dict[str, int] = {}
     latest: dict[str, tuple[int, dict[str, Any]]] = {}
@@ -220,7 +220,7 @@ class BestDeployment(store.Delegating):
         if not hopeless or self._space is None:
             return False
         try:
-            recipe = self._space(_Replay({**sample, **self._deployment(study, trial)}, study))
+            recipe = self._space(Replay({**sample, **self._deployment(study, trial)}, study))
         except (AutotuneError, ValueError, KeyError, TypeError):
             return False
         return isinstance(recipe, Recipe) and takes_one(recipe.to_dict()["steps"], hopeless)

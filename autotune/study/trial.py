@@ -82,15 +82,16 @@ def run_trial(trial: optuna.Trial, plan: Plan, evaluator: Evaluator, reporter: R
     record.write(TrialRecord(recipe=recipe.to_dict(), env_id=evaluator.env["id"]))
 
     # No repeats: a configuration this study already measured here is answered from its record.
+    trials = trial.study.get_trials(deepcopy=False)
     if reference != BASELINE_REF:
-        prior = store.measured_before(trial.study.get_trials(deepcopy=False), recipe.to_dict(), evaluator.env["id"], trial.number)
+        prior = store.measured_before(trials, recipe.to_dict(), evaluator.env["id"], trial.number)
         if prior is not None:
             return _repeat(trial, prior, plan)
 
     # Build, gate, convert, measure: ``evaluate`` below, in the evaluator's process.
     known_baseline = None if reference == BASELINE_REF else trial.study.user_attrs[store.BASELINE]
-    gains = None if known_baseline is None else first_epoch_gains(trial.study, plan.objective.task)
-    rivals = None if known_baseline is None else feasible_rivals(trial.study, evaluator.env["id"])
+    gains = None if known_baseline is None else first_epoch_gains(trials, plan.objective.task)
+    rivals = None if known_baseline is None else feasible_rivals(trials, evaluator.env["id"])
     outcome = evaluator.evaluate(trial.number, recipe, known_baseline, reporter.stage, gains, rivals)
 
     # Record: what the evaluation recorded, the metrics against the baseline, the constraints.
@@ -223,11 +224,13 @@ def evaluate(
     return Metrics.measured(scores, size, gz, timed.metrics()).values
 
 
-def feasible_rivals(study: optuna.Study, env_id: str) -> list[Rival]:
-    """The study's trials measured on this environment within every constraint, as rivals."""
+def feasible_rivals(trials: list[optuna.trial.FrozenTrial], env_id: str) -> list[Rival]:
+    """The study's ``trials`` measured on this environment within every constraint, as rivals."""
     rivals = []
-    for t in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,)):
+    for t in trials:
         r = TrialRecord.from_trial(t)
+        if t.state != optuna.trial.TrialState.COMPLETE:
+            continue
         m = r.metrics
         if r.env_id == env_id and m is not None and m.feasible and not m.gated and m.get("speedup") is not None:
             rivals.append((m.quality_loss, float(m["speedup"]), int(m.get("batch_size", 1))))
@@ -269,13 +272,15 @@ def first_epoch_rule(ws: Workspace, settings: Settings, baseline: dict[str, Any]
     return FirstEpochRule(ws.data.task, baseline[q.name], gate_loss(ws.config.max_accuracy_drop, settings.gate_margin, q, baseline), gains)
 
 
-def first_epoch_gains(study: optuna.Study, task: str) -> dict[str, float]:
+def first_epoch_gains(trials: list[optuna.trial.FrozenTrial], task: str) -> dict[str, float]:
     """By technique, the most a fine-tuning run of the study gained from its first epoch to its
-    last (accuracy points, or MAE), read from the finished trials' lineage."""
+    last (accuracy points, or MAE), read from the finished ``trials``' lineage."""
     q = Quality.for_task(task)
     first, last = f"{q.name}_keras{FIRST_EPOCH}", f"{q.name}_keras"
     gains: dict[str, float] = {}
-    for t in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,)):
+    for t in trials:
+        if t.state != optuna.trial.TrialState.COMPLETE:
+            continue
         for step in TrialRecord.from_trial(t).lineage or ():
             if first in step and last in step and "stopped_after_epoch" not in step:
                 gain = q.sign * (step[first] - step[last])  # how much the loss fell

@@ -1,0 +1,197 @@
+"""After a trial, a model the study has not made whose training is mostly cached: the model a
+chain past the accuracy limit made on its way within it (``prefix_plan``), and the study's
+fastest model taken one step further (``extension_plan``). ``deployments.Deployer`` queues them.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+from collections.abc import Callable
+from typing import Any
+
+import optuna
+from optuna.trial import FrozenTrial, TrialState
+
+from autotune.errors import AutotuneError
+from autotune.search.recipe import Recipe
+from autotune.storage import store
+from autotune.storage.record import TrialRecord
+from autotune.study.ways import TIE, Replay, made_key, measured_trials
+
+def _made_in_study(trials: list[FrozenTrial]) -> set[str]:
+    """How every model of the study was made (``made_key``), measured or queued to be."""
+    made = set()
+    for t in trials:
+        r = TrialRecord.from_trial(t)
+        if r.recipe is not None:
+            made.add(made_key(r.recipe))
+        for queued_for in (r.deployment_of, r.prefix_of, r.extension_of):
+            if queued_for:
+                made.add(queued_for["made"])
+    return made
+
+
+def prefix_plan(study: optuna.Study, trial: FrozenTrial, space: Callable[[Any], Recipe], within: Callable[[dict[str, float]], bool]) -> dict[str, Any] | None:
+    """The parameters of a trial to queue for the model ``trial``'s chain made on its way, when
+    that chain ended past the accuracy limit (gated, or measured beyond it): its longest chain
+    of first steps that, as training evaluated it, was ``within`` the limit (the objective's
+    constraints on the quality loss) and that the study has not made. None if there is none.
+
+    Each step of a chain is trained on the model the step before it left, and the content
+    cache keeps that model, so measuring it trains nothing. On a seed of the demo's benchmark,
+    ``distill w0.25 → channel-prune keep 0.75 → QAT`` was gated at the third trial while its
+    first step, the student that later made the study's fastest deployment within the limit,
+    had been trained within it; the sampler first proposed that student alone at trial 40.
+    """
+    record = TrialRecord.from_trial(trial)
+    metrics, recipe, lineage = record.metrics, record.recipe, record.lineage
+    baseline = study.user_attrs.get(store.BASELINE)
+    if trial.state != TrialState.COMPLETE or not trial.params or recipe is None or not lineage or metrics is None or not baseline:
+        return None
+    if record.reference or record.deployment_of or record.prefix_of or record.extension_of or record.repeat_of is not None or record.warm_start:
+        return None
+    if metrics.feasible and not metrics.gated:
+        return None
+    q = metrics.quality
+    trained = [step for step in lineage if step.get("step") not in ("base", "convert")]
+    steps = recipe["steps"][: len(trained)]
+    if q.name not in baseline or [s["name"] for s in steps] != [s.get("step") for s in trained]:
+        return None
+    made = _made_in_study(study.get_trials(deepcopy=False))
+    batch = {"batch_size": trial.params["batch_size"]} if "batch_size" in trial.params else {}
+    for n in range(min(len(trained), len(recipe["steps"])) - 1, 0, -1):
+        after = trained[n - 1].get(f"{q.name}_keras")
+        if after is None or not within(q.loss({q.name: after}, baseline)):
+            continue
+        wanted = {"steps": steps[:n], "runtime": {"batch_size": recipe["runtime"].get("batch_size", 1)}}
+        if made_key(wanted) in made:
+            return None  # the study has that model already (and any longer one within is past it)
+        params = _params_making(study, trial, space, steps[:n])
+        if params is not None:
+            return params | batch
+    return None
+
+
+def _speed(record: TrialRecord) -> float | None:
+    """How fast a measurement was: its interleaved speed-up over the baseline (comparable
+    across minutes of drift, unlike a p50), None where it has none."""
+    speedup = record.metrics.get("speedup") if record.metrics is not None else None
+    return float(speedup) if speedup else None
+
+
+def _step_evidence(trials: list[FrozenTrial], baseline: dict[str, Any], quality: Any) -> dict[str, tuple[float, bool]]:
+    """For every step the study trained (its name and parameters, as JSON): the accuracy it
+    cost, as training evaluated the model it was given and the one it left, the mean over the
+    models it was given (each once, however many trials deployed or extended it); and whether
+    it ever left fewer parameters than it was given (a step that thins: distillation, channel
+    pruning; not magnitude pruning or QAT, whose kernels stay dense). A fine-tuning stopped
+    after its first epoch tells no cost: it did not train to the end."""
+    name = f"{quality.name}_keras"
+    costs: dict[str, dict[str, float]] = {}
+    thins: set[str] = set()
+    for t in trials:
+        r = TrialRecord.from_trial(t)
+        if r.lineage is None or r.recipe is None or r.repeat_of is not None:
+            continue
+        before: float | None = baseline.get(quality.name)
+        trained = [e for e in r.lineage if e.get("step") not in ("base", "convert")]
+        for i, (step, e) in enumerate(zip(r.recipe["steps"], trained)):
+            after = e.get(name)
+            if step["name"] != e.get("step") or after is None or before is None or "stopped_after_epoch" in e:
+                break
+            key = json.dumps(step, sort_keys=True)
+            costs.setdefault(key, {})[json.dumps(r.recipe["steps"][:i], sort_keys=True)] = quality.sign * (after - before)
+            if "params" in e and e["params"] < e.get("params_before", 0):
+                thins.add(key)
+            before = after
+    return {k: (sum(by_model.values()) / len(by_model), k in thins) for k, by_model in costs.items()}
+
+
+def extension_plan(study: optuna.Study, trial: FrozenTrial, space: Callable[[Any], Recipe], within: Callable[[dict[str, float]], bool]) -> dict[str, Any] | None:
+    """The parameters of a trial to queue for the study's fastest model taken one step further,
+    when ``trial`` deployed a model within ``TIE`` of the study's fastest speed-up within the
+    accuracy limit (measured here): its chain with one more step appended that the study has
+    trained and seen thin a model, whose accuracy cost (``_step_evidence``), added to
+    ``trial``'s loss, is ``within`` the limit; of those, the cheapest in accuracy, with the
+    parameters a trial of the study took that step with. Deployed as ``trial`` was. Once per
+    model; None if there is none, or if the study made that model already.
+
+    The content cache holds ``trial``'s model, so the new model costs only its last step's
+    training (and its deployments, as any new model's). On the demo, the fastest model within
+    the limit in most studies was a width-0.25 student with a third of the limit to spare, and
+    the fastest any study found was that student channel-pruned to keep 0.75 (×7.71 against
+    ×7.45): a model TPE proposed in none of three 50-trial studies, because it proposes a
+    chain as a whole.
+    """
+    record = TrialRecord.from_trial(trial)
+    metrics, recipe = record.metrics, record.recipe
+    baseline = study.user_attrs.get(store.BASELINE)
+    speed = _speed(record)
+    if not measured_trials([trial]) or not trial.params or not metrics.feasible or not baseline or speed is None:
+        return None
+    q = metrics.quality
+    if q.name not in baseline:
+        return None
+    trials = study.get_trials(deepcopy=False)
+    here = [r for _, r in measured_trials(trials) if r.env_id == record.env_id and r.metrics.feasible and not r.reference]
+    if speed * TIE < max((_speed(r) or 0.0 for r in here), default=0.0):
+        return None
+    key = made_key(recipe)
+    if any((TrialRecord.from_trial(t).extension_of or {}).get("from") == key for t in trials):
+        return None  # this model was taken a step further already
+    affordable = {
+        step: cost
+        for step, (cost, thins) in _step_evidence(trials, baseline, q).items()
+        if thins and within(q.loss({q.name: metrics.quality_value + q.sign * cost}, baseline))
+    }
+    if not affordable:
+        return None
+    made = _made_in_study(trials)
+    batch = {"batch_size": trial.params["batch_size"]} if "batch_size" in trial.params else {}
+    steps = recipe["steps"]
+    candidates: list[tuple[float, dict[str, Any]]] = []
+    # A technique the trial left off, switched on with the parameters a trial of the study
+    # took it with (each distinct set of them once).
+    for switch in [n for n, v in trial.params.items() if v is False]:
+        tried: set[str] = set()
+        for donor in trials:
+            if donor.params.get(switch) is not True:
+                continue
+            extra = {n: v for n, v in donor.params.items() if n not in trial.params}
+            text = json.dumps(extra, sort_keys=True, default=str)
+            if text in tried:
+                continue
+            tried.add(text)
+            replay = Replay({**extra, **trial.params, switch: True}, study)
+            try:
+                variant = space(replay)
+            except (AutotuneError, ValueError, KeyError, TypeError):
+                continue
+            if not isinstance(variant, Recipe):
+                continue
+            longer = variant.to_dict()["steps"]
+            step = json.dumps(longer[-1], sort_keys=True) if longer else ""
+            if len(longer) != len(steps) + 1 or longer[:-1] != steps or step not in affordable:
+                continue
+            if made_key({"steps": longer, "runtime": recipe["runtime"]}) not in made:
+                candidates.append((affordable[step], {n: replay.params[n] for n in replay.distributions} | batch))
+    if not candidates:
+        return None
+    return min(candidates, key=lambda c: c[0])[1]
+
+
+def _params_making(study: optuna.Study, trial: FrozenTrial, space: Callable[[Any], Recipe], steps: list[dict[str, Any]]) -> dict[str, Any] | None:
+    """``trial``'s parameters with the fewest of its switched-on techniques switched off that
+    make a model with exactly ``steps``, deployed as ``trial`` was; None if none does."""
+    on = [name for name, value in trial.params.items() if value is True]
+    for k in range(1, len(on) + 1):
+        for off in itertools.combinations(on, k):
+            replay = Replay({**trial.params, **dict.fromkeys(off, False)}, study)
+            try:
+                variant = space(replay)
+            except (AutotuneError, ValueError, KeyError, TypeError):
+                continue
+            if isinstance(variant, Recipe) and variant.to_dict()["steps"] == steps:
+                return dict(replay.params)
+    return None
