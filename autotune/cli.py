@@ -154,8 +154,6 @@ def worker(
 ) -> None:
     """Join a study and run its trials until its budget is spent; start as many as you like,
     on this machine or others sharing a PostgreSQL storage. With --queue: work for the service."""
-    import os
-
     from autotune.study.run import run as run_study
 
     if queue:
