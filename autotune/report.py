@@ -133,12 +133,6 @@ class RunProgress:
     def deployments_queued(self, number: int, count: int) -> None:
         self._print(f"[dim]queued[/] {count} more way{'s' if count > 1 else ''} of deploying #{number}'s model (the model is not trained again)")
 
-    def deployments_left_out(self, number: int, by: int, reach: float) -> None:
-        self._print(
-            f"[dim]not deployed other ways[/] #{number}'s model: #{by} is at least ×{reach:.2f} and as accurate as another way "
-            "of it could be, by what other ways gained on earlier models"
-        )
-
     def prefix_queued(self, number: int, recipe: str) -> None:
         self._print(f"[dim]queued[/] the model #{number}'s chain made on its way, within the limit as trained: {recipe} (trained already)")
 

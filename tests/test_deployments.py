@@ -16,7 +16,7 @@ from autotune.storage.record import TrialRecord
 from autotune.measure.stats import usable_cores
 from autotune.study.best_deployment import BestDeployment, winning_deployment
 from autotune.study.deployments import plan
-from autotune.study.ways import FAR_SLOWER, LOSER_AFTER, LOSER_EVERY, TIE, Replay, deployment_kind, dominated_by, losers, made_key
+from autotune.study.ways import FAR_SLOWER, LOSER_AFTER, LOSER_EVERY, TIE, Replay, deployment_kind, losers, made_key
 
 SPACE = load_space("default")
 STUDENT = {"distill": True, "distill_width": 0.5, "temperature": 4.0, "alpha": 0.9, "channel_prune": False, "prune": False}
@@ -380,64 +380,3 @@ def test_a_thread_count_that_lost_on_litert_is_not_held_against_tensorflow():
     second = _measure(study, {**STUDENT, "distill_width": 0.25} | {"engine": "litert", "precision": "int8", "threads": 1, "qat": False}, 0.02)
     kinds = {deployment_kind(r) for r in _recipes(study, plan(study, second, SPACE, "env", room=100))}
     assert f"fp32 · tensorflow · {cores}t" in kinds and f"fp16 · litert · {cores}t" not in kinds
-
-
-def _timed(study, params, speedup, accuracy, lineage_accuracy=None):
-    """A complete trial timed at ``speedup`` over the baseline (baseline accuracy 0.99)."""
-    study.enqueue_trial(params)
-    trial = study.ask()
-    recipe = SPACE(trial)
-    trial.set_user_attr(store.RECIPE, recipe.to_dict())
-    trial.set_user_attr(store.ENV_ID, "env")
-    p50 = 1.0 / speedup
-    metrics = {"latency_p50_ms": p50, "speedup": speedup, "accuracy": accuracy, "accuracy_drop": 0.99 - accuracy, "feasible": True}
-    trial.set_user_attr(store.METRICS, metrics)
-    if lineage_accuracy is not None:
-        trial.set_user_attr(store.LINEAGE, [{"step": "distill", "accuracy_keras": lineage_accuracy}])
-    study.tell(trial, [p50, accuracy])
-    return study.trials[-1]
-
-
-DYNAMIC = {"engine": "litert", "precision": "dynamic-int8", "threads": 2}
-INT8 = {"engine": "litert", "precision": "int8", "threads": 2, "qat": False}
-
-
-def test_a_model_that_no_other_way_could_take_onto_the_front_is_deployed_no_other_way():
-    study = _study()
-    # The first model, two ways: int8 was x1.05 faster than dynamic-int8 and as accurate.
-    a = STUDENT | {"distill_width": 0.5, "temperature": 2.0}
-    _timed(study, a | DYNAMIC, 8.0, 0.9944)
-    _timed(study, a | INT8, 8.4, 0.9944)
-    # A wider student: x4.2 at 0.9861. Even x1.05 x TIE faster it is slower than the first,
-    # and less accurate: nothing another way of it could reach is on the front.
-    wide = _timed(study, STUDENT | {"distill_width": 0.75} | DYNAMIC, 4.2, 0.9861)
-    assert plan(study, wide, SPACE, "env", room=100) == []
-    assert dominated_by(study.trials, wide)[0] == 0  # the first model, dynamic-int8
-    # A student nearly as fast (x7.9) could be faster another way: deployed.
-    close = _timed(study, STUDENT | {"distill_width": 0.5, "temperature": 4.0} | DYNAMIC, 7.9, 0.9861)
-    assert dominated_by(study.trials, close) is None
-    assert plan(study, close, SPACE, "env", room=100)
-    # A slow student whose trained weights were more accurate than its dynamic-int8 reading:
-    # another way (fp32) could reach the float accuracy, which no faster trial has.
-    accurate = _timed(study, STUDENT | {"distill_width": 0.75, "temperature": 2.0} | DYNAMIC, 4.2, 0.9916, lineage_accuracy=0.9972)
-    assert dominated_by(study.trials, accurate) is None
-    assert plan(study, accurate, SPACE, "env", room=100)
-
-
-def test_nothing_is_dominated_before_a_model_was_compared_more_than_one_way():
-    study = _study()
-    _timed(study, STUDENT | {"distill_width": 0.5, "temperature": 2.0} | DYNAMIC, 8.0, 0.9944)
-    wide = _timed(study, STUDENT | {"distill_width": 0.75} | DYNAMIC, 4.2, 0.9861)
-    assert dominated_by(study.trials, wide) is None
-    assert plan(study, wide, SPACE, "env", room=100)
-
-
-def test_what_another_way_gained_in_accuracy_keeps_a_model_deployed():
-    study = _study()
-    a = STUDENT | {"distill_width": 0.5, "temperature": 2.0}
-    _timed(study, a | DYNAMIC, 8.0, 0.9916)
-    _timed(study, a | INT8, 8.0, 0.9944)  # one sample more accurate at int8
-    # x4.2 at 0.9916: another way might reach 0.9944 (as int8 did), and the x8.0 at 0.9944
-    # dominates that; at 0.9944 it might reach 0.9972, which nothing has.
-    assert dominated_by(study.trials, _timed(study, STUDENT | {"distill_width": 0.75} | DYNAMIC, 4.2, 0.9916))[0] == 1
-    assert dominated_by(study.trials, _timed(study, STUDENT | {"distill_width": 0.75, "temperature": 2.0} | DYNAMIC, 4.2, 0.9944)) is None

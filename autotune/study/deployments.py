@@ -11,8 +11,6 @@ fast that model is at its best, not from one deployment of it. The queued trials
 budget like any other; they are never more than what is left of it.
 
 What the study has already shown never wins is left out most of the time (``ways.losers``).
-A model whose first measurement is beyond the study's front by more than another way gained on
-the models compared before it (``ways.dominated_by``) is deployed no other way.
 
 A model whose first measurement is beyond the accuracy limit is deployed only at its other
 precisions, one way each (its own engine and thread count where the space offers them): another
@@ -51,7 +49,6 @@ from autotune.study.ways import (
     Replay,
     choices,
     deployment_kind,
-    dominated_by,
     losers,
     made_key,
     measured_trials,
@@ -112,8 +109,6 @@ def plan(study: optuna.Study, trial: FrozenTrial, space: Callable[[Any], Recipe]
     trials = study.get_trials(deepcopy=False)
     if any((TrialRecord.from_trial(t).deployment_of or {}).get("made") == key for t in trials):
         return []  # this model's deployments were queued already
-    if record.metrics.feasible and dominated_by(trials, trial) is not None:
-        return []  # no other way of deploying it can reach the front
     done = measured_trials(trials)
     measured = {json.dumps(r.recipe, sort_keys=True) for _, r in done if r.env_id == env_id}
     models = len({made_key(r.recipe) for _, r in done})
@@ -175,11 +170,9 @@ class Deployer:
         within: Callable[[dict[str, float]], bool] | None = None,
         on_prefix: Callable[[int, str], None] | None = None,
         on_extension: Callable[[int, str], None] | None = None,
-        on_dominated: Callable[[int, int, float], None] | None = None,
     ) -> None:
         self.space, self.budget, self.env_id, self.on_queued = space, budget, env_id, on_queued
         self.within, self.on_prefix, self.on_extension = within, on_prefix, on_extension
-        self.on_dominated = on_dominated
 
     def _enqueue(self, study: optuna.Study, params: dict[str, Any], attrs: dict[str, Any]) -> str:
         """Queue ``params`` marked with ``attrs`` (plus how its model is made); its recipe as
@@ -210,11 +203,6 @@ class Deployer:
                     self.on_extension(trial.number, text)
         queued = plan(study, trial, self.space, self.env_id, room)
         if not queued:
-            record = TrialRecord.from_trial(trial)
-            first = room > 0 and record.deployment_of is None and record.metrics is not None and record.metrics.feasible
-            dominated = dominated_by(study.get_trials(deepcopy=False), trial) if first else None
-            if dominated is not None and self.on_dominated is not None:
-                self.on_dominated(trial.number, dominated[0], dominated[1])
             return
         made = made_key(TrialRecord.from_trial(trial).recipe or {})
         for params in queued:

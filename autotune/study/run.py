@@ -200,7 +200,6 @@ def _run(
         within=lambda loss: all(c.violation(loss) <= 0 for c in constraints if c.name in loss),
         on_prefix=reporter.prefix_queued,
         on_extension=reporter.extension_queued,
-        on_dominated=reporter.deployments_left_out,
     )
 
     def requested() -> str | None:
