@@ -35,12 +35,13 @@ def workdir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, demo_files: tuple[P
 @pytest.fixture
 def fresh_probes(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> Path:
     """A host directory that keeps no probe's findings, so that every study probes its model
-    for real; the host's measured peak is copied in, so that it is not measured again."""
+    for real; the host's measured peak and its sentinel are copied in, so that they are not
+    made again."""
     from autotune.measure.host import default_host_dir
 
     host = tmp_path_factory.mktemp("host")
-    for peak in default_host_dir().glob("peak-*.json"):
-        shutil.copy(peak, host)
+    for kept in [*default_host_dir().glob("peak-*.json"), *default_host_dir().glob("sentinel-*.tflite")]:
+        shutil.copy(kept, host)
     monkeypatch.setenv("AUTOTUNE_HOST_DIR", str(host))
     return host
 

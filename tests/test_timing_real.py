@@ -118,3 +118,34 @@ def replace_policy(**changes) -> TimingPolicy:
     from dataclasses import replace
 
     return replace(FAST, **changes)
+
+
+def test_a_comparison_while_a_small_model_ran_slower_than_usual_is_taken_again(tmp_path: Path) -> None:
+    from autotune.measure.sentinel import host_sentinel
+
+    light = _dense_stack(tmp_path, "light", width=32, depth=2)
+    heavy = _dense_stack(tmp_path, "heavy", width=512, depth=4)  # the baseline: light is faster on any machine
+    recipe = Recipe("fp32", Runtime("litert", threads=1))
+    x = np.random.default_rng(0).standard_normal((8, 64)).astype(np.float32)
+    sentinel = host_sentinel(tmp_path / "host")
+    assert host_sentinel(tmp_path / "host") == sentinel  # built once, kept
+    # No interval is too wide and the baseline never drifts: only the sentinel counts.
+    calm = replace_policy(noise_limit=10.0, drift_limit=100.0)
+    timer = Timer(heavy, recipe.runtime, {}, HostLock(tmp_path / "lock"), calm, sentinel=sentinel)
+    first = timer.time(light, recipe, x)
+    assert first.attempts == 1 and not first.noisy and first.sentinel_ratio is None  # nothing to compare with yet
+    read = timer._sentinel_p50s[1]
+    assert len(read) == 2 and all(r > 0 for r in read)  # before and after the comparison
+    # Its earlier readings were ten times faster: the machine ran small models slow this time.
+    timer._sentinel_p50s[1] = [min(read) / 10] * calm.drift_after
+    slow = timer.time(light, recipe, x)
+    assert slow.attempts == 2 and slow.noisy
+    assert slow.metrics()["sentinel_ratio"] > 5
+    # Biased, but even ten times faster it could not beat what it must: taken once.
+    timer._sentinel_p50s[1] = [min(read) / 10] * calm.drift_after
+    beaten = timer.time(light, recipe, x, beat=1000 * slow.comparison.speedup_high)
+    assert beaten.attempts == 1 and beaten.noisy
+    # As usual: taken once.
+    timer._sentinel_p50s[1] = list(read) * calm.drift_after
+    steady = timer.time(light, recipe, x)
+    assert steady.attempts == 1 and not steady.noisy and steady.sentinel_ratio < calm.phase_limit

@@ -17,6 +17,8 @@ import numpy as np
 
 from autotune.measure.artifact import Executor, open_executor
 from autotune.measure.host import HostLock, cores_for, peak_key, pinning
+from autotune.measure.sentinel import p50_ms as sentinel_p50_ms
+from autotune.measure.sentinel import sentinel_call, usual_ms
 from autotune.measure.stats import Comparison, LatencyProtocol, Side, measure_interleaved
 from autotune.search.recipe import Recipe, Runtime
 
@@ -36,9 +38,12 @@ class TimingPolicy:
     nor is one whose whole interval is slower than a model at least as accurate already ran
     (``Timer.time``'s ``beat``): however it is read, it is off the front.
 
-    Noisy is a wide interval, or a drifted baseline: the interleaving cancels a slowdown that
-    hits both sides alike, not one that hits the 2 MB baseline harder than a 40 KB student.
-    Either kind misleads the search. On a Zen 4 study of the demo every comparison's baseline
+    Noisy is a wide interval, a drifted baseline, or a slow sentinel: the interleaving cancels
+    a slowdown that hits both sides alike, not one that hits the 2 MB baseline harder than a
+    40 KB student, or the student harder than the baseline. Each kind misleads the search. A
+    drifted or slow-sentinel comparison is biased, not only wide, so its interval cannot say
+    it is off the front: it is taken again unless its interval, scaled by how far the machine
+    was off, is still below what it must beat. On a Zen 4 study of the demo every comparison's baseline
     ran within ×0.95–1.15 of the study's median but one, at ×2.03, whose student read ×9.41
     (a narrow interval) where the study's other students of its width read ×7.1–7.5; with
     another study running beside, one student read ×9.4 with an interval of ×6.8–9.5 where
@@ -59,6 +64,13 @@ class TimingPolicy:
     drift_limit: float = 1.3
     drift_after: int = 3
     drift_window: int = 15
+    # A comparison during which the host's sentinel (a small model, ``measure.sentinel``),
+    # timed for ``sentinel_seconds`` just before and after it at the candidate's thread count,
+    # ran this many times slower than usual (the fast fifth of its last ``drift_window``
+    # readings at that thread count, once there are ``drift_after``) was taken while the
+    # machine ran small models slower than large ones, and is treated as noisy.
+    phase_limit: float = 1.25
+    sentinel_seconds: float = 0.05
 
     def __post_init__(self) -> None:
         if not 0 < self.screening <= 1:
@@ -87,6 +99,9 @@ class Timed:
     attempts: int
     macs: int | None
     compute_floor_ms: float | None
+    # The sentinel's slower reading around the comparison kept, over its usual (None: no
+    # sentinel, or too few readings yet to know its usual).
+    sentinel_ratio: float | None
     lock_wait_s: float
     cores: tuple[int, ...]
     baseline_cores: tuple[int, ...]
@@ -104,6 +119,7 @@ class Timed:
             "macs": self.macs,
             "compute_floor_ms": floor,
             "floor_ratio": None if not floor else c.candidate.p50_ms / floor,
+            "sentinel_ratio": self.sentinel_ratio,
         }
 
     def record(self) -> dict[str, Any]:
@@ -130,6 +146,8 @@ class Timer:
 
     ``baseline_at`` gives the baseline artifact converted for another batch, for models whose
     artifacts take one batch only (recurrent ones); without it, the baseline is resized.
+    ``sentinel``: the host's small model (``measure.sentinel.host_sentinel``), timed around
+    every comparison; without it, only the interval and the baseline's drift tell noise.
     """
 
     baseline_path: Path
@@ -138,7 +156,11 @@ class Timer:
     lock: HostLock
     policy: TimingPolicy = TimingPolicy()
     baseline_at: Callable[[int], Path] | None = None
+    sentinel: Path | None = None
     _baselines: dict[Path, Executor] = field(default_factory=dict, repr=False)
+    _sentinels: dict[int, Callable[[], object]] = field(default_factory=dict, repr=False)
+    # The sentinel's p50 in every reading, by thread count.
+    _sentinel_p50s: dict[int, list[float]] = field(default_factory=dict, repr=False)
     # The baseline's p50 in each comparison kept, by batch size.
     _baseline_p50s: dict[int, list[float]] = field(default_factory=dict, repr=False)
 
@@ -150,8 +172,36 @@ class Timer:
         ratio = comparison.baseline.p50_ms / statistics.median(seen)
         return not 1 / self.policy.drift_limit <= ratio <= self.policy.drift_limit
 
-    def _noisy(self, comparison: Comparison, batch: int) -> bool:
-        return comparison.relative_width > self.policy.noise_limit or self.drifted(comparison, batch)
+    def _drift_ratio(self, comparison: Comparison, batch: int) -> float:
+        """How many times slower or faster than usual the baseline ran (1.0 until known)."""
+        seen = self._baseline_p50s.get(batch, [])[-self.policy.drift_window :]
+        if len(seen) < self.policy.drift_after:
+            return 1.0
+        ratio = comparison.baseline.p50_ms / statistics.median(seen)
+        return max(ratio, 1 / ratio)
+
+    def _sentinel_ms(self, threads: int) -> float | None:
+        """The sentinel's p50 now, at ``threads`` on the cores pinned (None: no sentinel)."""
+        if self.sentinel is None:
+            return None
+        if threads not in self._sentinels:
+            self._sentinels[threads] = sentinel_call(self.sentinel, threads)
+        return sentinel_p50_ms(self._sentinels[threads], self.policy.sentinel_seconds)
+
+    def sentinel_ratio(self, threads: int, readings: list[float | None]) -> float | None:
+        """The slowest of ``readings`` over the sentinel's usual at ``threads`` (None until
+        ``drift_after`` readings, or without readings)."""
+        seen = self._sentinel_p50s.get(threads, [])[-self.policy.drift_window :]
+        now = [r for r in readings if r is not None]
+        if len(seen) < self.policy.drift_after or not now:
+            return None
+        return max(now) / usual_ms(seen)
+
+    def _off(self, ratio: float | None) -> bool:
+        return ratio is not None and ratio > self.policy.phase_limit
+
+    def _noisy(self, comparison: Comparison, batch: int, sentinel: float | None = None) -> bool:
+        return comparison.relative_width > self.policy.noise_limit or self.drifted(comparison, batch) or self._off(sentinel)
 
     def _baseline_executor(self, batch: int) -> Executor:
         path = self.baseline_path
@@ -179,6 +229,7 @@ class Timer:
             "candidate": cores_for(runtime.threads),
             "baseline": cores_for(self.baseline_runtime.threads),
         }
+        threads = runtime.threads
         with self.lock.exclusive() as waited, pinning() as pin:
             pin(cores["candidate"])
             executor, load_s = open_executor(path, runtime)
@@ -187,21 +238,40 @@ class Timer:
             call()
             cold_s = load_s + time.perf_counter() - t0
             baseline_call = baseline.timed_call(sample)
-            best: Comparison | None = None
+            before = self._sentinel_ms(threads)
+            readings = [before] if before is not None else []
+            best: tuple[Comparison, float | None] | None = None
             attempts = 0
-            rank = lambda c: (self.drifted(c, runtime.batch_size), c.relative_width)  # noqa: E731  (usual baseline first)
+
+            def rank(taken: tuple[Comparison, float | None]) -> tuple[bool, bool, float]:
+                c, ratio = taken  # a usual machine first, then the narrowest
+                return (self.drifted(c, runtime.batch_size), self._off(ratio), c.relative_width)
+
             while attempts <= (self.policy.retries if final else self.policy.search_retries):
                 attempts += 1
                 c = measure_interleaved(
                     call, baseline_call, protocol, cold_start_s=cold_s, before_block=lambda side: pin(cores[side])
                 )
-                if best is None or rank(c) < rank(best):
-                    best = c
-                if not self._noisy(best, runtime.batch_size) or (not final and best.speedup_high < max(beat, 1.0)):
+                pin(cores["candidate"])
+                after = self._sentinel_ms(threads)
+                taken = (c, self.sentinel_ratio(threads, [before, after]))
+                readings += [after] if after is not None else []
+                before = after
+                if best is None or rank(taken) < rank(best):
+                    best = taken
+                c, ratio = best
+                if not self._noisy(c, runtime.batch_size, ratio):
+                    break
+                # Off by how much the machine was: a biased reading is scaled by it before it
+                # is judged off the front.
+                bias = max(self._drift_ratio(c, runtime.batch_size), ratio or 1.0)
+                if not final and c.speedup_high * bias < max(beat, 1.0):
                     break  # a search trial wholly slower than what it must beat is no trade-off however read
         assert best is not None
-        noisy = self._noisy(best, runtime.batch_size)
-        self._baseline_p50s.setdefault(runtime.batch_size, []).append(best.baseline.p50_ms)
+        best_comparison, ratio = best
+        noisy = self._noisy(best_comparison, runtime.batch_size, ratio)
+        self._baseline_p50s.setdefault(runtime.batch_size, []).append(best_comparison.baseline.p50_ms)
+        self._sentinel_p50s.setdefault(threads, []).extend(readings)
         with self.lock.shared():  # freezing a graph is work: not while another process times
             try:
                 macs = executor.macs(sample)
@@ -210,11 +280,12 @@ class Timer:
         peak = self.peak.get(peak_key(recipe.precision, runtime.engine, runtime.threads))
         floor = macs * runtime.batch_size / peak * 1e3 if macs and peak else None
         return Timed(
-            comparison=best,
+            comparison=best_comparison,
             noisy=noisy,
             attempts=attempts,
             macs=macs,
             compute_floor_ms=floor,
+            sentinel_ratio=ratio,
             lock_wait_s=waited,
             cores=cores["candidate"],
             baseline_cores=cores["baseline"],

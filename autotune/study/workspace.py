@@ -19,6 +19,7 @@ from autotune.inputs.config import StudyConfig
 from autotune.inputs.data import Dataset, file_key
 from autotune.inputs.model import load_inputs
 from autotune.measure.host import HostLock, host_peak
+from autotune.measure.sentinel import host_sentinel
 from autotune.measure.stats import environment, usable_cores
 from autotune.measure.timing import Timer, TimingPolicy
 from autotune.search.objective import Objective
@@ -40,6 +41,7 @@ class Workspace:
     peak: dict[str, float]
     lock: HostLock
     policy: TimingPolicy
+    sentinel: Path | None = None
     _timer: Timer | None = None
 
     def _baseline_at(self, batch: int) -> Path:
@@ -56,7 +58,7 @@ class Workspace:
             path = self.builder.build(self.baseline).path
             assert path is not None
             baseline_at = self._baseline_at if self.builder.fixed_batch() else None
-            self._timer = Timer(path, self.baseline.runtime, self.peak, self.lock, self.policy, baseline_at)
+            self._timer = Timer(path, self.baseline.runtime, self.peak, self.lock, self.policy, baseline_at, sentinel=self.sentinel)
         return self._timer
 
 
@@ -70,6 +72,8 @@ def open_workspace(config: StudyConfig, settings: Settings) -> Workspace:
     cache = ContentCache(settings.studies_dir / config.study / "cache")
     builder = Builder(model_path, custom.model_key(file_key(model_path), config.custom_objects), data, data.key, cache, config.seed, model=model)
     env = environment()
+    with settings.lock.shared():  # converting is work: not while another process times
+        sentinel = host_sentinel(settings.host_dir)
     return Workspace(
         config=config,
         data=data,
@@ -80,6 +84,7 @@ def open_workspace(config: StudyConfig, settings: Settings) -> Workspace:
         peak=host_peak(settings.host_dir, settings.lock, str(env["id"])),
         lock=settings.lock,
         policy=settings.timing,
+        sentinel=sentinel,
     )
 
 
