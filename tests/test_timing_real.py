@@ -130,7 +130,7 @@ def test_a_comparison_while_a_small_model_ran_slower_than_usual_is_taken_again(t
     sentinel = host_sentinel(tmp_path / "host")
     assert host_sentinel(tmp_path / "host") == sentinel  # built once, kept
     # No interval is too wide and the baseline never drifts: only the sentinel counts.
-    calm = replace_policy(noise_limit=10.0, drift_limit=100.0)
+    calm = replace_policy(noise_limit=10.0, drift_limit=100.0, phase_wait=0.5)
     timer = Timer(heavy, recipe.runtime, {}, HostLock(tmp_path / "lock"), calm, sentinel=sentinel)
     first = timer.time(light, recipe, x)
     assert first.attempts == 1 and not first.noisy and first.sentinel_ratio is None  # nothing to compare with yet
@@ -141,6 +141,9 @@ def test_a_comparison_while_a_small_model_ran_slower_than_usual_is_taken_again(t
     slow = timer.time(light, recipe, x)
     assert slow.attempts == 2 and slow.noisy
     assert slow.metrics()["sentinel_ratio"] > 5
+    # Before the retake it waited for the sentinel to run as usual (it never did here): read
+    # before, after each attempt, and every 0.05 s of the half-second wait between them.
+    assert len(timer._sentinel_p50s[1]) - calm.drift_after > 3 + 4
     # Biased, but even ten times faster it could not beat what it must: taken once.
     timer._sentinel_p50s[1] = [min(read) / 10] * calm.drift_after
     beaten = timer.time(light, recipe, x, beat=1000 * slow.comparison.speedup_high)

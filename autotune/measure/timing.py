@@ -71,6 +71,9 @@ class TimingPolicy:
     # machine ran small models slower than large ones, and is treated as noisy.
     phase_limit: float = 1.25
     sentinel_seconds: float = 0.05
+    # How long a comparison taken while the sentinel was slow waits, timing the sentinel, for
+    # it to run as usual before it is taken again.
+    phase_wait: float = 3.0
 
     def __post_init__(self) -> None:
         if not 0 < self.screening <= 1:
@@ -267,6 +270,13 @@ class Timer:
                 bias = max(self._drift_ratio(c, runtime.batch_size), ratio or 1.0)
                 if not final and c.speedup_high * bias < max(beat, 1.0):
                     break  # a search trial wholly slower than what it must beat is no trade-off however read
+                if self._off(taken[1]):
+                    # Taken again once the machine runs small models as usual (or after
+                    # ``phase_wait``): a retake right away mostly falls in the same phase.
+                    deadline = time.perf_counter() + self.policy.phase_wait
+                    while self._off(self.sentinel_ratio(threads, [before])) and time.perf_counter() < deadline:
+                        before = self._sentinel_ms(threads)
+                        readings += [before] if before is not None else []
         assert best is not None
         best_comparison, ratio = best
         noisy = self._noisy(best_comparison, runtime.batch_size, ratio)
