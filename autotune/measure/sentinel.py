@@ -13,9 +13,7 @@ apart), and a study timed that student's first deployments at ×5.6–7.8 where 
 from __future__ import annotations
 
 import os
-import statistics
 import tempfile
-import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -55,21 +53,6 @@ def sentinel_call(path: Path, threads: int) -> Callable[[], object]:
     from autotune.measure.artifact import LiteRTExecutor
 
     return LiteRTExecutor(path, threads).timed_call(np.zeros(SENTINEL_INPUT, np.float32))
-
-
-def p50_ms(call: Callable[[], object], seconds: float) -> float:
-    """The median of ``call``'s durations over ``seconds`` (after one untimed call), in ms."""
-    call()
-    times = []
-    end = time.perf_counter() + seconds
-    while True:
-        t0 = time.perf_counter()
-        call()
-        t1 = time.perf_counter()
-        times.append(t1 - t0)
-        if t1 >= end:
-            break
-    return statistics.median(times) * 1e3
 
 
 def usual_ms(seen: list[float]) -> float:

@@ -132,6 +132,13 @@ def fastest_call_ms(call: Callable[[], object], protocol: LatencyProtocol, *, cl
     return min(_timed_block(call, protocol.min_calls, protocol.min_seconds, protocol.max_seconds, clock)) * 1e3
 
 
+def median_call_ms(call: Callable[[], object], seconds: float, *, clock: Clock = time.perf_counter) -> float:
+    """The median single call over ``seconds`` (after one untimed call), in milliseconds: a
+    short reading of how fast the machine runs ``call`` now."""
+    call()
+    return float(np.median(_timed_block(call, 1, seconds, seconds, clock))) * 1e3
+
+
 def _ci_rank(n: int, confidence: float) -> int:
     """The rank k (1-based) such that the k-th smallest and k-th largest of n values bound
     their median with at least ``confidence`` (the sign test's order statistics)."""

@@ -17,9 +17,8 @@ import numpy as np
 
 from autotune.measure.artifact import Executor, open_executor
 from autotune.measure.host import HostLock, cores_for, peak_key, pinning
-from autotune.measure.sentinel import p50_ms as sentinel_p50_ms
 from autotune.measure.sentinel import sentinel_call, usual_ms
-from autotune.measure.stats import Comparison, LatencyProtocol, Side, measure_interleaved
+from autotune.measure.stats import Comparison, LatencyProtocol, Side, measure_interleaved, median_call_ms
 from autotune.search.recipe import Recipe, Runtime
 
 
@@ -167,21 +166,18 @@ class Timer:
     # The baseline's p50 in each comparison kept, by batch size.
     _baseline_p50s: dict[int, list[float]] = field(default_factory=dict, repr=False)
 
-    def drifted(self, comparison: Comparison, batch: int) -> bool:
-        """Whether the baseline ran ``drift_limit`` times slower or faster than usual."""
-        seen = self._baseline_p50s.get(batch, [])[-self.policy.drift_window :]
-        if len(seen) < self.policy.drift_after:
-            return False
-        ratio = comparison.baseline.p50_ms / statistics.median(seen)
-        return not 1 / self.policy.drift_limit <= ratio <= self.policy.drift_limit
-
     def _drift_ratio(self, comparison: Comparison, batch: int) -> float:
-        """How many times slower or faster than usual the baseline ran (1.0 until known)."""
+        """How many times slower or faster than its median over the timer's last
+        ``drift_window`` comparisons the baseline ran (1.0 until ``drift_after`` of them)."""
         seen = self._baseline_p50s.get(batch, [])[-self.policy.drift_window :]
         if len(seen) < self.policy.drift_after:
             return 1.0
         ratio = comparison.baseline.p50_ms / statistics.median(seen)
         return max(ratio, 1 / ratio)
+
+    def drifted(self, comparison: Comparison, batch: int) -> bool:
+        """Whether the baseline ran ``drift_limit`` times slower or faster than usual."""
+        return self._drift_ratio(comparison, batch) > self.policy.drift_limit
 
     def _sentinel_ms(self, threads: int) -> float | None:
         """The sentinel's p50 now, at ``threads`` on the cores pinned (None: no sentinel)."""
@@ -189,7 +185,7 @@ class Timer:
             return None
         if threads not in self._sentinels:
             self._sentinels[threads] = sentinel_call(self.sentinel, threads)
-        return sentinel_p50_ms(self._sentinels[threads], self.policy.sentinel_seconds)
+        return median_call_ms(self._sentinels[threads], self.policy.sentinel_seconds)
 
     def sentinel_ratio(self, threads: int, readings: list[float | None]) -> float | None:
         """The slowest of ``readings`` over the sentinel's usual at ``threads`` (None until

@@ -19,6 +19,7 @@ from autotune.storage import store
 from autotune.storage.record import TrialRecord
 from autotune.study.ways import TIE, Replay, made_key, measured_trials
 
+
 def _made_in_study(trials: list[FrozenTrial]) -> set[str]:
     """How every model of the study was made (``made_key``), measured or queued to be."""
     made = set()
