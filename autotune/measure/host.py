@@ -49,13 +49,15 @@ PEAK_SHAPES: tuple[tuple[str, tuple[int, ...], str, int], ...] = (
 PEAK_METHOD = 4
 # The peak shapes are timed this many times over, each pass in the other order, and each
 # kind keeps its best: a slow phase of the machine must then last through every pass, not
-# through the one that happened to time a shape, to leave the peak short. Each pass times a
-# shape for half the seconds one pass did, so the peak costs what it did (about 25 s here).
+# through the one that happened to time a shape, to leave the peak short.
 PEAK_PASSES = 2
 # The conversions each peak shape is timed in, and the peak kind each one counts towards: full
 # and dynamic-range int8 share one kind, as ``peak_key`` bounds both by it.
 PEAK_CONVERSIONS: tuple[tuple[str, str], ...] = (("fp32", "fp32"), ("int8", "int8"), ("dynamic-int8", "int8"))
-PEAK_PROTOCOL = LatencyProtocol(warmup_calls=3, warmup_seconds=0.05, min_calls=20, min_seconds=0.25, max_seconds=2.5)
+# A shape's fastest call needs tens of calls, not seconds of them: on a 2-core Zen 4, 0.08 s a
+# shape kept every peak within 5 % of what 0.25 s kept (and two runs of 0.25 s differed by 3 %),
+# and the whole peak took 9 s instead of 22 s of a first run's wall time.
+PEAK_PROTOCOL = LatencyProtocol(warmup_calls=3, warmup_seconds=0.02, min_calls=20, min_seconds=0.08, max_seconds=2.5)
 
 
 def cores_for(threads: int) -> tuple[int, ...]:
