@@ -136,9 +136,8 @@ class RunProgress:
     def prefix_queued(self, number: int, recipe: str) -> None:
         self._print(f"[dim]queued[/] the model #{number}'s chain made on its way, within the limit as trained: {recipe} (trained already)")
 
-    def extension_queued(self, number: int, recipe: str, aim: str) -> None:
-        why = "to be faster" if aim == "speed" else "by a step that gained accuracy here without thinning"
-        self._print(f"[dim]queued[/] #{number}'s model, among the study's fastest, one step further {why}: {recipe} (trains that step only)")
+    def extension_queued(self, number: int, recipe: str) -> None:
+        self._print(f"[dim]queued[/] #{number}'s model, among the study's fastest, one step further: {recipe} (trains that step only)")
 
     def front_remeasured(self, number: int, recipe: str, search: dict, final: dict) -> None:
         if "failed" in final:
@@ -309,7 +308,7 @@ def trial_detail(trial: FrozenTrial, final: Remeasurement | None) -> None:
     if a.prefix_of:
         head += f"  the model #{a.prefix_of['trial']}'s chain made on its way"
     if a.extension_of:
-        head += f"  #{a.extension_of['trial']}'s model one step further" + (" for accuracy" if a.extension_of.get("aim") == "accuracy" else "")
+        head += f"  #{a.extension_of['trial']}'s model one step further"
     console.print(head)
     if trial.datetime_start and trial.datetime_complete:
         console.print(f"started {trial.datetime_start:%Y-%m-%d %H:%M:%S}, took {(trial.datetime_complete - trial.datetime_start).total_seconds():.1f} s")

@@ -1,9 +1,7 @@
 """The study's fastest model taken one step further: after a deployment among the study's
 fastest within the accuracy limit, its chain with one more step appended (a step the study saw
 thin a model, at the cost in accuracy it had there) is queued once, when that cost leaves it
-within the limit; and once more with a step that never thinned and gained accuracy on the
-models it was given (the same speed, more accurate). No TensorFlow: the built-in space and
-Optuna's in-memory storage."""
+within the limit. No TensorFlow: the built-in space and Optuna's in-memory storage."""
 
 from __future__ import annotations
 
@@ -31,7 +29,7 @@ def _study() -> optuna.Study:
     return study
 
 
-def _trained(study, params, accuracies, speedup, thins=True, extension_of=None):
+def _trained(study, params, accuracies, speedup, thins=True):
     """A measured trial within the limit; its lineage says what each step left (``accuracies``,
     one per step) and, with ``thins``, that the thinning steps left fewer parameters."""
     study.enqueue_trial(params)
@@ -43,8 +41,6 @@ def _trained(study, params, accuracies, speedup, thins=True, extension_of=None):
         lineage.append({"step": s["name"], **s["params"], "accuracy_keras": a, **facts})
     trial.set_user_attr(store.RECIPE, recipe)
     trial.set_user_attr(store.LINEAGE, lineage)
-    if extension_of is not None:
-        trial.set_user_attr(store.EXTENSION_OF, extension_of)
     accuracy = accuracies[-1] if accuracies else BASELINE["accuracy"]
     p50 = BASELINE["latency_p50_ms"] / speedup
     metrics = {"latency_p50_ms": p50, "speedup": speedup, "accuracy": accuracy, "accuracy_drop": 0.99 - accuracy, "feasible": True}
@@ -53,26 +49,19 @@ def _trained(study, params, accuracies, speedup, thins=True, extension_of=None):
     return study.trials[-1]
 
 
-def _deploy(study, trial, aim="speed") -> list[str]:
-    """Run the deployer after ``trial``; the models one step further it queued to ``aim`` (as
-    users read them)."""
-    return _deploy_both(study, trial)[aim]
-
-
-def _deploy_both(study, trial) -> dict[str, list[str]]:
-    """Run the deployer after ``trial``; the models one step further it queued, by aim, each
-    checked to be marked with the trial it came from and its aim. The queued trials are then
+def _deploy(study, trial) -> list[str]:
+    """Run the deployer after ``trial``; the models one step further it queued (as users read
+    them), each checked to be marked with the trial it came from. The queued trials are then
     taken and failed, so that the next one ``_trained`` asks for is its own."""
     before = len(study.trials)
     longer = []
-    Deployer(SPACE, 50, "env", lambda n, k: None, within=WITHIN, on_extension=lambda n, text, why: longer.append((why, text)))(study, trial)
+    Deployer(SPACE, 50, "env", lambda n, k: None, within=WITHIN, on_extension=lambda n, text: longer.append(text))(study, trial)
     queued = study.trials[before:]
-    for t, (why, _) in zip(queued, longer):
+    for t in queued[: len(longer)]:
         assert t.user_attrs[store.EXTENSION_OF]["trial"] == trial.number
-        assert t.user_attrs[store.EXTENSION_OF]["aim"] == why
     for _ in queued:
         study.tell(study.ask(), state=TrialState.FAIL)
-    return {aim: [text for why, text in longer if why == aim] for aim in ("speed", "accuracy")}
+    return longer
 
 
 def _known_steps(study):
@@ -141,50 +130,3 @@ def test_a_steps_cost_counts_each_model_it_was_given_once():
     # A drop of 0.006: within with 0.0035, past the limit with 0.005.
     student = _trained(study, STUDENT | {"channel_prune": False, "prune": False} | DEPLOY, [0.984], speedup=7.4)
     assert _deploy(study, student) == []
-
-
-GAINING_PRUNE = {"prune": True, "structure": "unstructured", "sparsity": 0.3, "schedule": "polynomial"}
-
-
-def test_the_fastest_model_is_also_taken_a_step_further_that_gained_accuracy_without_thinning_once():
-    study = _study()
-    _known_steps(study)
-    # Magnitude pruning at 0.3 with the polynomial schedule (one more epoch of fine-tuning)
-    # took a channel-pruned model from 0.986 to 0.995 and a width-0.5 student from 0.985 to
-    # 0.987: a gain of 0.0055 a model, on dense kernels.
-    _trained(study, NONE | {"channel_prune": True, "keep": 0.75} | GAINING_PRUNE | DONOR, [0.986, 0.995], speedup=1.5)
-    _trained(study, STUDENT | {"distill_width": 0.5, "channel_prune": False} | GAINING_PRUNE | DONOR, [0.985, 0.987], speedup=3.0)
-    student = _trained(study, STUDENT | {"channel_prune": False, "prune": False} | DEPLOY, [0.987], speedup=7.4)
-    # The speed extension is queued as well (channel pruning, the cheapest thinning step).
-    assert _deploy_both(study, student) == {
-        "speed": ["distill w0.25 T4 α0.5 → channel-prune keep 0.75 → int8 · litert · 2 threads"],
-        "accuracy": ["distill w0.25 T4 α0.5 → prune 0.3 polynomial → int8 · litert · 2 threads"],
-    }
-    again = _trained(study, STUDENT | {"channel_prune": False, "prune": False} | DEPLOY | {"precision": "dynamic-int8"}, [0.987], speedup=7.3)
-    assert _deploy(study, again, "accuracy") == []
-
-
-def test_a_step_that_lost_accuracy_or_thinned_is_not_appended_for_accuracy():
-    study = _study()
-    # Magnitude pruning at 0.3 (constant) lost 0.001 on the base model; channel pruning at
-    # 0.75 gained 0.005 on a student, but it thins: that is the speed extension's to weigh.
-    _trained(study, NONE | {"prune": True, "structure": "unstructured", "sparsity": 0.3, "schedule": "constant"} | DONOR, [0.989], speedup=1.0, thins=False)
-    _trained(study, STUDENT | {"distill_width": 0.5, "channel_prune": True, "keep": 0.75, "prune": False} | DONOR, [0.980, 0.985], speedup=4.0)
-    student = _trained(study, STUDENT | {"channel_prune": False, "prune": False} | DEPLOY, [0.987], speedup=7.4)
-    assert _deploy_both(study, student) == {"speed": ["distill w0.25 T4 α0.5 → channel-prune keep 0.75 → int8 · litert · 2 threads"], "accuracy": []}
-
-
-def test_a_model_one_step_further_for_accuracy_is_deployed_only_as_its_parent_was():
-    """Its kernels are its parent's (dense), so it runs as fast: the parent's ways were compared
-    already. A model one step further for speed has thinner kernels, and its ways are queued."""
-    queued = {}
-    for aim in ("accuracy", "speed"):
-        study = _study()
-        step = GAINING_PRUNE if aim == "accuracy" else {"prune": False, "channel_prune": True, "keep": 0.75}
-        marker = {"trial": 0, "from": "the parent", "made": "this model", "aim": aim}
-        longer = _trained(study, STUDENT | {"channel_prune": False} | step | DEPLOY, [0.987, 0.989], speedup=7.4, extension_of=marker)
-        counts = []
-        Deployer(SPACE, 50, "env", lambda n, k: counts.append(k), within=WITHIN)(study, longer)
-        queued[aim] = sum(counts)
-    assert queued["accuracy"] == 0
-    assert queued["speed"] > 0

@@ -234,8 +234,7 @@ class TrialRecord:
         prefix_of: Queued to measure the model made on the way by an earlier trial's chain,
             which ended past the accuracy limit: ``{"trial": that trial, "made": ...}``.
         extension_of: Queued to measure an earlier trial's model (among the study's fastest)
-            taken one step further: ``{"trial": it, "from": how its model was made, "made": ...,
-            "aim": "speed" (a thinning step) or "accuracy" (a step that gained accuracy)}``.
+            taken one step further: ``{"trial": it, "from": how its model was made, "made": ...}``.
     """
 
     recipe_text: str | None = None

@@ -20,11 +20,6 @@ from autotune.storage.record import TrialRecord
 from autotune.study.ways import TIE, Replay, made_key, measured_trials
 
 
-# What a step appended to the study's fastest model is for (``extension_plan``).
-SPEED = "speed"
-ACCURACY = "accuracy"
-
-
 def _made_in_study(trials: list[FrozenTrial]) -> set[str]:
     """How every model of the study was made (``made_key``), measured or queued to be."""
     made = set()
@@ -114,29 +109,14 @@ def _step_evidence(trials: list[FrozenTrial], baseline: dict[str, Any], quality:
     return {k: (sum(by_model.values()) / len(by_model), k in thins) for k, by_model in costs.items()}
 
 
-def extension_plan(
-    study: optuna.Study,
-    trial: FrozenTrial,
-    space: Callable[[Any], Recipe],
-    within: Callable[[dict[str, float]], bool],
-    aim: str = SPEED,
-) -> dict[str, Any] | None:
+def extension_plan(study: optuna.Study, trial: FrozenTrial, space: Callable[[Any], Recipe], within: Callable[[dict[str, float]], bool]) -> dict[str, Any] | None:
     """The parameters of a trial to queue for the study's fastest model taken one step further,
     when ``trial`` deployed a model within ``TIE`` of the study's fastest speed-up within the
     accuracy limit (measured here): its chain with one more step appended that the study has
-    trained and, for ``aim`` SPEED, seen thin a model, whose accuracy cost
-    (``_step_evidence``), added to ``trial``'s loss, is ``within`` the limit; of those, the
-    cheapest in accuracy, with the parameters a trial of the study took that step with.
-    Deployed as ``trial`` was. Once per model and aim; None if there is none, or if the study
-    made that model already.
-
-    For ``aim`` ACCURACY the step is one the study never saw thin a model (magnitude pruning,
-    QAT: the kernels stay dense, so the model runs as fast) and that gained accuracy on the
-    models it was given, on average; of those, the one that gained the most. The hypervolume
-    a fast model adds is its accuracy above the limit times its share of the baseline's time
-    saved, so a gain at the same speed adds to it directly: on a Zen 4 run of the demo,
-    ``channel-prune keep 0.75`` read 0.9861 and the same model magnitude-pruned to 0.3 (one more
-    epoch of fine-tuning) 0.9972, at the same ×4.5.
+    trained and seen thin a model, whose accuracy cost (``_step_evidence``), added to
+    ``trial``'s loss, is ``within`` the limit; of those, the cheapest in accuracy, with the
+    parameters a trial of the study took that step with. Deployed as ``trial`` was. Once per
+    model; None if there is none, or if the study made that model already.
 
     The content cache holds ``trial``'s model, so the new model costs only its last step's
     training (and its deployments, as any new model's). On the demo, the fastest model within
@@ -159,15 +139,12 @@ def extension_plan(
     if speed * TIE < max((_speed(r) or 0.0 for r in here), default=0.0):
         return None
     key = made_key(recipe)
-    for t in trials:
-        earlier = TrialRecord.from_trial(t).extension_of or {}
-        if earlier.get("from") == key and earlier.get("aim", SPEED) == aim:
-            return None  # this model was taken a step further already, to that aim
+    if any((TrialRecord.from_trial(t).extension_of or {}).get("from") == key for t in trials):
+        return None  # this model was taken a step further already
     affordable = {
         step: cost
         for step, (cost, thins) in _step_evidence(trials, baseline, q).items()
-        if (thins if aim == SPEED else not thins and cost < 0)
-        and within(q.loss({q.name: metrics.quality_value + q.sign * cost}, baseline))
+        if thins and within(q.loss({q.name: metrics.quality_value + q.sign * cost}, baseline))
     }
     if not affordable:
         return None

@@ -42,7 +42,7 @@ from autotune.search.recipe import Recipe
 from autotune.storage import store
 from autotune.storage.record import TrialRecord
 from autotune.storage.record import queued as queued_attrs
-from autotune.study.chains import ACCURACY, SPEED, extension_plan, prefix_plan
+from autotune.study.chains import extension_plan, prefix_plan
 from autotune.study.ways import (
     DEPLOY_PARAMS,
     LOSER_EVERY,
@@ -105,11 +105,6 @@ def plan(study: optuna.Study, trial: FrozenTrial, space: Callable[[Any], Recipe]
     recipe = record.recipe
     if room <= 0 or recipe is None or not measured_trials([trial]) or not trial.params or record.deployment_of is not None:
         return []
-    if (record.extension_of or {}).get("aim") == ACCURACY:
-        # A model one step further for accuracy has its parent's dense kernels, so it runs
-        # as fast as the parent, whose ways were compared already: it is deployed as the
-        # parent's fastest way, not all its ways again.
-        return []
     key = made_key(recipe)
     trials = study.get_trials(deepcopy=False)
     if any((TrialRecord.from_trial(t).deployment_of or {}).get("made") == key for t in trials):
@@ -163,8 +158,8 @@ class Deployer:
     """Called by Optuna after every trial (before the failure policy): queues the other
     deployments of a newly measured model; after a chain past the accuracy limit, the model it
     made on its way within it (``prefix_plan``); after a deployment among the study's fastest,
-    its model taken one step further, once to be faster and once to be more accurate at the
-    same speed (``extension_plan``); all within what is left of the budget."""
+    its model taken one step further (``extension_plan``); all within what is left of the
+    budget."""
 
     def __init__(
         self,
@@ -174,7 +169,7 @@ class Deployer:
         on_queued: Callable[[int, int], None],
         within: Callable[[dict[str, float]], bool] | None = None,
         on_prefix: Callable[[int, str], None] | None = None,
-        on_extension: Callable[[int, str, str], None] | None = None,
+        on_extension: Callable[[int, str], None] | None = None,
     ) -> None:
         self.space, self.budget, self.env_id, self.on_queued = space, budget, env_id, on_queued
         self.within, self.on_prefix, self.on_extension = within, on_prefix, on_extension
@@ -198,16 +193,14 @@ class Deployer:
                 room -= 1
                 if self.on_prefix is not None:
                     self.on_prefix(trial.number, text)
-        for aim in (SPEED, ACCURACY):
-            if room <= 0 or self.within is None:
-                break
-            longer = extension_plan(study, trial, self.space, self.within, aim)
+        if room > 0 and self.within is not None:
+            longer = extension_plan(study, trial, self.space, self.within)
             if longer is not None:
                 recipe = TrialRecord.from_trial(trial).recipe or {}
-                text = self._enqueue(study, longer, {"extension_of": {"trial": trial.number, "from": made_key(recipe), "aim": aim}})
+                text = self._enqueue(study, longer, {"extension_of": {"trial": trial.number, "from": made_key(recipe)}})
                 room -= 1
                 if self.on_extension is not None:
-                    self.on_extension(trial.number, text, aim)
+                    self.on_extension(trial.number, text)
         queued = plan(study, trial, self.space, self.env_id, room)
         if not queued:
             return

@@ -27,7 +27,7 @@ class Reporter(Protocol):
     def probed(self, found: dict[str, Any]) -> None: ...
     def deployments_queued(self, number: int, count: int) -> None: ...
     def prefix_queued(self, number: int, recipe: str) -> None: ...
-    def extension_queued(self, number: int, recipe: str, aim: str) -> None: ...
+    def extension_queued(self, number: int, recipe: str) -> None: ...
 
 
 class SilentReporter:
@@ -58,7 +58,7 @@ class SilentReporter:
     def prefix_queued(self, number: int, recipe: str) -> None:
         pass
 
-    def extension_queued(self, number: int, recipe: str, aim: str) -> None:
+    def extension_queued(self, number: int, recipe: str) -> None:
         pass
 
 
