@@ -139,6 +139,9 @@ class RunProgress:
     def extension_queued(self, number: int, recipe: str) -> None:
         self._print(f"[dim]queued[/] #{number}'s model, among the study's fastest, one step further: {recipe} (trains that step only)")
 
+    def siblings_queued(self, number: int, recipes: list[str]) -> None:
+        self._print(f"[dim]queued[/] #{number}'s model, among the study's fastest, trained {len(recipes)} other way(s) at its shape: " + "; ".join(recipes))
+
     def front_remeasured(self, number: int, recipe: str, search: dict, final: dict) -> None:
         if "failed" in final:
             self._print(f"[red]re-measure failed[/] #{number:<3} {recipe}: {final['failed']}")
@@ -309,6 +312,8 @@ def trial_detail(trial: FrozenTrial, final: Remeasurement | None) -> None:
         head += f"  the model #{a.prefix_of['trial']}'s chain made on its way"
     if a.extension_of:
         head += f"  #{a.extension_of['trial']}'s model one step further"
+    if a.sibling_of:
+        head += f"  #{a.sibling_of['trial']}'s model trained another way"
     console.print(head)
     if trial.datetime_start and trial.datetime_complete:
         console.print(f"started {trial.datetime_start:%Y-%m-%d %H:%M:%S}, took {(trial.datetime_complete - trial.datetime_start).total_seconds():.1f} s")

@@ -204,6 +204,7 @@ _KEYS = {
     "deployment_of": store.DEPLOYMENT_OF,
     "prefix_of": store.PREFIX_OF,
     "extension_of": store.EXTENSION_OF,
+    "sibling_of": store.SIBLING_OF,
 }
 
 
@@ -235,6 +236,8 @@ class TrialRecord:
             which ended past the accuracy limit: ``{"trial": that trial, "made": ...}``.
         extension_of: Queued to measure an earlier trial's model (among the study's fastest)
             taken one step further: ``{"trial": it, "from": how its model was made, "made": ...}``.
+        sibling_of: Queued to train the model of an earlier trial (among the study's fastest)
+            another way, its shape unchanged: ``{"trial": it, "shape": ..., "made": ...}``.
     """
 
     recipe_text: str | None = None
@@ -256,6 +259,7 @@ class TrialRecord:
     deployment_of: dict[str, Any] | None = None
     prefix_of: dict[str, Any] | None = None
     extension_of: dict[str, Any] | None = None
+    sibling_of: dict[str, Any] | None = None
 
     @staticmethod
     def from_trial(trial: FrozenTrial | optuna.Trial) -> TrialRecord:
@@ -357,10 +361,16 @@ def queued(
     deployment_of: dict[str, Any] | None = None,
     prefix_of: dict[str, Any] | None = None,
     extension_of: dict[str, Any] | None = None,
+    sibling_of: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """The user attributes of a trial queued to run a reference recipe, repeat an earlier one,
     deploy a measured model another way, measure a model an earlier chain made on its way, or
-    take an earlier trial's model a step further."""
+    take an earlier trial's model a step further or train its shape another way."""
     return TrialRecord(
-        reference=reference, warm_start=warm_start, deployment_of=deployment_of, prefix_of=prefix_of, extension_of=extension_of
+        reference=reference,
+        warm_start=warm_start,
+        deployment_of=deployment_of,
+        prefix_of=prefix_of,
+        extension_of=extension_of,
+        sibling_of=sibling_of,
     ).to_attrs()

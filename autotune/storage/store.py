@@ -61,6 +61,9 @@ PREFIX_OF = "autotune:prefix_of"
 # A trial queued to measure an earlier trial's model (among the study's fastest) with one more
 # step: {"trial": its number, "from": that model's made_key, "made": the new model's}.
 EXTENSION_OF = "autotune:extension_of"
+# A trial queued to train the shape of the study's fastest model another way (speed-neutral
+# parameters changed): {"trial": its number, "shape": study.ways.shape_key, "made": made_key}.
+SIBLING_OF = "autotune:sibling_of"
 MEASUREMENT = "autotune:measurement"  # how the latency was taken: cores, lock wait, attempts
 PEAK = "autotune:peak"  # the host's measured MACs per second, by kernel kind and threads
 FINAL_PREFIX = "autotune:final:"  # + trial number: the front's re-measurement at a run's end

@@ -42,7 +42,7 @@ from autotune.search.recipe import Recipe
 from autotune.storage import store
 from autotune.storage.record import TrialRecord
 from autotune.storage.record import queued as queued_attrs
-from autotune.study.chains import extension_plan, prefix_plan
+from autotune.study.chains import extension_plan, prefix_plan, sibling_plan
 from autotune.study.ways import (
     DEPLOY_PARAMS,
     LOSER_EVERY,
@@ -53,6 +53,7 @@ from autotune.study.ways import (
     made_key,
     measured_trials,
     models_measured,
+    shape_key,
     slower_thread_counts,
     thread_way,
 )
@@ -105,6 +106,8 @@ def plan(study: optuna.Study, trial: FrozenTrial, space: Callable[[Any], Recipe]
     recipe = record.recipe
     if room <= 0 or recipe is None or not measured_trials([trial]) or not trial.params or record.deployment_of is not None:
         return []
+    if record.sibling_of is not None:
+        return []  # its shape was deployed every way already: engines and threads run it as fast
     key = made_key(recipe)
     trials = study.get_trials(deepcopy=False)
     if any((TrialRecord.from_trial(t).deployment_of or {}).get("made") == key for t in trials):
@@ -158,8 +161,9 @@ class Deployer:
     """Called by Optuna after every trial (before the failure policy): queues the other
     deployments of a newly measured model; after a chain past the accuracy limit, the model it
     made on its way within it (``prefix_plan``); after a deployment among the study's fastest,
-    its model taken one step further (``extension_plan``); all within what is left of the
-    budget."""
+    its model taken one step further (``extension_plan``) and trained other ways at its shape
+    (``sibling_plan``, each deployed as that trial was, no other way); all within what is
+    left of the budget."""
 
     def __init__(
         self,
@@ -170,9 +174,10 @@ class Deployer:
         within: Callable[[dict[str, float]], bool] | None = None,
         on_prefix: Callable[[int, str], None] | None = None,
         on_extension: Callable[[int, str], None] | None = None,
+        on_siblings: Callable[[int, list[str]], None] | None = None,
     ) -> None:
         self.space, self.budget, self.env_id, self.on_queued = space, budget, env_id, on_queued
-        self.within, self.on_prefix, self.on_extension = within, on_prefix, on_extension
+        self.within, self.on_prefix, self.on_extension, self.on_siblings = within, on_prefix, on_extension, on_siblings
 
     def _enqueue(self, study: optuna.Study, params: dict[str, Any], attrs: dict[str, Any]) -> str:
         """Queue ``params`` marked with ``attrs`` (plus how its model is made); its recipe as
@@ -201,6 +206,14 @@ class Deployer:
                 room -= 1
                 if self.on_extension is not None:
                     self.on_extension(trial.number, text)
+        if room > 0 and self.within is not None:
+            siblings = sibling_plan(study, trial, self.space)[:room]
+            if siblings:
+                shape = shape_key(TrialRecord.from_trial(trial).recipe or {})
+                texts = [self._enqueue(study, params, {"sibling_of": {"trial": trial.number, "shape": shape}}) for params in siblings]
+                room -= len(siblings)
+                if self.on_siblings is not None:
+                    self.on_siblings(trial.number, texts)
         queued = plan(study, trial, self.space, self.env_id, room)
         if not queued:
             return

@@ -200,6 +200,7 @@ def _run(
         within=lambda loss: all(c.violation(loss) <= 0 for c in constraints if c.name in loss),
         on_prefix=reporter.prefix_queued,
         on_extension=reporter.extension_queued,
+        on_siblings=reporter.siblings_queued,
     )
 
     def requested() -> str | None:

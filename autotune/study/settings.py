@@ -28,6 +28,7 @@ class Reporter(Protocol):
     def deployments_queued(self, number: int, count: int) -> None: ...
     def prefix_queued(self, number: int, recipe: str) -> None: ...
     def extension_queued(self, number: int, recipe: str) -> None: ...
+    def siblings_queued(self, number: int, recipes: list[str]) -> None: ...
 
 
 class SilentReporter:
@@ -59,6 +60,9 @@ class SilentReporter:
         pass
 
     def extension_queued(self, number: int, recipe: str) -> None:
+        pass
+
+    def siblings_queued(self, number: int, recipes: list[str]) -> None:
         pass
 
 

@@ -26,10 +26,11 @@ import json
 from typing import Any
 
 import optuna
-from optuna.distributions import BaseDistribution, CategoricalDistribution, IntDistribution
+from optuna.distributions import BaseDistribution, CategoricalDistribution, FloatDistribution, IntDistribution
 from optuna.trial import FixedTrial, FrozenTrial, TrialState
 
 from autotune.storage.record import TrialRecord
+from autotune.techniques import TECHNIQUES
 
 # The parameters by which the built-in spaces say how a model is deployed.
 DEPLOY_PARAMS = ("engine", "precision", "threads")
@@ -70,6 +71,20 @@ def made_key(recipe: dict[str, Any]) -> str:
     return json.dumps({"steps": recipe["steps"], "batch": recipe["runtime"].get("batch_size", 1)}, sort_keys=True)
 
 
+def shape_key(recipe: dict[str, Any]) -> str:
+    """What sets how fast a deployment runs: its chain with only the parameters that shape the
+    model (``Technique.shape_params``; all of a technique that declares none, or unknown
+    here), and how it is deployed. Two deployments with one key differ in weights only: a
+    student distilled at another temperature runs as fast as its sibling."""
+    steps = []
+    for step in recipe["steps"]:
+        shaping = getattr(TECHNIQUES.get(step["name"]), "shape_params", None)
+        params = step.get("params", {})
+        steps.append({"name": step["name"], "params": params if shaping is None else {k: v for k, v in params.items() if k in shaping}})
+    rest = {k: v for k, v in recipe.items() if k != "steps"}
+    return json.dumps({"steps": steps, **rest}, sort_keys=True)
+
+
 def deployment_kind(recipe: dict[str, Any]) -> str:
     r = recipe["runtime"]
     xla = " · XLA" if r.get("xla") else ""
@@ -81,6 +96,9 @@ def choices(dist: Any) -> list[Any]:
         return list(dist.choices)
     if isinstance(dist, IntDistribution):
         return list(range(dist.low, dist.high + 1, dist.step))
+    if isinstance(dist, FloatDistribution) and dist.step is not None:
+        n = int(round((dist.high - dist.low) / dist.step))
+        return [dist.low + i * dist.step for i in range(n + 1)]
     return []
 
 def measured_trials(trials: list[FrozenTrial]) -> list[tuple[FrozenTrial, TrialRecord]]:

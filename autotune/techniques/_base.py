@@ -34,6 +34,11 @@ class Technique(ABC):
     order: ClassVar[int]
     # The only precision the technique's result survives conversion at, if any.
     requires_precision: ClassVar[str | None] = None
+    # The parameters that set the shape of the model the step leaves (its layers' sizes), and
+    # so how fast it runs; the others (how it is trained) change its weights only. None: not
+    # declared, every parameter may change the shape. The search trains the shape of its
+    # fastest model again with the others changed (``study.chains.sibling_plan``).
+    shape_params: ClassVar[tuple[str, ...] | None] = None
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)

@@ -21,6 +21,7 @@ class Distill(Technique):
 
     name: ClassVar[str] = "distill"
     order: ClassVar[int] = 0
+    shape_params: ClassVar[tuple[str, ...] | None] = ("width",)
     width: float = 0.5
     temperature: float = 4.0
     alpha: float = 0.7

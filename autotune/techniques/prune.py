@@ -51,6 +51,8 @@ def sparsity_of(model: Any) -> tuple[dict[str, float], float]:
 class MagnitudePrune(Technique):
     name: ClassVar[str] = "prune"
     order: ClassVar[int] = 2
+    # Kernels stay dense (the conversion does not encode sparsity): the shape is the parent's.
+    shape_params: ClassVar[tuple[str, ...] | None] = ()
     sparsity: float = 0.5
     schedule: Literal["constant", "polynomial"] = "constant"
     structure: Literal["unstructured", "2:4"] = "unstructured"

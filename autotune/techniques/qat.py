@@ -20,6 +20,8 @@ from autotune.techniques.training import fine_tune_watched, keras_quality
 class QuantizeAware(Technique):
     name: ClassVar[str] = "qat"
     order: ClassVar[int] = 3
+    # Fake-quantization is folded away at conversion: the int8 artifact has the parent's shape.
+    shape_params: ClassVar[tuple[str, ...] | None] = ()
     # Only full-integer TFLite holds what QAT learned.
     requires_precision: ClassVar[str | None] = "int8"
     preserve_sparsity: bool = False

@@ -1,0 +1,157 @@
+"""The study's fastest model trained other ways at its shape: after a deployment among the
+study's fastest within the accuracy limit, its chain with parameters that do not set the
+model's shape changed (a distillation's temperature and weight, not its width) is queued,
+fewest changes first, at most ``SIBLINGS``, once per shape, each deployed only as that trial
+was; and a sibling that read slower in the search than its shape did is still judged at its
+shape's speed. No TensorFlow: the built-in space and Optuna's in-memory storage."""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import ClassVar
+
+import optuna
+from optuna.trial import TrialState
+
+from autotune.search.plugins import load_space
+from autotune.storage import store
+from autotune.study.chains import SIBLINGS
+from autotune.study.deployments import Deployer, plan
+from autotune.study.ways import Replay, shape_key
+from autotune.techniques import Technique
+
+SPACE = load_space("default")
+BASELINE = {"accuracy": 0.99, "latency_p50_ms": 0.1}
+WITHIN = lambda loss: loss["accuracy_drop"] <= 0.01  # noqa: E731  (the limit: a drop of 0.01)
+DEPLOY = {"engine": "litert", "precision": "int8", "qat": False, "threads": 2}
+STUDENT = {"distill": True, "distill_width": 0.25, "temperature": 2.0, "alpha": 0.9, "channel_prune": False, "prune": False}
+
+
+def _study() -> optuna.Study:
+    study = optuna.create_study(directions=["minimize", "maximize"])
+    study.set_user_attr(store.BASELINE, BASELINE)
+    return study
+
+
+def _measured(study, params, accuracies, speedup, queued=None):
+    """A measured trial; its lineage says what each step left (``accuracies``, one per step)."""
+    study.enqueue_trial(params, user_attrs=queued or {})
+    trial = study.ask()
+    recipe = SPACE(trial).to_dict()
+    lineage = [{"step": "base"}]
+    for s, a in zip(recipe["steps"], accuracies):
+        facts = {"params_before": 1000, "params": 500} if s["name"] in ("distill", "channel-prune") else {}
+        lineage.append({"step": s["name"], **s["params"], "accuracy_keras": a, **facts})
+    trial.set_user_attr(store.RECIPE, recipe)
+    trial.set_user_attr(store.LINEAGE, lineage)
+    accuracy = accuracies[-1] if accuracies else BASELINE["accuracy"]
+    p50 = BASELINE["latency_p50_ms"] / speedup
+    feasible = BASELINE["accuracy"] - accuracy <= 0.01
+    metrics = {"latency_p50_ms": p50, "speedup": speedup, "accuracy": accuracy, "accuracy_drop": 0.99 - accuracy, "feasible": feasible}
+    trial.set_user_attr(store.METRICS, metrics)
+    study.tell(trial, [p50, accuracy])
+    return study.trials[-1]
+
+
+def _deploy(study, trial):
+    """Run the deployer after ``trial``: the siblings it queued (as users read them) and the
+    extensions; the queued trials are left waiting (taken by ``_take``)."""
+    siblings, longer = [], []
+    Deployer(SPACE, 50, "env", lambda n, k: None, within=WITHIN, on_siblings=lambda n, texts: siblings.extend(texts), on_extension=lambda n, t: longer.append(t))(study, trial)
+    return siblings, longer
+
+
+def _waiting(study, attr):
+    return [t for t in study.get_trials(deepcopy=False, states=(TrialState.WAITING,)) if attr in t.user_attrs]
+
+
+def _fail_waiting(study):
+    for _ in study.get_trials(deepcopy=False, states=(TrialState.WAITING,)):
+        study.tell(study.ask(), state=TrialState.FAIL)
+
+
+def test_the_fastest_student_is_trained_again_at_its_width_with_other_temperatures_and_weights_once():
+    study = _study()
+    _measured(study, STUDENT | {"distill_width": 0.5} | DEPLOY, [0.988], speedup=5.0)
+    fastest = _measured(study, STUDENT | DEPLOY, [0.985], speedup=7.4)
+    siblings, _ = _deploy(study, fastest)
+    # One change first (the temperature or the weight), then both.
+    assert SIBLINGS == 3
+    assert set(siblings[:2]) == {"distill w0.25 T4 α0.9 → int8 · litert · 2 threads", "distill w0.25 T2 α0.5 → int8 · litert · 2 threads"}
+    assert siblings[2] == "distill w0.25 T4 α0.5 → int8 · litert · 2 threads"
+    queued = _waiting(study, store.SIBLING_OF)
+    assert len(queued) == len(siblings)
+    for t in queued:
+        assert t.user_attrs[store.SIBLING_OF]["trial"] == fastest.number
+        params = t.system_attrs["fixed_params"]
+        assert {k: params[k] for k in ("engine", "precision", "threads")} == {"engine": "litert", "precision": "int8", "threads": 2}
+        assert shape_key(SPACE(Replay(dict(params), study)).to_dict()) == shape_key(fastest.user_attrs[store.RECIPE])
+    _fail_waiting(study)
+    # Another deployment of that shape, as fast: its shape was trained other ways already.
+    again = _measured(study, STUDENT | DEPLOY | {"alpha": 0.5, "temperature": 4.0}, [0.985], speedup=7.3)
+    assert _deploy(study, again) == ([], [])
+
+
+def test_a_sibling_is_deployed_no_other_way():
+    study = _study()
+    fastest = _measured(study, STUDENT | DEPLOY, [0.985], speedup=7.4)
+    assert plan(study, fastest, SPACE, "env", 50)  # the model's other ways
+    sibling = _measured(study, STUDENT | DEPLOY | {"alpha": 0.5}, [0.987], speedup=7.2, queued={store.SIBLING_OF: {"trial": fastest.number, "shape": "s", "made": "m"}})
+    assert plan(study, sibling, SPACE, "env", 50) == []
+
+
+def test_a_slower_model_or_one_past_the_limit_gets_no_siblings():
+    study = _study()
+    _measured(study, STUDENT | DEPLOY, [0.985], speedup=7.4)
+    slow = _measured(study, STUDENT | {"distill_width": 0.75} | DEPLOY, [0.989], speedup=4.0)
+    assert _deploy(study, slow)[0] == []
+    past = _measured(study, STUDENT | {"distill_width": 0.5, "alpha": 0.5} | DEPLOY, [0.970], speedup=7.4)
+    assert _deploy(study, past)[0] == []
+
+
+def test_a_sibling_that_read_slow_is_judged_at_its_shapes_speed_and_taken_one_step_further():
+    study = _study()
+    # The study channel-pruned the base model at keep 0.75 for 0.004 of accuracy.
+    _measured(study, {"distill": False, "channel_prune": True, "keep": 0.75, "prune": False} | DEPLOY, [0.986], speedup=1.5)
+    fastest = _measured(study, STUDENT | DEPLOY, [0.984], speedup=7.4)  # 0.006 + 0.004: past
+    _deploy(study, fastest)
+    _fail_waiting(study)
+    # One sibling is 0.003 more accurate; its search timing read ×5.2 (noise: it runs as its
+    # sibling does). It is at its shape's ×7.4, so it has the room to be channel-pruned.
+    sibling = _measured(study, STUDENT | DEPLOY | {"alpha": 0.5}, [0.987], speedup=5.2, queued={store.SIBLING_OF: {"trial": fastest.number, "shape": "s", "made": "m"}})
+    _, longer = _deploy(study, sibling)
+    assert longer == ["distill w0.25 T2 α0.5 → channel-prune keep 0.75 → int8 · litert · 2 threads"]
+    # A model of another shape that read ×5.2 is not among the fastest.
+    other = _measured(study, STUDENT | {"distill_width": 0.5} | DEPLOY, [0.989], speedup=5.2)
+    assert _deploy(study, other) == ([], [])
+
+
+@dataclasses.dataclass(frozen=True)
+class _Mine(Technique):
+    name: ClassVar[str] = "test-siblings-own"
+    order: ClassVar[int] = 9
+    factor: float = 1.0
+
+    def apply(self, model, context):
+        return model
+
+
+def test_a_technique_that_does_not_say_what_shapes_its_model_has_every_parameter_count():
+    recipe = {"steps": [{"name": "distill", "params": {"width": 0.25, "temperature": 2.0}}], "precision": "int8", "runtime": {"engine": "litert", "threads": 2}}
+    warmer = {**recipe, "steps": [{"name": "distill", "params": {"width": 0.25, "temperature": 4.0}}]}
+    assert shape_key(recipe) == shape_key(warmer)
+    assert shape_key(recipe) != shape_key({**recipe, "steps": [{"name": "distill", "params": {"width": 0.5, "temperature": 2.0}}]})
+    assert shape_key(recipe) != shape_key({**recipe, "precision": "fp16"})
+    mine = {**recipe, "steps": [{"name": _Mine.name, "params": {"factor": 1.0}}]}
+    assert shape_key(mine) != shape_key({**mine, "steps": [{"name": _Mine.name, "params": {"factor": 2.0}}]})
+
+
+def test_a_shape_is_trained_other_ways_once():
+    study = _study()
+    pruned = STUDENT | {"prune": True, "structure": "unstructured", "sparsity": 0.3, "schedule": "constant"} | DEPLOY
+    fastest = _measured(study, pruned, [0.988, 0.987], speedup=7.4)
+    assert len(_deploy(study, fastest)[0]) == SIBLINGS  # of 23 ways to train that shape
+    _fail_waiting(study)
+    # Another model of that shape, measured as fast, trained a way no sibling was.
+    again = _measured(study, pruned | {"sparsity": 0.6, "schedule": "polynomial", "alpha": 0.5}, [0.988, 0.986], speedup=7.5)
+    assert _deploy(study, again)[0] == []
