@@ -11,7 +11,8 @@ what the capability probe left out; wall time per trial; and the probe's share o
 
 With several seeds, each shape is trained once and searched once per seed, and the table has a
 row per seed; below it, when each study first came within 2 % (the timing's spread) of its own
-fastest feasible speed-up, and of the fastest any seed's study of that shape found.
+fastest feasible speed-up, and of the fastest any seed's study of that shape found; and the
+same read on the studies' deployments timed again side by side (``side_by_side.py``).
 """
 
 from __future__ import annotations
@@ -94,13 +95,21 @@ def main() -> None:
         if args.keep:
             args.keep.mkdir(parents=True)
             work = args.keep.resolve()
-        results = []
+        results, timed = [], {}
         for shape in args.shapes:
             built = _build(shape, work / "models" / shape)
             for seed in args.seed:
                 r = _one(shape, work, args.budget, args.max_accuracy_drop, seed, built)
                 results.append(r)
                 print(f"{shape}, seed {seed}: done in {r.get('wall_s', 0):.0f} s", file=sys.stderr, flush=True)
+            names = [f"{shape}-{seed}" if seed else shape for seed in args.seed]
+            if len(args.seed) > 1 and all("error" not in r for r in results[-len(args.seed):]):
+                # In a process of its own: it loads the model and TensorFlow.
+                out = subprocess.run(
+                    [sys.executable, str(ROOT / "benchmarks" / "side_by_side.py"), str(work), *names],
+                    capture_output=True, text=True,
+                )
+                timed[shape] = out.stdout if out.returncode == 0 else f"side by side failed: {(out.stderr.strip().splitlines() or [''])[-1]}\n"
 
     seeds = " ".join(map(str, args.seed))
     print(f"autotune run --budget {args.budget} --seed {seeds} on each zoo shape, default space, accuracy limit {args.max_accuracy_drop:g}")
@@ -136,6 +145,8 @@ def main() -> None:
                 at = found_at(r["speedups"], top[r["shape"]], 0.02)
                 print(f"  within 2 % of the fastest any seed found (×{top[r['shape']]:.2f}): "
                       + ("never" if at is None else f"at trial {at} of {r['counted']}"))
+    for shape, text in timed.items():
+        print(f"\n{shape}:" + text.rstrip())
 
 
 if __name__ == "__main__":

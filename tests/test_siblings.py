@@ -1,5 +1,5 @@
-"""The study's fastest model trained other ways at its shape: after a deployment among the
-study's fastest within the accuracy limit, its chain with parameters that do not set the
+"""The study's fastest model trained other ways at its shape: once the study has measured a few
+models, after any trial, for a deployment among the study's fastest within the accuracy limit, its chain with parameters that do not set the
 model's shape changed (a distillation's temperature and weight, not its width) is queued,
 fewest changes first, at most ``SIBLINGS``, once per shape, each deployed only as that trial
 was; and a sibling that read slower in the search than its shape did is still judged at its
@@ -17,7 +17,7 @@ from autotune.search.plugins import load_space
 from autotune.storage import store
 from autotune.study.chains import SIBLINGS
 from autotune.study.deployments import Deployer, plan
-from autotune.study.ways import Replay, shape_key
+from autotune.study.ways import Replay, deployment_kind, losers, shape_key
 from autotune.techniques import Technique
 
 SPACE = load_space("default")
@@ -44,6 +44,7 @@ def _measured(study, params, accuracies, speedup, queued=None):
         lineage.append({"step": s["name"], **s["params"], "accuracy_keras": a, **facts})
     trial.set_user_attr(store.RECIPE, recipe)
     trial.set_user_attr(store.LINEAGE, lineage)
+    trial.set_user_attr(store.ENV_ID, "env")
     accuracy = accuracies[-1] if accuracies else BASELINE["accuracy"]
     p50 = BASELINE["latency_p50_ms"] / speedup
     feasible = BASELINE["accuracy"] - accuracy <= 0.01
@@ -70,9 +71,14 @@ def _fail_waiting(study):
         study.tell(study.ask(), state=TrialState.FAIL)
 
 
+def _two_models(study):
+    _measured(study, STUDENT | {"distill_width": 0.5} | DEPLOY, [0.988], speedup=5.0)
+    _measured(study, STUDENT | {"distill_width": 0.75} | DEPLOY, [0.989], speedup=3.0)
+
+
 def test_the_fastest_student_is_trained_again_at_its_width_with_other_temperatures_and_weights_once():
     study = _study()
-    _measured(study, STUDENT | {"distill_width": 0.5} | DEPLOY, [0.988], speedup=5.0)
+    _two_models(study)
     fastest = _measured(study, STUDENT | DEPLOY, [0.985], speedup=7.4)
     siblings, _ = _deploy(study, fastest)
     # One change first (the temperature or the weight), then both.
@@ -89,7 +95,7 @@ def test_the_fastest_student_is_trained_again_at_its_width_with_other_temperatur
     _fail_waiting(study)
     # Another deployment of that shape, as fast: its shape was trained other ways already.
     again = _measured(study, STUDENT | DEPLOY | {"alpha": 0.5, "temperature": 4.0}, [0.985], speedup=7.3)
-    assert _deploy(study, again) == ([], [])
+    assert _deploy(study, again)[0] == []
 
 
 def test_a_sibling_is_deployed_no_other_way():
@@ -148,6 +154,7 @@ def test_a_technique_that_does_not_say_what_shapes_its_model_has_every_parameter
 
 def test_a_shape_is_trained_other_ways_once():
     study = _study()
+    _two_models(study)
     pruned = STUDENT | {"prune": True, "structure": "unstructured", "sparsity": 0.3, "schedule": "constant"} | DEPLOY
     fastest = _measured(study, pruned, [0.988, 0.987], speedup=7.4)
     assert len(_deploy(study, fastest)[0]) == SIBLINGS  # of 23 ways to train that shape
@@ -155,3 +162,46 @@ def test_a_shape_is_trained_other_ways_once():
     # Another model of that shape, measured as fast, trained a way no sibling was.
     again = _measured(study, pruned | {"sparsity": 0.6, "schedule": "polynomial", "alpha": 0.5}, [0.988, 0.986], speedup=7.5)
     assert _deploy(study, again)[0] == []
+
+
+def test_the_first_models_get_no_siblings_until_the_study_has_measured_a_few_then_the_fastest_does():
+    study = _study()
+    fastest = _measured(study, STUDENT | DEPLOY, [0.985], speedup=7.4)
+    assert _deploy(study, fastest)[0] == []  # the study's only model is its fastest
+    _fail_waiting(study)
+    slow = _measured(study, STUDENT | {"distill_width": 0.75} | DEPLOY, [0.989], speedup=4.0)
+    assert _deploy(study, slow)[0] == []
+    _fail_waiting(study)
+    # The third model is slow, but now the study's fastest has siblings.
+    third = _measured(study, STUDENT | {"distill_width": 0.5} | DEPLOY, [0.988], speedup=5.0)
+    assert len(_deploy(study, third)[0]) == SIBLINGS
+    assert {t.user_attrs[store.SIBLING_OF]["trial"] for t in _waiting(study, store.SIBLING_OF)} == {fastest.number}
+
+
+def test_the_fastest_model_is_taken_further_once_the_evidence_comes_from_another_trial():
+    study = _study()
+    _two_models(study)
+    student = _measured(study, STUDENT | DEPLOY, [0.987], speedup=7.4)
+    assert _deploy(study, student)[1] == []  # the study has not channel-pruned at 0.75 yet
+    _fail_waiting(study)
+    # Channel pruning the base model at keep 0.75 costs 0.002: now the student can take it.
+    thin = _measured(study, {"distill": False, "channel_prune": True, "keep": 0.75, "prune": False} | DEPLOY, [0.988], speedup=1.5)
+    assert _deploy(study, thin)[1] == ["distill w0.25 T2 α0.9 → channel-prune keep 0.75 → int8 · litert · 2 threads"]
+
+
+def test_a_model_among_the_fastest_is_deployed_at_a_precision_that_lost_on_wider_models():
+    study = _study()
+    for width, speedup in ((0.75, 3.0), (0.5, 5.0)):
+        _measured(study, STUDENT | {"distill_width": width} | DEPLOY, [0.988], speedup=speedup)
+        _measured(study, STUDENT | {"distill_width": width} | DEPLOY | {"precision": "dynamic-int8"}, [0.988], speedup=speedup * 0.8)
+    assert "dynamic-int8 · litert · 2t" in losers(study.trials)
+    # Two models more, deployed one way, so that neither model below is one that now and then
+    # tries a loser again (every LOSER_EVERY-th).
+    for width in (0.5, 0.75):
+        _measured(study, STUDENT | {"distill_width": width, "temperature": 4.0} | DEPLOY, [0.988], speedup=4.0)
+    fastest = _measured(study, STUDENT | DEPLOY, [0.986], speedup=7.4)
+    ways = {deployment_kind(r) for r in (SPACE(Replay(p, study)).to_dict() for p in plan(study, fastest, SPACE, "env", 50))}
+    assert "dynamic-int8 · litert · 2t" in ways
+    slower = _measured(study, {"distill": False, "channel_prune": True, "keep": 0.75, "prune": False} | DEPLOY, [0.987], speedup=2.0)
+    ways = {deployment_kind(r) for r in (SPACE(Replay(p, study)).to_dict() for p in plan(study, slower, SPACE, "env", 50))}
+    assert "dynamic-int8 · litert · 2t" not in ways

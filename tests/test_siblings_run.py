@@ -1,7 +1,7 @@
 """The study's fastest model trained another way at its shape, in one run of the demo (real
-TensorFlow, LiteRT, the child process): after the student is measured as the study's fastest,
-the student distilled at the other temperature is queued, trained and measured as that
-trial was deployed, and `autotune show` names the trial it came from."""
+TensorFlow, LiteRT, the child process): once the study has measured three models, the fastest
+of them, a half-width student, is distilled again at the other temperature, trained and
+measured as it was deployed, and `autotune show` names the trial it came from."""
 
 from __future__ import annotations
 
@@ -16,8 +16,8 @@ from autotune.storage import store
 pytestmark = pytest.mark.slow
 runner = CliRunner()
 
-# One question that shapes the model (whether to distil a half-width student) and one that
-# does not (the distillation's temperature).
+# Questions that shape the model (whether to distil a student, how wide) and one that does
+# not (the distillation's temperature).
 SPACE = """
 from autotune.search.recipe import Recipe, Runtime
 from autotune.techniques.distill import Distill
@@ -25,7 +25,8 @@ from autotune.techniques.distill import Distill
 def space(trial):
     steps = []
     if trial.suggest_categorical("student", [True, False]):
-        steps.append(Distill(width=0.5, temperature=trial.suggest_categorical("temperature", [2.0, 4.0]), epochs=2))
+        width = trial.suggest_categorical("width", [0.5, 0.75])
+        steps.append(Distill(width=width, temperature=trial.suggest_categorical("temperature", [2.0, 4.0]), epochs=2))
     return Recipe("fp32", Runtime("litert", threads=1), steps=tuple(steps))
 """
 ARGS = ["--study", "siblings", "--space", "space.py", "--max-accuracy-drop", "0.2"]
@@ -37,16 +38,20 @@ def test_the_fastest_student_is_trained_at_its_other_temperature(workdir) -> Non
     assert first.exit_code == 0, first.output
     storage = store.open_storage(f"sqlite:///{workdir}/studies/autotune.db")
     study = optuna.load_study(study_name="siblings", storage=storage)
-    study.enqueue_trial({"student": True, "temperature": 2.0})
-    # The references (fp32, int8) fill the first two of the budget, the student the third.
-    result = runner.invoke(app, ["run", "--budget", "4", *ARGS])
+    study.enqueue_trial({"student": False})
+    study.enqueue_trial({"student": True, "width": 0.75, "temperature": 2.0})
+    study.enqueue_trial({"student": True, "width": 0.5, "temperature": 2.0})
+    # The references (fp32, int8) fill the first two of the budget, the three models the next.
+    result = runner.invoke(app, ["run", "--budget", "6", *ARGS])
     assert result.exit_code == 0, result.output
     trials = optuna.load_study(study_name="siblings", storage=storage).get_trials()
-    (student,) = [t for t in trials if t.params == {"student": True, "temperature": 2.0} and store.REPEAT_OF not in t.user_attrs]
+    (student,) = [t for t in trials if t.params == {"student": True, "width": 0.5, "temperature": 2.0} and store.REPEAT_OF not in t.user_attrs]
+    (wider,) = [t for t in trials if t.params == {"student": True, "width": 0.75, "temperature": 2.0}]
+    assert student.user_attrs[store.METRICS]["speedup"] > wider.user_attrs[store.METRICS]["speedup"]
     (sibling,) = [t for t in trials if store.SIBLING_OF in t.user_attrs]
     assert f"queued #{student.number}'s model, among the study's fastest, trained 1 other way(s) at its shape" in result.output
     assert sibling.user_attrs[store.SIBLING_OF]["trial"] == student.number
-    assert sibling.state == TrialState.COMPLETE and sibling.params == {"student": True, "temperature": 4.0}
+    assert sibling.state == TrialState.COMPLETE and sibling.params == {"student": True, "width": 0.5, "temperature": 4.0}
     (step,) = sibling.user_attrs[store.RECIPE]["steps"]
     assert step["params"]["width"] == 0.5 and step["params"]["temperature"] == 4.0
     # Trained afresh (the other temperature is another model), measured as a trial of its own.

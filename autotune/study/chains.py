@@ -21,8 +21,10 @@ from autotune.storage import store
 from autotune.storage.record import TrialRecord
 from autotune.study.ways import DEPLOYED, TIE, Replay, choices, made_key, measured_trials, shape_key
 
-# How many siblings of the study's fastest model are trained (``sibling_plan``).
+# How many siblings of the study's fastest model are trained (``sibling_plan``), once the
+# study has measured this many models (before, its fastest is only its first).
 SIBLINGS = 3
+SIBLINGS_AFTER = 3
 
 
 def _made_in_study(trials: list[FrozenTrial]) -> set[str]:
@@ -86,7 +88,7 @@ def _speed(record: TrialRecord) -> float | None:
     return float(speedup) if speedup else None
 
 
-def _among_fastest(trial: FrozenTrial, record: TrialRecord, trials: list[FrozenTrial]) -> bool:
+def among_fastest(trial: FrozenTrial, record: TrialRecord, trials: list[FrozenTrial]) -> bool:
     """Whether ``trial`` deployed a model within ``TIE`` of the study's fastest speed-up within
     the accuracy limit (measured on its host), its speed read as the best of every measured
     deployment of its shape (``shape_key``): the search's short timings of tiny models spread
@@ -99,6 +101,22 @@ def _among_fastest(trial: FrozenTrial, record: TrialRecord, trials: list[FrozenT
     shape = shape_key(record.recipe)
     pooled = max([speed, *(_speed(r) or 0.0 for r in here if shape_key(r.recipe) == shape)])
     return pooled * TIE >= max((_speed(r) or 0.0 for r in here), default=0.0)
+
+
+def fastest_models(study: optuna.Study, env_id: str) -> list[FrozenTrial]:
+    """The study's measured deployments within the accuracy limit on ``env_id`` that are among
+    its fastest (as ``among_fastest`` judges, by the best reading of their shape), most
+    accurate first: what ``extension_plan`` and ``sibling_plan`` are asked about after every
+    trial, not only after one of these, since the evidence they need (a step's accuracy cost,
+    enough models measured) may come from any trial."""
+    here = [(t, r) for t, r in measured_trials(study.get_trials(deepcopy=False)) if r.env_id == env_id and r.metrics.feasible and not r.reference and _speed(r)]
+    best: dict[str, float] = {}
+    for _, r in here:
+        shape = shape_key(r.recipe)
+        best[shape] = max(best.get(shape, 0.0), _speed(r) or 0.0)
+    top = max(best.values(), default=0.0)
+    chosen = [(t, r) for t, r in here if best[shape_key(r.recipe)] * TIE >= top]
+    return [t for t, _ in sorted(chosen, key=lambda tr: (tr[1].metrics.quality_loss, tr[0].number))]
 
 
 def _step_evidence(trials: list[FrozenTrial], baseline: dict[str, Any], quality: Any) -> dict[str, tuple[float, bool]]:
@@ -154,7 +172,7 @@ def extension_plan(study: optuna.Study, trial: FrozenTrial, space: Callable[[Any
     if q.name not in baseline:
         return None
     trials = study.get_trials(deepcopy=False)
-    if not _among_fastest(trial, record, trials):
+    if not among_fastest(trial, record, trials):
         return None
     key = made_key(recipe)
     if any((TrialRecord.from_trial(t).extension_of or {}).get("from") == key for t in trials):
@@ -203,10 +221,11 @@ def extension_plan(study: optuna.Study, trial: FrozenTrial, space: Callable[[Any
 def sibling_plan(study: optuna.Study, trial: FrozenTrial, space: Callable[[Any], Recipe]) -> list[dict[str, Any]]:
     """The parameters of up to ``SIBLINGS`` trials to queue for the model ``trial`` deployed
     trained other ways, when it is among the study's fastest within the accuracy limit
-    (``_among_fastest``): its chain with parameters that do not set the model's shape
+    (``among_fastest``): its chain with parameters that do not set the model's shape
     (``Technique.shape_params``: a distillation's temperature and weight, not its width)
     changed, fewest changes first, each a model the study has not made, deployed as ``trial``
-    was. Once per shape; [] if the trial is not among the fastest, or a sibling itself.
+    was. Once per shape, once the study has measured ``SIBLINGS_AFTER`` models; [] if the
+    trial is not among the fastest, or a sibling itself.
 
     A sibling runs as fast as the model it is a sibling of, so the search spends it on
     accuracy where speed is won already: the accuracy a sibling has to spare is what lets the
@@ -227,9 +246,11 @@ def sibling_plan(study: optuna.Study, trial: FrozenTrial, space: Callable[[Any],
     shape = shape_key(recipe)
     if any((TrialRecord.from_trial(t).sibling_of or {}).get("shape") == shape for t in trials):
         return []  # this shape was trained other ways already
-    if not _among_fastest(trial, record, trials):
+    if not among_fastest(trial, record, trials):
         return []
     made = _made_in_study(trials)
+    if len({made_key(r.recipe) for _, r in measured_trials(trials) if not r.reference}) < SIBLINGS_AFTER:
+        return []
     batch = {"batch_size": trial.params["batch_size"]} if "batch_size" in trial.params else {}
     names = [n for n, v in trial.params.items() if n not in (*DEPLOYED, "batch_size") and not isinstance(v, bool) and n in trial.distributions]
     found: list[tuple[int, dict[str, Any]]] = []

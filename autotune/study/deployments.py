@@ -10,7 +10,12 @@ recorded with its own figures, so the front and ``export`` see it and the sample
 fast that model is at its best, not from one deployment of it. The queued trials fill the
 budget like any other; they are never more than what is left of it.
 
-What the study has already shown never wins is left out most of the time (``ways.losers``).
+What the study has already shown never wins is left out most of the time (``ways.losers``),
+except from a model among the study's fastest within the accuracy limit, which is deployed at
+every precision its engine and thread count run: a way that lost on wider models can win on
+the thinnest (on the demo, dynamic-range int8 lost to full int8 on every wider model, and
+timed side by side ran a width-0.25 student channel-pruned to keep 0.75 at ×10.81 against
+full int8's ×10.30).
 
 A model whose first measurement is beyond the accuracy limit is deployed only at its other
 precisions, one way each (its own engine and thread count where the space offers them): another
@@ -42,7 +47,7 @@ from autotune.search.recipe import Recipe
 from autotune.storage import store
 from autotune.storage.record import TrialRecord
 from autotune.storage.record import queued as queued_attrs
-from autotune.study.chains import extension_plan, prefix_plan, sibling_plan
+from autotune.study.chains import among_fastest, extension_plan, fastest_models, prefix_plan, sibling_plan
 from autotune.study.ways import (
     DEPLOY_PARAMS,
     LOSER_EVERY,
@@ -71,6 +76,12 @@ def _one_per_precision(variants: list[tuple[dict[str, Any], dict[str, Any]]], ow
         if p != own["precision"] and (p not in picked or way(d) == way(own)):
             picked[p] = (params, d)
     return list(picked.values())
+
+
+def _run_as(recipe: dict[str, Any]) -> tuple[Any, ...]:
+    """How a deployment runs, its precision aside: engine, threads, XLA."""
+    r = recipe["runtime"]
+    return (r["engine"], r["threads"], bool(r.get("xla")))
 
 
 def _float_no_better(record: TrialRecord) -> bool:
@@ -107,7 +118,7 @@ def plan(study: optuna.Study, trial: FrozenTrial, space: Callable[[Any], Recipe]
     if room <= 0 or recipe is None or not measured_trials([trial]) or not trial.params or record.deployment_of is not None:
         return []
     if record.sibling_of is not None:
-        return []  # its shape was deployed every way already: engines and threads run it as fast
+        return []  # it runs as its sibling does, whose model was deployed the ways that can win
     key = made_key(recipe)
     trials = study.get_trials(deepcopy=False)
     if any((TrialRecord.from_trial(t).deployment_of or {}).get("made") == key for t in trials):
@@ -119,6 +130,10 @@ def plan(study: optuna.Study, trial: FrozenTrial, space: Callable[[Any], Recipe]
     # ... and the ways using them not measured yet (a measured one is ``losers``' to judge).
     slow = slower_thread_counts(trials)
     measured_kinds = {deployment_kind(r.recipe) for _, r in done}
+    # Among the study's fastest: a loser is deployed anyway, one per precision, run as it was.
+    fast = bool(record.metrics.feasible) and among_fastest(trial, record, trials)
+    own = _run_as(recipe)
+    rescued: set[str] = set()
     retry = None
     if models % LOSER_EVERY == 0 and skip:
         # Now and then a loser is tried again: the one measured on the fewest models (the
@@ -142,8 +157,11 @@ def plan(study: optuna.Study, trial: FrozenTrial, space: Callable[[Any], Recipe]
         text = json.dumps(d, sort_keys=True)
         kind = deployment_kind(d)
         unmeasured_slow = thread_way(d) in slow and kind not in measured_kinds and kind != retry
-        if made_key(d) != key or text in measured or text in seen or kind in skip or unmeasured_slow:
+        rescue = fast and kind in skip and _run_as(d) == own and d["precision"] not in rescued
+        if made_key(d) != key or text in measured or text in seen or (kind in skip and not rescue) or unmeasured_slow:
             continue
+        if rescue:
+            rescued.add(d["precision"])
         seen.add(text)
         variants.append((dict(replay.params) | ({"batch_size": trial.params["batch_size"]} if "batch_size" in trial.params else {}), d))
     if not record.metrics.feasible:
@@ -198,22 +216,27 @@ class Deployer:
                 room -= 1
                 if self.on_prefix is not None:
                     self.on_prefix(trial.number, text)
-        if room > 0 and self.within is not None:
-            longer = extension_plan(study, trial, self.space, self.within)
+        # The trial's model, or else the study's fastest (most accurate first): the evidence
+        # these need may come from any trial.
+        fastest = [trial, *(t for t in fastest_models(study, self.env_id) if t.number != trial.number)] if room > 0 and self.within is not None else []
+        for t in fastest:
+            longer = extension_plan(study, t, self.space, self.within)
             if longer is not None:
-                recipe = TrialRecord.from_trial(trial).recipe or {}
-                text = self._enqueue(study, longer, {"extension_of": {"trial": trial.number, "from": made_key(recipe)}})
+                recipe = TrialRecord.from_trial(t).recipe or {}
+                text = self._enqueue(study, longer, {"extension_of": {"trial": t.number, "from": made_key(recipe)}})
                 room -= 1
                 if self.on_extension is not None:
-                    self.on_extension(trial.number, text)
-        if room > 0 and self.within is not None:
-            siblings = sibling_plan(study, trial, self.space)[:room]
+                    self.on_extension(t.number, text)
+                break
+        for t in fastest if room > 0 else []:
+            siblings = sibling_plan(study, t, self.space)[:room]
             if siblings:
-                shape = shape_key(TrialRecord.from_trial(trial).recipe or {})
-                texts = [self._enqueue(study, params, {"sibling_of": {"trial": trial.number, "shape": shape}}) for params in siblings]
+                shape = shape_key(TrialRecord.from_trial(t).recipe or {})
+                texts = [self._enqueue(study, params, {"sibling_of": {"trial": t.number, "shape": shape}}) for params in siblings]
                 room -= len(siblings)
                 if self.on_siblings is not None:
-                    self.on_siblings(trial.number, texts)
+                    self.on_siblings(t.number, texts)
+                break
         queued = plan(study, trial, self.space, self.env_id, room)
         if not queued:
             return
