@@ -162,6 +162,10 @@ def test_a_shape_is_trained_other_ways_once():
     # Another model of that shape, measured as fast, trained a way no sibling was.
     again = _measured(study, pruned | {"sparsity": 0.6, "schedule": "polynomial", "alpha": 0.5}, [0.988, 0.986], speedup=7.5)
     assert _deploy(study, again)[0] == []
+    _fail_waiting(study)
+    # ... however it is deployed.
+    other = _measured(study, pruned | {"sparsity": 0.6, "schedule": "polynomial", "temperature": 4.0, "precision": "dynamic-int8"}, [0.988, 0.986], speedup=7.6)
+    assert _deploy(study, other)[0] == []
 
 
 def test_the_first_models_get_no_siblings_until_the_study_has_measured_a_few_then_the_fastest_does():

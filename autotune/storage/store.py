@@ -62,7 +62,7 @@ PREFIX_OF = "autotune:prefix_of"
 # step: {"trial": its number, "from": that model's made_key, "made": the new model's}.
 EXTENSION_OF = "autotune:extension_of"
 # A trial queued to train the shape of the study's fastest model another way (speed-neutral
-# parameters changed): {"trial": its number, "shape": study.ways.shape_key, "made": made_key}.
+# parameters changed): {"trial": its number, "shape": study.ways.model_shape, "made": made_key}.
 SIBLING_OF = "autotune:sibling_of"
 MEASUREMENT = "autotune:measurement"  # how the latency was taken: cores, lock wait, attempts
 PEAK = "autotune:peak"  # the host's measured MACs per second, by kernel kind and threads

@@ -19,7 +19,7 @@ from autotune.errors import AutotuneError
 from autotune.search.recipe import Recipe
 from autotune.storage import store
 from autotune.storage.record import TrialRecord
-from autotune.study.ways import DEPLOYED, TIE, Replay, choices, made_key, measured_trials, shape_key
+from autotune.study.ways import DEPLOYED, TIE, Replay, choices, made_key, measured_trials, model_shape, shape_key
 
 # How many siblings of the study's fastest model are trained (``sibling_plan``), once the
 # study has measured this many models (before, its fastest is only its first).
@@ -224,7 +224,7 @@ def sibling_plan(study: optuna.Study, trial: FrozenTrial, space: Callable[[Any],
     (``among_fastest``): its chain with parameters that do not set the model's shape
     (``Technique.shape_params``: a distillation's temperature and weight, not its width)
     changed, fewest changes first, each a model the study has not made, deployed as ``trial``
-    was. Once per shape, once the study has measured ``SIBLINGS_AFTER`` models; [] if the
+    was. Once per shape of model (however deployed), once the study has measured ``SIBLINGS_AFTER`` models; [] if the
     trial is not among the fastest, or a sibling itself.
 
     A sibling runs as fast as the model it is a sibling of, so the search spends it on
@@ -244,8 +244,8 @@ def sibling_plan(study: optuna.Study, trial: FrozenTrial, space: Callable[[Any],
         return []
     trials = study.get_trials(deepcopy=False)
     shape = shape_key(recipe)
-    if any((TrialRecord.from_trial(t).sibling_of or {}).get("shape") == shape for t in trials):
-        return []  # this shape was trained other ways already
+    if any((TrialRecord.from_trial(t).sibling_of or {}).get("shape") == model_shape(recipe) for t in trials):
+        return []  # this shape of model was trained other ways already, however deployed
     if not among_fastest(trial, record, trials):
         return []
     made = _made_in_study(trials)

@@ -57,8 +57,8 @@ from autotune.study.ways import (
     losers,
     made_key,
     measured_trials,
+    model_shape,
     models_measured,
-    shape_key,
     slower_thread_counts,
     thread_way,
 )
@@ -231,7 +231,7 @@ class Deployer:
         for t in fastest if room > 0 else []:
             siblings = sibling_plan(study, t, self.space)[:room]
             if siblings:
-                shape = shape_key(TrialRecord.from_trial(t).recipe or {})
+                shape = model_shape(TrialRecord.from_trial(t).recipe or {})
                 texts = [self._enqueue(study, params, {"sibling_of": {"trial": t.number, "shape": shape}}) for params in siblings]
                 room -= len(siblings)
                 if self.on_siblings is not None:

@@ -85,6 +85,11 @@ def shape_key(recipe: dict[str, Any]) -> str:
     return json.dumps({"steps": steps, **rest}, sort_keys=True)
 
 
+def model_shape(recipe: dict[str, Any]) -> str:
+    """``shape_key`` of the model alone, however it is deployed (and the batch it takes)."""
+    return shape_key({"steps": recipe["steps"], "runtime": {"batch_size": recipe["runtime"].get("batch_size", 1)}})
+
+
 def deployment_kind(recipe: dict[str, Any]) -> str:
     r = recipe["runtime"]
     xla = " · XLA" if r.get("xla") else ""
