@@ -139,6 +139,11 @@ class RunProgress:
     def extension_queued(self, number: int, recipe: str) -> None:
         self._print(f"[dim]queued[/] #{number}'s model, among the study's fastest, one step further: {recipe} (trains that step only)")
 
+    def neutral_queued(self, number: int, recipe: str, cost: float) -> None:
+        self._print(
+            f"[dim]queued[/] #{number}'s model without its last steps, which cannot make it faster and cost {cost:.4f} as trained: {recipe} (trained already)"
+        )
+
     def siblings_queued(self, number: int, recipes: list[str]) -> None:
         self._print(f"[dim]queued[/] #{number}'s model, among the study's fastest, trained {len(recipes)} other way(s) at its shape: " + "; ".join(recipes))
 
@@ -308,7 +313,9 @@ def trial_detail(trial: FrozenTrial, final: Remeasurement | None) -> None:
         head += f"  warm-started from {a.warm_start}"
     if a.deployment_of:
         head += f"  another way of deploying #{a.deployment_of['trial']}'s model"
-    if a.prefix_of:
+    if a.prefix_of and a.prefix_of.get("neutral"):
+        head += f"  #{a.prefix_of['trial']}'s model without its last steps, which cannot make it faster"
+    elif a.prefix_of:
         head += f"  the model #{a.prefix_of['trial']}'s chain made on its way"
     if a.extension_of:
         head += f"  #{a.extension_of['trial']}'s model one step further"

@@ -47,7 +47,7 @@ from autotune.search.recipe import Recipe
 from autotune.storage import store
 from autotune.storage.record import TrialRecord
 from autotune.storage.record import queued as queued_attrs
-from autotune.study.chains import among_fastest, extension_plan, fastest_models, prefix_plan, sibling_plan
+from autotune.study.chains import among_fastest, extension_plan, fastest_models, neutral_plan, prefix_plan, sibling_plan
 from autotune.study.ways import (
     DEPLOY_PARAMS,
     LOSER_EVERY,
@@ -178,7 +178,8 @@ def plan(study: optuna.Study, trial: FrozenTrial, space: Callable[[Any], Recipe]
 class Deployer:
     """Called by Optuna after every trial (before the failure policy): queues the other
     deployments of a newly measured model; after a chain past the accuracy limit, the model it
-    made on its way within it (``prefix_plan``); after a deployment among the study's fastest,
+    made on its way within it (``prefix_plan``); after a chain within it that ends in steps that
+    cannot make it faster and cost accuracy, the model before them (``neutral_plan``); after a deployment among the study's fastest,
     its model taken one step further (``extension_plan``) and trained other ways at its shape
     (``sibling_plan``, each deployed as that trial was, no other way); all within what is
     left of the budget."""
@@ -193,9 +194,11 @@ class Deployer:
         on_prefix: Callable[[int, str], None] | None = None,
         on_extension: Callable[[int, str], None] | None = None,
         on_siblings: Callable[[int, list[str]], None] | None = None,
+        on_neutral: Callable[[int, str, float], None] | None = None,
     ) -> None:
         self.space, self.budget, self.env_id, self.on_queued = space, budget, env_id, on_queued
         self.within, self.on_prefix, self.on_extension, self.on_siblings = within, on_prefix, on_extension, on_siblings
+        self.on_neutral = on_neutral
 
     def _enqueue(self, study: optuna.Study, params: dict[str, Any], attrs: dict[str, Any]) -> str:
         """Queue ``params`` marked with ``attrs`` (plus how its model is made); its recipe as
@@ -216,6 +219,14 @@ class Deployer:
                 room -= 1
                 if self.on_prefix is not None:
                     self.on_prefix(trial.number, text)
+        if room > 0 and self.within is not None:
+            neutral = neutral_plan(study, trial, self.space)
+            if neutral is not None:
+                params, cost = neutral
+                text = self._enqueue(study, params, {"prefix_of": {"trial": trial.number, "neutral": True}})
+                room -= 1
+                if self.on_neutral is not None:
+                    self.on_neutral(trial.number, text, cost)
         # The trial's model, or else the study's fastest (most accurate first): the evidence
         # these need may come from any trial.
         fastest = [trial, *(t for t in fastest_models(study, self.env_id) if t.number != trial.number)] if room > 0 and self.within is not None else []

@@ -201,6 +201,7 @@ def _run(
         on_prefix=reporter.prefix_queued,
         on_extension=reporter.extension_queued,
         on_siblings=reporter.siblings_queued,
+        on_neutral=reporter.neutral_queued,
     )
 
     def requested() -> str | None:

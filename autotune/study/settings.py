@@ -29,6 +29,7 @@ class Reporter(Protocol):
     def prefix_queued(self, number: int, recipe: str) -> None: ...
     def extension_queued(self, number: int, recipe: str) -> None: ...
     def siblings_queued(self, number: int, recipes: list[str]) -> None: ...
+    def neutral_queued(self, number: int, recipe: str, cost: float) -> None: ...
 
 
 class SilentReporter:
@@ -63,6 +64,9 @@ class SilentReporter:
         pass
 
     def siblings_queued(self, number: int, recipes: list[str]) -> None:
+        pass
+
+    def neutral_queued(self, number: int, recipe: str, cost: float) -> None:
         pass
 
 

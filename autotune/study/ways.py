@@ -74,11 +74,15 @@ def made_key(recipe: dict[str, Any]) -> str:
 def shape_key(recipe: dict[str, Any]) -> str:
     """What sets how fast a deployment runs: its chain with only the parameters that shape the
     model (``Technique.shape_params``; all of a technique that declares none, or unknown
-    here), and how it is deployed. Two deployments with one key differ in weights only: a
-    student distilled at another temperature runs as fast as its sibling."""
+    here), without the steps that leave the shape as they found it (those that declare it
+    shaped by none of their parameters: magnitude pruning, QAT), and how it is deployed. Two
+    deployments with one key differ in weights only: a student distilled at another
+    temperature, or pruned, runs as fast as its sibling."""
     steps = []
     for step in recipe["steps"]:
         shaping = getattr(TECHNIQUES.get(step["name"]), "shape_params", None)
+        if shaping == ():
+            continue
         params = step.get("params", {})
         steps.append({"name": step["name"], "params": params if shaping is None else {k: v for k, v in params.items() if k in shaping}})
     rest = {k: v for k, v in recipe.items() if k != "steps"}
