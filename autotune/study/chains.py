@@ -17,11 +17,10 @@ from typing import Any
 import optuna
 from optuna.trial import FrozenTrial, TrialState
 
-from autotune.errors import AutotuneError
 from autotune.search.recipe import Recipe
 from autotune.storage import store
 from autotune.storage.record import TrialRecord
-from autotune.study.ways import DEPLOYED, TIE, Replay, choices, made_key, measured_trials, model_shape, shape_key
+from autotune.study.ways import DEPLOYED, TIE, choices, made_key, measured_trials, model_shape, replayed, shape_key
 from autotune.techniques import TECHNIQUES
 
 # How many siblings of the study's fastest model are trained (``sibling_plan``), once the
@@ -140,6 +139,17 @@ def _speed(record: TrialRecord) -> float | None:
     return float(speedup) if speedup else None
 
 
+def _shape_speeds(trials: list[FrozenTrial], env_id: str | None) -> tuple[list[tuple[FrozenTrial, TrialRecord]], dict[str, float]]:
+    """The measured deployments within the accuracy limit on ``env_id`` (not references), and
+    the best speed-up read of each shape (``shape_key``) among them."""
+    here = [(t, r) for t, r in measured_trials(trials) if r.env_id == env_id and r.metrics.feasible and not r.reference and _speed(r)]
+    best: dict[str, float] = {}
+    for _, r in here:
+        shape = shape_key(r.recipe)
+        best[shape] = max(best.get(shape, 0.0), _speed(r) or 0.0)
+    return here, best
+
+
 def among_fastest(trial: FrozenTrial, record: TrialRecord, trials: list[FrozenTrial]) -> bool:
     """Whether ``trial`` deployed a model within ``TIE`` of the study's fastest speed-up within
     the accuracy limit (measured on its host), its speed read as the best of every measured
@@ -149,10 +159,9 @@ def among_fastest(trial: FrozenTrial, record: TrialRecord, trials: list[FrozenTr
     speed = _speed(record)
     if speed is None or record.recipe is None:
         return False
-    here = [r for _, r in measured_trials(trials) if r.env_id == record.env_id and r.metrics.feasible and not r.reference]
-    shape = shape_key(record.recipe)
-    pooled = max([speed, *(_speed(r) or 0.0 for r in here if shape_key(r.recipe) == shape)])
-    return pooled * TIE >= max((_speed(r) or 0.0 for r in here), default=0.0)
+    _, best = _shape_speeds(trials, record.env_id)
+    pooled = max(speed, best.get(shape_key(record.recipe), 0.0))
+    return pooled * TIE >= max(best.values(), default=0.0)
 
 
 def fastest_models(study: optuna.Study, env_id: str) -> list[FrozenTrial]:
@@ -161,11 +170,7 @@ def fastest_models(study: optuna.Study, env_id: str) -> list[FrozenTrial]:
     accurate first: what ``extension_plan`` and ``sibling_plan`` are asked about after every
     trial, not only after one of these, since the evidence they need (a step's accuracy cost,
     enough models measured) may come from any trial."""
-    here = [(t, r) for t, r in measured_trials(study.get_trials(deepcopy=False)) if r.env_id == env_id and r.metrics.feasible and not r.reference and _speed(r)]
-    best: dict[str, float] = {}
-    for _, r in here:
-        shape = shape_key(r.recipe)
-        best[shape] = max(best.get(shape, 0.0), _speed(r) or 0.0)
+    here, best = _shape_speeds(study.get_trials(deepcopy=False), env_id)
     top = max(best.values(), default=0.0)
     chosen = [(t, r) for t, r in here if best[shape_key(r.recipe)] * TIE >= top]
     return [t for t, _ in sorted(chosen, key=lambda tr: (tr[1].metrics.quality_loss, tr[0].number))]
@@ -252,13 +257,10 @@ def extension_plan(study: optuna.Study, trial: FrozenTrial, space: Callable[[Any
             if text in tried:
                 continue
             tried.add(text)
-            replay = Replay({**extra, **trial.params, switch: True}, study)
-            try:
-                variant = space(replay)
-            except (AutotuneError, ValueError, KeyError, TypeError):
+            found = replayed(space, {**extra, **trial.params, switch: True}, study)
+            if found is None:
                 continue
-            if not isinstance(variant, Recipe):
-                continue
+            replay, variant = found
             longer = variant.to_dict()["steps"]
             step = json.dumps(longer[-1], sort_keys=True) if longer else ""
             if len(longer) != len(steps) + 1 or longer[:-1] != steps or step not in affordable:
@@ -311,13 +313,10 @@ def sibling_plan(study: optuna.Study, trial: FrozenTrial, space: Callable[[Any],
         changed = sum(v != trial.params[n] for n, v in zip(names, values))
         if not changed:
             continue
-        replay = Replay({**trial.params, **dict(zip(names, values))}, study)
-        try:
-            variant = space(replay)
-        except (AutotuneError, ValueError, KeyError, TypeError):
+        found_now = replayed(space, {**trial.params, **dict(zip(names, values))}, study)
+        if found_now is None:
             continue
-        if not isinstance(variant, Recipe):
-            continue
+        replay, variant = found_now
         d = variant.to_dict()
         d["runtime"]["batch_size"] = recipe["runtime"].get("batch_size", 1)
         key = made_key(d)
@@ -335,11 +334,7 @@ def _params_making(study: optuna.Study, trial: FrozenTrial, space: Callable[[Any
     on = [name for name, value in trial.params.items() if value is True]
     for k in range(1, len(on) + 1):
         for off in itertools.combinations(on, k):
-            replay = Replay({**trial.params, **dict.fromkeys(off, False)}, study)
-            try:
-                variant = space(replay)
-            except (AutotuneError, ValueError, KeyError, TypeError):
-                continue
-            if isinstance(variant, Recipe) and variant.to_dict()["steps"] == steps:
-                return dict(replay.params)
+            found = replayed(space, {**trial.params, **dict.fromkeys(off, False)}, study)
+            if found is not None and found[1].to_dict()["steps"] == steps:
+                return dict(found[0].params)
     return None

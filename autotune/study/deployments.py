@@ -42,7 +42,6 @@ from typing import Any
 import optuna
 from optuna.trial import FrozenTrial, TrialState
 
-from autotune.errors import AutotuneError
 from autotune.search.recipe import Recipe
 from autotune.storage import store
 from autotune.storage.record import TrialRecord
@@ -59,6 +58,7 @@ from autotune.study.ways import (
     measured_trials,
     model_shape,
     models_measured,
+    replayed,
     slower_thread_counts,
     thread_way,
 )
@@ -97,12 +97,10 @@ def _variants(study: optuna.Study, trial: FrozenTrial, space: Callable[[Any], Re
     threads for LiteRT), found by asking the space again with that engine."""
     dists = {n: d for n, d in trial.distributions.items() if n in DEPLOY_PARAMS}
     for engine in choices(dists["engine"]) if "engine" in dists else []:
-        replay = Replay({**trial.params, "engine": engine}, study)
-        try:
-            space(replay)
-        except (AutotuneError, ValueError, KeyError, TypeError):
+        found = replayed(space, {**trial.params, "engine": engine}, study)
+        if found is None:
             continue
-        for n, d in replay.distributions.items():
+        for n, d in found[0].distributions.items():
             if n in (*DEPLOY_PARAMS, "xla") and n not in dists:
                 dists[n] = d
     names = list(dists)
@@ -145,13 +143,10 @@ def plan(study: optuna.Study, trial: FrozenTrial, space: Callable[[Any], Recipe]
     variants: list[tuple[dict[str, Any], dict[str, Any]]] = []
     for overrides in _variants(study, trial, space):
         params = {**trial.params, **overrides}
-        replay = Replay(params, study)
-        try:
-            variant = space(replay)
-        except (AutotuneError, ValueError, KeyError, TypeError):
+        found = replayed(space, params, study)
+        if found is None:
             continue  # the space does not take this combination
-        if not isinstance(variant, Recipe):
-            continue
+        replay, variant = found
         d = variant.to_dict()
         d["runtime"]["batch_size"] = recipe["runtime"].get("batch_size", 1)
         text = json.dumps(d, sort_keys=True)

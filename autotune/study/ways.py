@@ -23,12 +23,15 @@ The space is asked again with fixed parameters by ``Replay``.
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from typing import Any
 
 import optuna
 from optuna.distributions import BaseDistribution, CategoricalDistribution, FloatDistribution, IntDistribution
 from optuna.trial import FixedTrial, FrozenTrial, TrialState
 
+from autotune.errors import AutotuneError
+from autotune.search.recipe import Recipe
 from autotune.storage.record import TrialRecord
 from autotune.techniques import TECHNIQUES
 
@@ -65,6 +68,17 @@ class Replay(FixedTrial):
         if not distribution._contains(internal):
             raise ValueError(f"{name}={self._params[name]!r} is not offered by the space")
         return super()._suggest(name, distribution)
+
+def replayed(space: Callable[[Any], Recipe], params: dict[str, Any], study: optuna.Study) -> tuple[Replay, Recipe] | None:
+    """The space asked again with ``params`` (``Replay``): what it asked and the recipe it
+    made, or None where it does not take them."""
+    replay = Replay(params, study)
+    try:
+        recipe = space(replay)
+    except (AutotuneError, ValueError, KeyError, TypeError):
+        return None
+    return (replay, recipe) if isinstance(recipe, Recipe) else None
+
 
 def made_key(recipe: dict[str, Any]) -> str:
     """What identifies how a model was made: its chain of steps (and the batch it takes)."""
