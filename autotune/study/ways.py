@@ -2,7 +2,7 @@
 
 What the study has already shown never wins is left out most of the time: a way of deploying
 (precision, engine, threads, XLA) that was measured on ``LOSER_AFTER`` trained models and won
-on fewer than a third of them (``RARELY``: none of two, one of four), or that on every model it was measured on was at least
+on none of them, or that on every model it was measured on was at least
 ``FAR_SLOWER`` times slower than that model's fastest way and no more accurate (the TensorFlow
 runtime against LiteRT at batch 1, typically), is left out; on every ``LOSER_EVERY``-th new
 model one of them is tried again, the one measured on the fewest models. A way wins on a
@@ -13,12 +13,9 @@ Zen 4 study of the demo, dynamic-int8 read ×3.78 on its first model against int
 reading that studies of the same student put at ×6.7) and ×7.08 against ×7.45 on the second,
 and was left out from then on, although on the other seeds' fronts it was the most accurate
 fast student. Being more accurate keeps a slow way only when it is within the accuracy limit. A thread count that was slower than
-another for the same model, precision and engine in ``LOSER_AFTER`` such comparisons and the
-fastest in fewer than a third of them is left out with every way of that engine and batch using it (the first
-model deployed every way compares thread counts once per precision). One win is not enough to
-keep a way for good: on 2 threads the search's short timings of the demo's tiny models read
-one student's fp32 at ×9.87 against its full int8's ×6.66 (timed side by side, int8 ran
-faster), and fp32 was deployed on each of the next four models.
+another for the same model, precision and engine in ``LOSER_AFTER`` such comparisons and never
+the fastest of one is left out with every way of that engine and batch using it (the first
+model deployed every way compares thread counts once per precision).
 
 The space is asked again with fixed parameters by ``Replay``.
 """
@@ -49,9 +46,6 @@ FAR_SLOWER = 2.0
 # Speeds within this ratio are one speed to the search (its timings are trusted to about
 # ``TimingPolicy.noise_limit``).
 TIE = 1.10
-# A way that won fewer than one in this many of the comparisons it took part in
-# (``LOSER_AFTER`` at least) is a loser: one noisy reading does not keep it.
-RARELY = 3
 
 
 class Replay(FixedTrial):
@@ -149,12 +143,12 @@ def _by_model(trials: list[FrozenTrial]) -> dict[str, list[TrialRecord]]:
 
 
 def losers(trials: list[FrozenTrial]) -> set[str]:
-    """Ways of deploying measured on at least ``LOSER_AFTER`` trained models that won
-    (``_wins``) on fewer than one in ``RARELY`` of them, and ways that were ``FAR_SLOWER``
+    """Ways of deploying measured on at least ``LOSER_AFTER`` trained models and the fastest
+    (of the feasible ones, else of all) on none of them, and ways that were ``FAR_SLOWER``
     than the fastest and no more accurate on every model they were measured on."""
     by_model = _by_model(trials)
     seen: dict[str, int] = {}
-    won: dict[str, int] = {}
+    won: set[str] = set()
     close: set[str] = set()  # within FAR_SLOWER of the fastest, or more accurate, on some model
     for group in by_model.values():
         kinds = {deployment_kind(r.recipe) for r in group}
@@ -164,8 +158,7 @@ def losers(trials: list[FrozenTrial]) -> set[str]:
             seen[k] = seen.get(k, 0) + 1
         pool = [r for r in group if r.metrics.feasible] or group
         best = min(pool, key=lambda r: r.metrics["latency_p50_ms"])
-        for k in _wins(pool, best):
-            won[k] = won.get(k, 0) + 1
+        won |= _wins(pool, best)
         for r in group:
             # More accurate counts only within the limit: an infeasible way is no trade-off.
             more_accurate = r.metrics.feasible and r.metrics.quality_loss < best.metrics.quality_loss
@@ -173,15 +166,9 @@ def losers(trials: list[FrozenTrial]) -> set[str]:
                 close.add(deployment_kind(r.recipe))
     slow = slower_thread_counts(trials)
     ways = {deployment_kind(r.recipe): thread_way(r.recipe) for group in by_model.values() for r in group}
-    return {k for k, n in seen.items() if (n >= LOSER_AFTER and _rarely(won.get(k, 0), n)) or (k not in won and k not in close)} | {
+    return {k for k, n in seen.items() if k not in won and (n >= LOSER_AFTER or k not in close)} | {
         k for k, w in ways.items() if k not in won and w in slow
     }
-
-
-def _rarely(wins: int, of: int) -> bool:
-    """Whether ``wins`` comparisons of ``of`` are fewer than one in ``RARELY``: what one reading
-    of the search's short timings can turn."""
-    return wins * RARELY < of
 
 
 def _wins(pool: list[TrialRecord], best: TrialRecord) -> set[str]:
@@ -208,7 +195,7 @@ def thread_way(recipe: dict[str, Any]) -> tuple[str, int, int]:
 def slower_thread_counts(trials: list[FrozenTrial]) -> set[tuple[str, int, int]]:
     """Thread counts, as ``thread_way``s (by engine and batch), that were slower than another
     thread count for the same model, precision and engine in at least ``LOSER_AFTER`` such
-    comparisons, and the fastest in fewer than one in ``RARELY`` of all of them.
+    comparisons, and never the fastest of one.
 
     Each comparison is another artifact (another precision's kernels, another model), so the
     first model deployed every way already compares the thread counts once per precision: on a
@@ -216,7 +203,7 @@ def slower_thread_counts(trials: list[FrozenTrial]) -> set[tuple[str, int, int]]
     models at one thread as well spent a trial per precision on what was already shown.
     """
     lost: dict[tuple[str, int, int], int] = {}
-    fastest: dict[tuple[str, int, int], int] = {}
+    fastest_once: set[tuple[str, int, int]] = set()
     for group in _by_model(trials).values():
         by_way: dict[tuple[Any, ...], list[TrialRecord]] = {}
         for r in group:
@@ -225,14 +212,14 @@ def slower_thread_counts(trials: list[FrozenTrial]) -> set[tuple[str, int, int]]
         for same in by_way.values():
             if len({r.recipe["runtime"]["threads"] for r in same}) < 2:
                 continue
-            best = min(r.metrics["latency_p50_ms"] for r in same)
+            fastest = min(r.metrics["latency_p50_ms"] for r in same)
             for r in same:
                 t = thread_way(r.recipe)
-                if r.metrics["latency_p50_ms"] > best:
+                if r.metrics["latency_p50_ms"] > fastest:
                     lost[t] = lost.get(t, 0) + 1
                 else:
-                    fastest[t] = fastest.get(t, 0) + 1
-    return {t for t, n in lost.items() if n >= LOSER_AFTER and _rarely(fastest.get(t, 0), n + fastest.get(t, 0))}
+                    fastest_once.add(t)
+    return {t for t, n in lost.items() if n >= LOSER_AFTER and t not in fastest_once}
 
 def models_measured(done: list[tuple[FrozenTrial, TrialRecord]]) -> dict[str, int]:
     """On how many trained models each way of deploying was measured."""
