@@ -20,8 +20,7 @@ from optuna.trial import FrozenTrial, TrialState
 from autotune.search.recipe import Recipe
 from autotune.storage import store
 from autotune.storage.record import TrialRecord
-from autotune.study.ways import DEPLOYED, TIE, choices, made_key, measured_trials, model_shape, replayed, shape_key
-from autotune.techniques import TECHNIQUES
+from autotune.study.ways import DEPLOYED, TIE, choices, leaves_shape, made_key, measured_trials, model_shape, replayed, shape_key
 
 # How many siblings of the study's fastest model are trained (``sibling_plan``), once the
 # study has measured this many models (before, its fastest is only its first).
@@ -83,15 +82,9 @@ def prefix_plan(study: optuna.Study, trial: FrozenTrial, space: Callable[[Any], 
     return None
 
 
-def _neutral(step: dict[str, Any]) -> bool:
-    """Whether a step leaves its model's shape as it found it (``Technique.shape_params``
-    empty: magnitude pruning and QAT, whose kernels stay dense), so it cannot make it faster."""
-    return getattr(TECHNIQUES.get(step["name"]), "shape_params", None) == ()
-
-
 def neutral_plan(study: optuna.Study, trial: FrozenTrial, space: Callable[[Any], Recipe]) -> tuple[dict[str, Any], float] | None:
     """The parameters of a trial to queue for ``trial``'s model without the steps at the end of
-    its chain that do not change its shape (``_neutral``), when ``trial`` was within the
+    its chain that do not change its shape (``ways.leaves_shape``), when ``trial`` was within the
     accuracy limit and training showed those steps costing accuracy: the model before them,
     which the content cache holds, runs as fast deployed as ``trial`` was and was more
     accurate as trained. With the accuracy they cost as trained; None if there is no such
@@ -111,7 +104,7 @@ def neutral_plan(study: optuna.Study, trial: FrozenTrial, space: Callable[[Any],
         return None
     steps = recipe["steps"]
     n = len(steps)
-    while n > 0 and _neutral(steps[n - 1]):
+    while n > 0 and leaves_shape(steps[n - 1]):
         n -= 1
     if n in (0, len(steps)):
         return None  # no neutral steps at the end, or nothing but: the model before is the baseline

@@ -94,13 +94,26 @@ def shape_key(recipe: dict[str, Any]) -> str:
     temperature, or pruned, runs as fast as its sibling."""
     steps = []
     for step in recipe["steps"]:
-        shaping = getattr(TECHNIQUES.get(step["name"]), "shape_params", None)
+        shaping = _shape_params(step)
         if shaping == ():
             continue
         params = step.get("params", {})
         steps.append({"name": step["name"], "params": params if shaping is None else {k: v for k, v in params.items() if k in shaping}})
     rest = {k: v for k, v in recipe.items() if k != "steps"}
     return json.dumps({"steps": steps, **rest}, sort_keys=True)
+
+
+def _shape_params(step: dict[str, Any]) -> tuple[str, ...] | None:
+    """The parameters that set the shape of the model ``step`` leaves (``Technique.shape_params``;
+    None where its technique declares none, or is unknown here)."""
+    return getattr(TECHNIQUES.get(step["name"]), "shape_params", None)
+
+
+def leaves_shape(step: dict[str, Any]) -> bool:
+    """Whether ``step`` leaves its model's shape as it found it (its technique declares no
+    parameter that shapes it: magnitude pruning and QAT, whose kernels stay dense), so it
+    cannot make it faster."""
+    return _shape_params(step) == ()
 
 
 def model_shape(recipe: dict[str, Any]) -> str:
