@@ -64,7 +64,7 @@ def test_a_thinner_model_the_study_made_is_not_queued_the_next_parameter_is():
     assert _deploy(study, trial) == ["distill w0.5 T2 α0.9 → channel-prune keep 0.5 → int8 · litert · 2 threads"]
 
 
-def test_off_the_front_past_the_limit_near_it_or_past_it_by_the_evidence_nothing_is_queued():
+def test_off_the_front_past_the_limit_or_past_it_by_the_evidence_nothing_is_queued():
     study = _study()
     _measured(study, STUDENT | {"distill_width": 0.5} | DEPLOY, [0.987], speedup=6.0)
     # Slower than a model as accurate: off the front.
@@ -72,9 +72,6 @@ def test_off_the_front_past_the_limit_near_it_or_past_it_by_the_evidence_nothing
     assert thinner_plan(study, slow, SPACE, WITHIN) is None
     past = _measured(study, STUDENT | {"distill_width": 0.75, "alpha": 0.5} | DEPLOY, [0.975], speedup=9.0)
     assert thinner_plan(study, past, SPACE, WITHIN) is None
-    # The study's fastest within the limit, with less than half of it to spare (a drop of 0.006).
-    near = _measured(study, STUDENT | {"distill_width": 0.5, "temperature": 4.0} | DEPLOY, [0.984], speedup=8.0)
-    assert thinner_plan(study, near, SPACE, WITHIN) is None
     # The evidence: channel pruning the base model at keep 0.75 cost 0.002, at 0.5 0.012; a
     # width-0.25 student cost 0.012 where this one's width 0.5 cost 0.002. Either lower value
     # adds 0.010 to a drop of 0.004: past the limit.
@@ -102,18 +99,3 @@ def test_the_queued_parameters_make_the_thinner_model():
     recipe = SPACE(Replay(dict(queued.system_attrs["fixed_params"]), study)).to_dict()
     assert recipe["steps"] == [{"name": "distill", "params": {**recipe["steps"][0]["params"], "width": 0.5}}]
     assert recipe["steps"][0]["params"]["temperature"] == 2.0 and recipe["steps"][0]["params"]["alpha"] == 0.9
-
-
-def test_a_sibling_of_a_model_made_thinner_is_not_made_thinner_again():
-    study = _study()
-    student = _measured(study, STUDENT | {"distill_width": 0.5} | DEPLOY, [0.988], speedup=5.0)
-    assert _deploy(study, student) == ["distill w0.25 T2 α0.9 → int8 · litert · 2 threads"]
-    # Its sibling, as fast and as accurate: a model of the same shape, made thinner already.
-    sibling = _measured(study, STUDENT | {"distill_width": 0.5, "alpha": 0.5} | DEPLOY, [0.988], speedup=5.0)
-    assert thinner_plan(study, sibling, SPACE, WITHIN) is None
-
-
-def test_a_chain_with_a_step_that_cannot_make_it_faster_is_not_made_thinner():
-    study = _study()
-    pruned = _measured(study, STUDENT | {"distill_width": 0.5, "prune": True, "structure": "2:4"} | DEPLOY, [0.989, 0.988], speedup=5.0)
-    assert thinner_plan(study, pruned, SPACE, WITHIN) is None

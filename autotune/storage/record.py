@@ -236,8 +236,7 @@ class TrialRecord:
             which ended past the accuracy limit: ``{"trial": that trial, "made": ...}``.
         extension_of: Queued to measure an earlier trial's model (on the study's front)
             taken one step further: ``{"trial": it, "from": how its model was made, "made": ...}``,
-            or made one value thinner, with ``"thinner"``: the parameter lowered, and
-            ``"shape"``: the model's shape (``model_shape``), made thinner once.
+            or made one value thinner, with ``"thinner"``: the parameter lowered.
         sibling_of: Queued to train the model of an earlier trial (among the study's fastest)
             another way, its shape unchanged: ``{"trial": it, "shape": ..., "made": ...}``.
     """

@@ -1,9 +1,9 @@
 """After a trial, models the study has not made: the model a chain past the accuracy limit made
 on its way within it (``prefix_plan``); the model a chain within it made before steps that
-cannot make it faster and cost accuracy (``neutral_plan``); a model on the study's front taken
-one step further (``extension_plan``), whose training is mostly cached, or made one value
-thinner (``thinner_plan``); and the study's fastest model trained again at its shape with its
-speed-neutral parameters changed (``sibling_plan``).
+cannot make it faster and cost accuracy (``neutral_plan``); the study's fastest model taken
+one step further (``extension_plan``), whose training is mostly cached; and the study's
+fastest model trained again at its shape with its speed-neutral parameters changed
+(``sibling_plan``).
 ``deployments.Deployer`` queues them.
 """
 
@@ -257,7 +257,7 @@ def extension_plan(study: optuna.Study, trial: FrozenTrial, space: Callable[[Any
     if not on_front(trial, record, trials):
         return None
     key = made_key(recipe)
-    if any(_extended(t, key) for t in trials):
+    if any(_extended(t, key, thinner=False) for t in trials):
         return None  # this model was taken a step further already
     affordable = {
         step: cost
@@ -297,11 +297,11 @@ def extension_plan(study: optuna.Study, trial: FrozenTrial, space: Callable[[Any
     return min(candidates, key=lambda c: c[0])[1]
 
 
-def _extended(t: FrozenTrial, key: str) -> bool:
-    """Whether ``t`` was queued for the model ``key`` taken one step further (not made one
-    value thinner)."""
+def _extended(t: FrozenTrial, key: str, thinner: bool) -> bool:
+    """Whether ``t`` was queued for the model ``key`` taken further: one step further, or
+    (with ``thinner``) one value thinner."""
     of = TrialRecord.from_trial(t).extension_of or {}
-    return of.get("from") == key and not of.get("thinner")
+    return of.get("from") == key and bool(of.get("thinner")) == thinner
 
 
 def thinner_plan(study: optuna.Study, trial: FrozenTrial, space: Callable[[Any], Recipe], within: Callable[[dict[str, float]], bool]) -> tuple[dict[str, Any], str] | None:
@@ -310,15 +310,9 @@ def thinner_plan(study: optuna.Study, trial: FrozenTrial, space: Callable[[Any],
     within the accuracy limit (``on_front``), its chain with one parameter that a step thins
     the model by (``Technique.thinner_lower``: a student's width, the channels kept) set to
     the next lower value the space offers, the earliest step's first, deployed as ``trial``
-    was, when it has half the limit to spare at least (on the demo, three width-0.25 students
-    channel-pruned to keep 0.75, siblings at 0.0056 of a 0.01 limit, each pruned to keep 0.5,
-    all failed the gate), and its chain has no step that cannot make it faster (magnitude
-    pruning, QAT: on the demo, width-0.25 students pruned 2:4, made so from width-0.5 ones,
-    lost 0.014-0.022 where the students alone lost 0.0056). Once per shape of model
-    (``model_shape``: its siblings run as it does); None if there is none the study has not
-    made, or if the study's evidence puts it past the limit: the accuracy that step cost at
-    the lower value, less what it cost at ``trial``'s, where the study trained both from the
-    same model
+    was. Once per model; None if there is none the study has not made, or if the study's
+    evidence puts it past the limit: the accuracy that step cost at the lower value, less
+    what it cost at ``trial``'s, where the study trained both from the same model
     (``_step_evidence``); a step never trained at the lower value is given the chance.
 
     The sampler proposes a chain as a whole, and TPE's model of the space is coarse at 50
@@ -337,14 +331,9 @@ def thinner_plan(study: optuna.Study, trial: FrozenTrial, space: Callable[[Any],
     trials = study.get_trials(deepcopy=False)
     if q.name not in baseline or not on_front(trial, record, trials):
         return None
-    if any(leaves_shape(step) for step in recipe["steps"]):
-        return None  # the model before such steps is a model of its own (``neutral_plan``)
-    # Half the limit to spare at least: twice its loss within the limit.
-    if not within(q.loss({q.name: baseline[q.name] + 2 * (metrics.quality_value - baseline[q.name])}, baseline)):
-        return None
-    shape = model_shape(recipe)
-    if any((TrialRecord.from_trial(t).extension_of or {}).get("shape") == shape for t in trials):
-        return None  # a model of this shape (this one, or its sibling) was made thinner already
+    key = made_key(recipe)
+    if any(_extended(t, key, thinner=True) for t in trials):
+        return None  # this model was made thinner already
     made = _made_in_study(trials)
     evidence = _step_evidence(trials, baseline, q)
     batch = {"batch_size": trial.params["batch_size"]} if "batch_size" in trial.params else {}

@@ -241,7 +241,7 @@ class Deployer:
             if thinner is not None:
                 params, name = thinner
                 recipe = TrialRecord.from_trial(t).recipe or {}
-                text = self._enqueue(study, params, {"extension_of": {"trial": t.number, "from": made_key(recipe), "thinner": name, "shape": model_shape(recipe)}})
+                text = self._enqueue(study, params, {"extension_of": {"trial": t.number, "from": made_key(recipe), "thinner": name}})
                 room -= 1
                 if self.on_thinner is not None:
                     self.on_thinner(t.number, text)
