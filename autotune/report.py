@@ -137,15 +137,12 @@ class RunProgress:
         self._print(f"[dim]queued[/] the model #{number}'s chain made on its way, within the limit as trained: {recipe} (trained already)")
 
     def extension_queued(self, number: int, recipe: str) -> None:
-        self._print(f"[dim]queued[/] #{number}'s model, on the study's front, one step further: {recipe} (trains that step only)")
+        self._print(f"[dim]queued[/] #{number}'s model, among the study's fastest, one step further: {recipe} (trains that step only)")
 
     def neutral_queued(self, number: int, recipe: str, cost: float) -> None:
         self._print(
             f"[dim]queued[/] #{number}'s model without its last steps, which cannot make it faster and cost {cost:.4f} as trained: {recipe} (trained already)"
         )
-
-    def thinner_queued(self, number: int, recipe: str) -> None:
-        self._print(f"[dim]queued[/] #{number}'s model, on the study's front, one value thinner: {recipe}")
 
     def siblings_queued(self, number: int, recipes: list[str]) -> None:
         self._print(f"[dim]queued[/] #{number}'s model, among the study's fastest, trained {len(recipes)} other way(s) at its shape: " + "; ".join(recipes))
@@ -320,9 +317,7 @@ def trial_detail(trial: FrozenTrial, final: Remeasurement | None) -> None:
         head += f"  #{a.prefix_of['trial']}'s model without its last steps, which cannot make it faster"
     elif a.prefix_of:
         head += f"  the model #{a.prefix_of['trial']}'s chain made on its way"
-    if a.extension_of and a.extension_of.get("thinner"):
-        head += f"  #{a.extension_of['trial']}'s model one value thinner ({a.extension_of['thinner']})"
-    elif a.extension_of:
+    if a.extension_of:
         head += f"  #{a.extension_of['trial']}'s model one step further"
     if a.sibling_of:
         head += f"  #{a.sibling_of['trial']}'s model trained another way"

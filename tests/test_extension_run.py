@@ -54,7 +54,7 @@ def test_the_fastest_model_is_taken_one_thinning_step_further_training_that_step
 
     (longer,) = [t for t in trials if store.EXTENSION_OF in t.user_attrs]
     assert longer.user_attrs[store.EXTENSION_OF]["trial"] == student.number
-    assert f"queued #{student.number}'s model, on the study's front, one step further" in result.output
+    assert f"queued #{student.number}'s model, among the study's fastest, one step further" in result.output
     assert longer.state == TrialState.COMPLETE and longer.params == {"student": True, "thin": True}
     steps = longer.user_attrs[store.RECIPE]["steps"]
     assert steps[:1] == student.user_attrs[store.RECIPE]["steps"] and steps[1:] == thin.user_attrs[store.RECIPE]["steps"]

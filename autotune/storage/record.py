@@ -234,9 +234,8 @@ class TrialRecord:
             ``{"trial": its first measured trial, "made": how the model was made}``.
         prefix_of: Queued to measure the model made on the way by an earlier trial's chain,
             which ended past the accuracy limit: ``{"trial": that trial, "made": ...}``.
-        extension_of: Queued to measure an earlier trial's model (on the study's front)
-            taken one step further: ``{"trial": it, "from": how its model was made, "made": ...}``,
-            or made one value thinner, with ``"thinner"``: the parameter lowered.
+        extension_of: Queued to measure an earlier trial's model (among the study's fastest)
+            taken one step further: ``{"trial": it, "from": how its model was made, "made": ...}``.
         sibling_of: Queued to train the model of an earlier trial (among the study's fastest)
             another way, its shape unchanged: ``{"trial": it, "shape": ..., "made": ...}``.
     """

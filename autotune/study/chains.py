@@ -20,7 +20,6 @@ from optuna.trial import FrozenTrial, TrialState
 from autotune.search.recipe import Recipe
 from autotune.storage import store
 from autotune.storage.record import TrialRecord
-from autotune.techniques import TECHNIQUES
 from autotune.study.ways import DEPLOYED, TIE, choices, leaves_shape, made_key, measured_trials, model_shape, replayed, shape_key
 
 # How many siblings of the study's fastest model are trained (``sibling_plan``), once the
@@ -170,34 +169,6 @@ def fastest_models(study: optuna.Study, env_id: str) -> list[FrozenTrial]:
     return [t for t, _ in sorted(chosen, key=lambda tr: (tr[1].metrics.quality_loss, tr[0].number))]
 
 
-def on_front(trial: FrozenTrial, record: TrialRecord, trials: list[FrozenTrial]) -> bool:
-    """Whether ``trial`` deployed a model within the accuracy limit that no other deployment
-    within it measured on its host beats: faster beyond ``TIE`` and at least as accurate, each
-    speed read as the best of its shape (as ``among_fastest`` reads it). The study's fastest
-    are on it, and so is every more accurate model that runs faster than anything as accurate.
-    """
-    speed = _speed(record)
-    if speed is None or record.recipe is None or not record.metrics.feasible or record.reference:
-        return False
-    here, best = _shape_speeds(trials, record.env_id)
-    mine = max(speed, best.get(shape_key(record.recipe), 0.0))
-    loss = record.metrics.quality_loss
-    return not any(r.metrics.quality_loss <= loss and best[shape_key(r.recipe)] > mine * TIE for _, r in here)
-
-
-def front_models(study: optuna.Study, env_id: str) -> list[FrozenTrial]:
-    """The study's measured deployments on its front within the accuracy limit on ``env_id``
-    (``on_front``), those among its fastest first (``fastest_models``), then the rest most
-    accurate first: what ``extension_plan`` and ``thinner_plan`` are asked about after every
-    trial, since the evidence they need may come from any trial."""
-    trials = study.get_trials(deepcopy=False)
-    here, _ = _shape_speeds(trials, env_id)
-    fastest = fastest_models(study, env_id)
-    numbers = {t.number for t in fastest}
-    rest = [(t, r) for t, r in here if t.number not in numbers and on_front(t, r, trials)]
-    return fastest + [t for t, _ in sorted(rest, key=lambda tr: (tr[1].metrics.quality_loss, tr[0].number))]
-
-
 def _step_evidence(trials: list[FrozenTrial], baseline: dict[str, Any], quality: Any) -> dict[str, tuple[float, bool]]:
     """For every step the study trained (its name and parameters, as JSON): the accuracy it
     cost, as training evaluated the model it was given and the one it left, the mean over the
@@ -227,9 +198,9 @@ def _step_evidence(trials: list[FrozenTrial], baseline: dict[str, Any], quality:
 
 
 def extension_plan(study: optuna.Study, trial: FrozenTrial, space: Callable[[Any], Recipe], within: Callable[[dict[str, float]], bool]) -> dict[str, Any] | None:
-    """The parameters of a trial to queue for a model on the study's front taken one step
-    further, when ``trial`` deployed a model on its front within the accuracy limit
-    (``on_front``, measured here): its chain with one more step appended that the study has
+    """The parameters of a trial to queue for the study's fastest model taken one step further,
+    when ``trial`` deployed a model within ``TIE`` of the study's fastest speed-up within the
+    accuracy limit (measured here): its chain with one more step appended that the study has
     trained and seen thin a model, whose accuracy cost (``_step_evidence``), added to
     ``trial``'s loss, is ``within`` the limit; of those, the cheapest in accuracy, with the
     parameters a trial of the study took that step with. Deployed as ``trial`` was. Once per
@@ -240,10 +211,7 @@ def extension_plan(study: optuna.Study, trial: FrozenTrial, space: Callable[[Any
     the limit in most studies was a width-0.25 student with a third of the limit to spare, and
     the fastest any study found was that student channel-pruned to keep 0.75 (×7.71 against
     ×7.45): a model TPE proposed in none of three 50-trial studies, because it proposes a
-    chain as a whole. A more accurate model on the front has room for steps the fastest
-    has not: on one seed, random search's 200 trials measured a width-0.5 student
-    channel-pruned to keep 0.75 at no drop, ×9.2, where the 50-trial study's width-0.25
-    students had no room left.
+    chain as a whole.
     """
     record = TrialRecord.from_trial(trial)
     metrics, recipe = record.metrics, record.recipe
@@ -254,10 +222,10 @@ def extension_plan(study: optuna.Study, trial: FrozenTrial, space: Callable[[Any
     if q.name not in baseline:
         return None
     trials = study.get_trials(deepcopy=False)
-    if not on_front(trial, record, trials):
+    if not among_fastest(trial, record, trials):
         return None
     key = made_key(recipe)
-    if any(_extended(t, key, thinner=False) for t in trials):
+    if any((TrialRecord.from_trial(t).extension_of or {}).get("from") == key for t in trials):
         return None  # this model was taken a step further already
     affordable = {
         step: cost
@@ -295,86 +263,6 @@ def extension_plan(study: optuna.Study, trial: FrozenTrial, space: Callable[[Any
     if not candidates:
         return None
     return min(candidates, key=lambda c: c[0])[1]
-
-
-def _extended(t: FrozenTrial, key: str, thinner: bool) -> bool:
-    """Whether ``t`` was queued for the model ``key`` taken further: one step further, or
-    (with ``thinner``) one value thinner."""
-    of = TrialRecord.from_trial(t).extension_of or {}
-    return of.get("from") == key and bool(of.get("thinner")) == thinner
-
-
-def thinner_plan(study: optuna.Study, trial: FrozenTrial, space: Callable[[Any], Recipe], within: Callable[[dict[str, float]], bool]) -> tuple[dict[str, Any], str] | None:
-    """The parameters of a trial to queue for a model on the study's front made one value
-    thinner, and the parameter made thinner: when ``trial`` deployed a model on its front
-    within the accuracy limit (``on_front``), its chain with one parameter that a step thins
-    the model by (``Technique.thinner_lower``: a student's width, the channels kept) set to
-    the next lower value the space offers, the earliest step's first, deployed as ``trial``
-    was. Once per model; None if there is none the study has not made, or if the study's
-    evidence puts it past the limit: the accuracy that step cost at the lower value, less
-    what it cost at ``trial``'s, where the study trained both from the same model
-    (``_step_evidence``); a step never trained at the lower value is given the chance.
-
-    The sampler proposes a chain as a whole, and TPE's model of the space is coarse at 50
-    trials: on one seed of the demo, a width-0.5 student at no drop was on the front from the
-    22nd trial and the study made its first width-0.25 student at the 32nd, where the fastest
-    model within the limit any study found was a width-0.25 student channel-pruned.
-    """
-    record = TrialRecord.from_trial(trial)
-    metrics, recipe = record.metrics, record.recipe
-    baseline = study.user_attrs.get(store.BASELINE)
-    if not measured_trials([trial]) or not trial.params or not metrics.feasible or recipe is None or not baseline:
-        return None
-    if record.repeat_of is not None or record.reference:
-        return None
-    q = metrics.quality
-    trials = study.get_trials(deepcopy=False)
-    if q.name not in baseline or not on_front(trial, record, trials):
-        return None
-    key = made_key(recipe)
-    if any(_extended(t, key, thinner=True) for t in trials):
-        return None  # this model was made thinner already
-    made = _made_in_study(trials)
-    evidence = _step_evidence(trials, baseline, q)
-    batch = {"batch_size": trial.params["batch_size"]} if "batch_size" in trial.params else {}
-    steps = recipe["steps"]
-    found: list[tuple[int, int, dict[str, Any], str]] = []
-    for name in [n for n, v in trial.params.items() if n not in (*DEPLOYED, "batch_size") and not isinstance(v, bool) and n in trial.distributions]:
-        offered = choices(trial.distributions[name])
-        if trial.params[name] not in offered:
-            continue
-        lower = [v for v in offered if isinstance(v, (int, float)) and not isinstance(v, bool) and v < trial.params[name]]
-        for value in [max(lower)] if lower else []:  # the next lower value only
-            got = replayed(space, {**trial.params, name: value}, study)
-            if got is None:
-                continue
-            replay, variant = got
-            longer = variant.to_dict()["steps"]
-            if len(longer) != len(steps):
-                continue
-            changed = [i for i, (a, b) in enumerate(zip(steps, longer)) if a != b]
-            if len(changed) != 1:
-                continue
-            i = changed[0]
-            old, new = steps[i], longer[i]
-            moved = [p for p in old.get("params", {}) if old["params"][p] != new.get("params", {}).get(p)]
-            thins = getattr(TECHNIQUES.get(old["name"]), "thinner_lower", ())
-            if old["name"] != new["name"] or len(moved) != 1 or moved[0] not in thins:
-                continue
-            d = {"steps": longer, "runtime": recipe["runtime"]}
-            if made_key(d) in made:
-                continue
-            cost_old = evidence.get(json.dumps(old, sort_keys=True))
-            cost_new = evidence.get(json.dumps(new, sort_keys=True))
-            if cost_old is not None and cost_new is not None:
-                worse = cost_new[0] - cost_old[0]
-                if not within(q.loss({q.name: metrics.quality_value + q.sign * worse}, baseline)):
-                    continue
-            found.append((i, {n: replay.params[n] for n in replay.distributions} | batch, name))
-    if not found:
-        return None
-    _, params, name = min(found, key=lambda f: f[0])  # the earliest step's
-    return params, name
 
 
 def sibling_plan(study: optuna.Study, trial: FrozenTrial, space: Callable[[Any], Recipe]) -> list[dict[str, Any]]:

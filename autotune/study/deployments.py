@@ -46,7 +46,7 @@ from autotune.search.recipe import Recipe
 from autotune.storage import store
 from autotune.storage.record import TrialRecord
 from autotune.storage.record import queued as queued_attrs
-from autotune.study.chains import among_fastest, extension_plan, fastest_models, front_models, neutral_plan, prefix_plan, sibling_plan, thinner_plan
+from autotune.study.chains import among_fastest, extension_plan, fastest_models, neutral_plan, prefix_plan, sibling_plan
 from autotune.study.ways import (
     DEPLOY_PARAMS,
     LOSER_EVERY,
@@ -174,11 +174,10 @@ class Deployer:
     """Called by Optuna after every trial (before the failure policy): queues the other
     deployments of a newly measured model; after a chain past the accuracy limit, the model it
     made on its way within it (``prefix_plan``); after a chain within it that ends in steps that
-    cannot make it faster and cost accuracy, the model before them (``neutral_plan``); after a
-    deployment on the study's front within the limit, its model taken one step further
-    (``extension_plan``) and made one value thinner (``thinner_plan``); after one among the
-    study's fastest, its model trained other ways at its shape (``sibling_plan``, each
-    deployed as that trial was, no other way); all within what is left of the budget."""
+    cannot make it faster and cost accuracy, the model before them (``neutral_plan``); after a deployment among the study's fastest,
+    its model taken one step further (``extension_plan``) and trained other ways at its shape
+    (``sibling_plan``, each deployed as that trial was, no other way); all within what is
+    left of the budget."""
 
     def __init__(
         self,
@@ -191,11 +190,10 @@ class Deployer:
         on_extension: Callable[[int, str], None] | None = None,
         on_siblings: Callable[[int, list[str]], None] | None = None,
         on_neutral: Callable[[int, str, float], None] | None = None,
-        on_thinner: Callable[[int, str], None] | None = None,
     ) -> None:
         self.space, self.budget, self.env_id, self.on_queued = space, budget, env_id, on_queued
         self.within, self.on_prefix, self.on_extension, self.on_siblings = within, on_prefix, on_extension, on_siblings
-        self.on_neutral, self.on_thinner = on_neutral, on_thinner
+        self.on_neutral = on_neutral
 
     def _enqueue(self, study: optuna.Study, params: dict[str, Any], attrs: dict[str, Any]) -> str:
         """Queue ``params`` marked with ``attrs`` (plus how its model is made); its recipe as
@@ -224,10 +222,10 @@ class Deployer:
                 room -= 1
                 if self.on_neutral is not None:
                     self.on_neutral(trial.number, text, cost)
-        # The trial's model, or else the study's front (most accurate first): the evidence
+        # The trial's model, or else the study's fastest (most accurate first): the evidence
         # these need may come from any trial.
-        front = [trial, *(t for t in front_models(study, self.env_id) if t.number != trial.number)] if room > 0 and self.within is not None else []
-        for t in front:
+        fastest = [trial, *(t for t in fastest_models(study, self.env_id) if t.number != trial.number)] if room > 0 and self.within is not None else []
+        for t in fastest:
             longer = extension_plan(study, t, self.space, self.within)
             if longer is not None:
                 recipe = TrialRecord.from_trial(t).recipe or {}
@@ -236,18 +234,7 @@ class Deployer:
                 if self.on_extension is not None:
                     self.on_extension(t.number, text)
                 break
-        for t in front if room > 0 else []:
-            thinner = thinner_plan(study, t, self.space, self.within)
-            if thinner is not None:
-                params, name = thinner
-                recipe = TrialRecord.from_trial(t).recipe or {}
-                text = self._enqueue(study, params, {"extension_of": {"trial": t.number, "from": made_key(recipe), "thinner": name}})
-                room -= 1
-                if self.on_thinner is not None:
-                    self.on_thinner(t.number, text)
-                break
-        fastest = [trial, *(t for t in fastest_models(study, self.env_id) if t.number != trial.number)] if room > 0 and self.within is not None else []
-        for t in fastest:
+        for t in fastest if room > 0 else []:
             siblings = sibling_plan(study, t, self.space)[:room]
             if siblings:
                 shape = model_shape(TrialRecord.from_trial(t).recipe or {})

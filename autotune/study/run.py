@@ -202,7 +202,6 @@ def _run(
         on_extension=reporter.extension_queued,
         on_siblings=reporter.siblings_queued,
         on_neutral=reporter.neutral_queued,
-        on_thinner=reporter.thinner_queued,
     )
 
     def requested() -> str | None:

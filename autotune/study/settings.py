@@ -30,7 +30,6 @@ class Reporter(Protocol):
     def extension_queued(self, number: int, recipe: str) -> None: ...
     def siblings_queued(self, number: int, recipes: list[str]) -> None: ...
     def neutral_queued(self, number: int, recipe: str, cost: float) -> None: ...
-    def thinner_queued(self, number: int, recipe: str) -> None: ...
 
 
 class SilentReporter:
@@ -68,9 +67,6 @@ class SilentReporter:
         pass
 
     def neutral_queued(self, number: int, recipe: str, cost: float) -> None:
-        pass
-
-    def thinner_queued(self, number: int, recipe: str) -> None:
         pass
 
 

@@ -39,10 +39,6 @@ class Technique(ABC):
     # declared, every parameter may change the shape. The search trains the shape of its
     # fastest model again with the others changed (``study.chains.sibling_plan``).
     shape_params: ClassVar[tuple[str, ...] | None] = None
-    # Of those, the ones whose lower values leave a thinner model (a student's width, the
-    # channels channel pruning keeps): the search tries the model on its front one value
-    # thinner (``study.chains.thinner_plan``).
-    thinner_lower: ClassVar[tuple[str, ...]] = ()
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)

@@ -19,7 +19,6 @@ class ChannelPrune(Technique):
     name: ClassVar[str] = "channel-prune"
     order: ClassVar[int] = 1
     shape_params: ClassVar[tuple[str, ...] | None] = ("keep",)
-    thinner_lower: ClassVar[tuple[str, ...]] = ("keep",)
     keep: float = 0.5
     epochs: int = 2
     learning_rate: float = 5e-4
