@@ -1,7 +1,7 @@
 """A model off the front however it is deployed is deployed no other way: when its float
 weights are no more accurate than its first deployment and a model at least as accurate runs
-faster than another way of deploying has ever gained in the study, and twice at least. No
-TensorFlow: the built-in space and Optuna's in-memory storage."""
+faster than another way of deploying has ever gained in the study. No TensorFlow: the built-in
+space and Optuna's in-memory storage."""
 
 from __future__ import annotations
 
@@ -41,11 +41,6 @@ def test_a_more_accurate_model_or_one_within_what_a_way_has_gained_is_deployed_i
     _fast_student(study)
     accurate = _measured(study, STUDENT | {"distill_width": 0.75} | DEPLOY, [0.990], speedup=3.0)
     assert "fp16 · litert · 2t" in _ways(study, accurate)
-    # Slower than the fastest by less than twice: a short first reading may be that far off.
-    study = _study()
-    _fast_student(study)
-    half = _measured(study, STUDENT | {"distill_width": 0.5} | DEPLOY, [0.988], speedup=4.0)
-    assert "fp16 · litert · 2t" in _ways(study, half)
     study = _study()
     _measured(study, STUDENT | DEPLOY | {"precision": "fp16"}, [0.988], speedup=3.5)
     _measured(study, STUDENT | DEPLOY, [0.988], speedup=7.0)  # a way gained ×2.0 on it

@@ -20,7 +20,7 @@ from optuna.trial import FrozenTrial, TrialState
 from autotune.search.recipe import Recipe
 from autotune.storage import store
 from autotune.storage.record import TrialRecord
-from autotune.study.ways import DEPLOYED, FAR_SLOWER, TIE, choices, leaves_shape, made_key, measured_trials, model_shape, replayed, shape_key
+from autotune.study.ways import DEPLOYED, TIE, choices, leaves_shape, made_key, measured_trials, model_shape, replayed, shape_key
 
 # How many siblings of the study's fastest model are trained (``sibling_plan``), once the
 # study has measured this many models (before, its fastest is only its first).
@@ -184,14 +184,12 @@ def outrun(trial: FrozenTrial, record: TrialRecord, trials: list[FrozenTrial]) -
     """Whether a deployment within the accuracy limit and at least as accurate as ``record``
     runs faster than any other way of deploying ``record``'s model may be expected to: by more
     than the most a model's fastest way beat its first measured way in this study
-    (``_way_gain``), and ``FAR_SLOWER`` at least: a first reading of a tiny model is short and
-    may be far off (on the demo, a width-0.25 student's int8 read ×6.95 where its other
-    studies read ×10.6); each speed read as the best of its shape."""
+    (``_way_gain``, and ``TIE`` at least), each speed read as the best of its shape."""
     speed = _speed(record)
     if speed is None or record.recipe is None:
         return False
     here, best = _shape_speeds(trials, record.env_id)
-    mine = max(speed, best.get(shape_key(record.recipe), 0.0)) * max(_way_gain(trials), FAR_SLOWER)
+    mine = max(speed, best.get(shape_key(record.recipe), 0.0)) * max(_way_gain(trials), TIE)
     return any(r.metrics.quality_loss <= record.metrics.quality_loss and best[shape_key(r.recipe)] > mine for _, r in here)
 
 
