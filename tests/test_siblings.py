@@ -33,9 +33,8 @@ def _study() -> optuna.Study:
     return study
 
 
-def _measured(study, params, accuracies, speedup, queued=None, deployed=None):
-    """A measured trial; its lineage says what each step left (``accuracies``, one per step),
-    and its deployment measured the last of them, or ``deployed``."""
+def _measured(study, params, accuracies, speedup, queued=None):
+    """A measured trial; its lineage says what each step left (``accuracies``, one per step)."""
     study.enqueue_trial(params, user_attrs=queued or {})
     trial = study.ask()
     recipe = SPACE(trial).to_dict()
@@ -46,7 +45,7 @@ def _measured(study, params, accuracies, speedup, queued=None, deployed=None):
     trial.set_user_attr(store.RECIPE, recipe)
     trial.set_user_attr(store.LINEAGE, lineage)
     trial.set_user_attr(store.ENV_ID, "env")
-    accuracy = deployed if deployed is not None else accuracies[-1] if accuracies else BASELINE["accuracy"]
+    accuracy = accuracies[-1] if accuracies else BASELINE["accuracy"]
     p50 = BASELINE["latency_p50_ms"] / speedup
     feasible = BASELINE["accuracy"] - accuracy <= 0.01
     metrics = {"latency_p50_ms": p50, "speedup": speedup, "accuracy": accuracy, "accuracy_drop": 0.99 - accuracy, "feasible": feasible}

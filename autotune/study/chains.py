@@ -169,30 +169,6 @@ def fastest_models(study: optuna.Study, env_id: str) -> list[FrozenTrial]:
     return [t for t, _ in sorted(chosen, key=lambda tr: (tr[1].metrics.quality_loss, tr[0].number))]
 
 
-def _way_gain(trials: list[FrozenTrial]) -> float:
-    """The most a model's fastest way of deploying beat the way it was first measured (the
-    searched trial's), over the study's models measured more than one way; infinite until
-    there is one."""
-    by_model: dict[str, list[tuple[int, float]]] = {}
-    for t, r in measured_trials(trials):
-        if not r.reference and _speed(r):
-            by_model.setdefault(made_key(r.recipe), []).append((t.number, _speed(r) or 0.0))
-    return max((max(s for _, s in g) / min(g)[1] for g in by_model.values() if len(g) > 1), default=float("inf"))
-
-
-def outrun(trial: FrozenTrial, record: TrialRecord, trials: list[FrozenTrial]) -> bool:
-    """Whether a deployment within the accuracy limit and at least as accurate as ``record``
-    runs faster than any other way of deploying ``record``'s model may be expected to: by more
-    than the most a model's fastest way beat its first measured way in this study
-    (``_way_gain``, and ``TIE`` at least), each speed read as the best of its shape."""
-    speed = _speed(record)
-    if speed is None or record.recipe is None:
-        return False
-    here, best = _shape_speeds(trials, record.env_id)
-    mine = max(speed, best.get(shape_key(record.recipe), 0.0)) * max(_way_gain(trials), TIE)
-    return any(r.metrics.quality_loss <= record.metrics.quality_loss and best[shape_key(r.recipe)] > mine for _, r in here)
-
-
 def _step_evidence(trials: list[FrozenTrial], baseline: dict[str, Any], quality: Any) -> dict[str, tuple[float, bool]]:
     """For every step the study trained (its name and parameters, as JSON): the accuracy it
     cost, as training evaluated the model it was given and the one it left, the mean over the

@@ -46,7 +46,7 @@ from autotune.search.recipe import Recipe
 from autotune.storage import store
 from autotune.storage.record import TrialRecord
 from autotune.storage.record import queued as queued_attrs
-from autotune.study.chains import among_fastest, extension_plan, fastest_models, neutral_plan, outrun, prefix_plan, sibling_plan
+from autotune.study.chains import among_fastest, extension_plan, fastest_models, neutral_plan, prefix_plan, sibling_plan
 from autotune.study.ways import (
     DEPLOY_PARAMS,
     LOSER_EVERY,
@@ -130,11 +130,6 @@ def plan(study: optuna.Study, trial: FrozenTrial, space: Callable[[Any], Recipe]
     measured_kinds = {deployment_kind(r.recipe) for _, r in done}
     # Among the study's fastest: a loser is deployed anyway, one per precision, run as it was.
     fast = bool(record.metrics.feasible) and among_fastest(trial, record, trials)
-    if record.metrics.feasible and not fast and _float_no_better(record) and outrun(trial, record, trials):
-        # No precision computes it more accurately than this one did, and a model as accurate
-        # runs faster than another way of deploying it has ever gained here: off the front
-        # however deployed.
-        return []
     own = _run_as(recipe)
     rescued: set[str] = set()
     retry = None
