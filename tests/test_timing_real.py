@@ -114,6 +114,36 @@ def test_a_comparison_whose_baseline_ran_unlike_its_usual_self_is_taken_again(tm
     assert timer.time(light, recipe, x).attempts == 1
 
 
+def test_a_comparison_whose_baseline_stayed_slow_is_read_against_its_usual_speed(tmp_path: Path) -> None:
+    import time
+
+    light = _dense_stack(tmp_path, "light", width=32, depth=2)
+    heavy = _dense_stack(tmp_path, "heavy", width=512, depth=4)  # the baseline: light is faster on any machine
+    recipe = Recipe("fp32", Runtime("litert", threads=1))
+    x = np.random.default_rng(0).standard_normal((8, 64)).astype(np.float32)
+    calm = replace_policy(noise_limit=10.0, drift_limit=3.0, phase_wait=0.4)
+    timer = Timer(heavy, recipe.runtime, {}, HostLock(tmp_path / "lock"), calm)
+    usual = timer.time(light, recipe, x).comparison.baseline.p50_ms
+    timer._baseline_p50s[1] = [usual] * calm.drift_after
+    steady = timer.time(light, recipe, x)
+    assert steady.attempts == 1 and not steady.noisy and steady.metrics()["baseline_drift"] < calm.drift_limit
+    # The timer's earlier comparisons saw a baseline ten times faster: this one's baseline runs
+    # ten times slower than usual, as a baseline slowed by something the candidate escaped.
+    timer._baseline_p50s[1] = [usual / 10] * calm.drift_after
+    t0 = time.perf_counter()
+    slow = timer.time(light, recipe, x)
+    # Taken again after waiting for the baseline alone to run as usual (it never did here).
+    assert time.perf_counter() - t0 > calm.phase_wait
+    assert slow.attempts == 2 and slow.noisy
+    m = slow.metrics()
+    assert 5 < m["baseline_drift"] < 20
+    # Its speed-up is read against the usual baseline: about a tenth of what it was read, not
+    # the flattering interleaved figure.
+    raw = m["speedup"] * m["baseline_drift"]
+    assert m["speedup"] < steady.comparison.speedup / 3 and 0.5 < raw / steady.comparison.speedup < 2
+    assert m["speedup_low"] <= m["speedup"] <= m["speedup_high"]
+
+
 def replace_policy(**changes) -> TimingPolicy:
     from dataclasses import replace
 
