@@ -142,6 +142,17 @@ def test_a_comparison_whose_baseline_stayed_slow_is_read_against_its_usual_speed
     raw = m["speedup"] * m["baseline_drift"]
     assert m["speedup"] < steady.comparison.speedup / 3 and 0.5 < raw / steady.comparison.speedup < 2
     assert m["speedup_low"] <= m["speedup"] <= m["speedup_high"]
+    # A noisy comparison (here every one is) whose baseline ran slower than usual by less than
+    # the drift limit is read against the usual too; one whose baseline ran faster is not.
+    strict = Timer(heavy, recipe.runtime, {}, HostLock(tmp_path / "lock"), replace_policy(noise_limit=0.0, drift_limit=3.0, search_retries=0))
+    strict._baseline_p50s[1] = [usual / 1.6] * calm.drift_after
+    mild = strict.time(light, recipe, x)
+    assert mild.noisy and 1.2 < mild.baseline_drift < 2.4
+    assert mild.comparison.speedup < steady.comparison.speedup / 1.1
+    strict._baseline_p50s[1] = [usual * 1.6] * calm.drift_after
+    fast = strict.time(light, recipe, x)
+    assert fast.noisy and fast.baseline_drift < 1
+    assert fast.comparison.speedup > steady.comparison.speedup / 1.3
 
 
 def replace_policy(**changes) -> TimingPolicy:
