@@ -57,11 +57,11 @@ class TimingPolicy:
     flattering. On two Zen 4 runs of the demo's benchmark, the first model's `fp32 · litert ·
     1 thread` was timed twice while its 2-thread baseline ran ×1.93 slower than usual, and
     read ×11.07 and ×9.90 (its other 1-thread deployments read ×5.2–5.4); the study then
-    deployed that model's three siblings and two extensions at fp32 on 1 thread, where they
+    deployed that model's three siblings and one or two extensions at fp32 on 1 thread, where they
     read ×4.6–7.4, against ×10.6 for full int8 on 2 threads side by side. With that mended,
     the same model's `dynamic-int8 · 1 thread` read ×11.44 (interval ×5.95–12.58, baseline
-    ×1.26 slower than usual) and was its study's fastest until the end, where side by side
-    that kind of deployment ran at ×8.5.
+    ×1.26 slower than usual) and was its study's fastest until the end; side by side, that
+    model's int8 on 1 thread ran at ×8.5.
     """
 
     protocol: LatencyProtocol = LatencyProtocol()
@@ -197,20 +197,20 @@ class Timer:
     # The baseline's p50 in each comparison kept, by batch size.
     _baseline_p50s: dict[int, list[float]] = field(default_factory=dict, repr=False)
 
-    def _drift_ratio(self, comparison: Comparison, batch: int) -> float:
-        """How many times slower or faster than its median over the timer's last
-        ``drift_window`` comparisons the baseline ran (1.0 until ``drift_after`` of them)."""
-        seen = self._baseline_p50s.get(batch, [])[-self.policy.drift_window :]
-        if len(seen) < self.policy.drift_after:
-            return 1.0
-        ratio = comparison.baseline.p50_ms / statistics.median(seen)
-        return max(ratio, 1 / ratio)
-
     def _usual_baseline_ms(self, batch: int) -> float | None:
         """The baseline's median p50 over the timer's last ``drift_window`` comparisons at
         ``batch`` (None until ``drift_after`` of them)."""
         seen = self._baseline_p50s.get(batch, [])[-self.policy.drift_window :]
         return statistics.median(seen) if len(seen) >= self.policy.drift_after else None
+
+    def _drift_ratio(self, comparison: Comparison, batch: int) -> float:
+        """How many times slower or faster than its usual (``_usual_baseline_ms``) the
+        baseline ran (1.0 until there is a usual)."""
+        usual = self._usual_baseline_ms(batch)
+        if usual is None:
+            return 1.0
+        ratio = comparison.baseline.p50_ms / usual
+        return max(ratio, 1 / ratio)
 
     def drifted(self, comparison: Comparison, batch: int) -> bool:
         """Whether the baseline ran ``drift_limit`` times slower or faster than usual."""
