@@ -144,6 +144,9 @@ class RunProgress:
             f"[dim]queued[/] #{number}'s model without its last steps, which cannot make it faster and cost {cost:.4f} as trained: {recipe} (trained already)"
         )
 
+    def wider_queued(self, number: int, recipe: str) -> None:
+        self._print(f"[dim]queued[/] #{number}'s model, whose accuracy counts most on the front, one value wider: {recipe}")
+
     def siblings_queued(self, number: int, recipes: list[str]) -> None:
         self._print(f"[dim]queued[/] #{number}'s model, among the study's fastest, trained {len(recipes)} other way(s) at its shape: " + "; ".join(recipes))
 
@@ -321,6 +324,8 @@ def trial_detail(trial: FrozenTrial, final: Remeasurement | None) -> None:
         head += f"  #{a.extension_of['trial']}'s model one step further"
     if a.sibling_of:
         head += f"  #{a.sibling_of['trial']}'s model trained another way"
+    if a.wider_of:
+        head += f"  #{a.wider_of['trial']}'s model one value wider"
     console.print(head)
     if trial.datetime_start and trial.datetime_complete:
         console.print(f"started {trial.datetime_start:%Y-%m-%d %H:%M:%S}, took {(trial.datetime_complete - trial.datetime_start).total_seconds():.1f} s")

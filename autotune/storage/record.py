@@ -205,6 +205,7 @@ _KEYS = {
     "prefix_of": store.PREFIX_OF,
     "extension_of": store.EXTENSION_OF,
     "sibling_of": store.SIBLING_OF,
+    "wider_of": store.WIDER_OF,
 }
 
 
@@ -238,6 +239,8 @@ class TrialRecord:
             taken one step further: ``{"trial": it, "from": how its model was made, "made": ...}``.
         sibling_of: Queued to train the model of an earlier trial (among the study's fastest)
             another way, its shape unchanged: ``{"trial": it, "shape": ..., "made": ...}``.
+        wider_of: Queued to measure the model of an earlier trial (the one whose accuracy
+            counts most on the study's front) one value wider: ``{"trial": it, "from": ..., "made": ...}``.
     """
 
     recipe_text: str | None = None
@@ -260,6 +263,7 @@ class TrialRecord:
     prefix_of: dict[str, Any] | None = None
     extension_of: dict[str, Any] | None = None
     sibling_of: dict[str, Any] | None = None
+    wider_of: dict[str, Any] | None = None
 
     @staticmethod
     def from_trial(trial: FrozenTrial | optuna.Trial) -> TrialRecord:
@@ -362,6 +366,7 @@ def queued(
     prefix_of: dict[str, Any] | None = None,
     extension_of: dict[str, Any] | None = None,
     sibling_of: dict[str, Any] | None = None,
+    wider_of: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """The user attributes of a trial queued to run a reference recipe, repeat an earlier one,
     deploy a measured model another way, measure a model an earlier chain made on its way, or
@@ -373,4 +378,5 @@ def queued(
         prefix_of=prefix_of,
         extension_of=extension_of,
         sibling_of=sibling_of,
+        wider_of=wider_of,
     ).to_attrs()

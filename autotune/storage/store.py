@@ -64,6 +64,9 @@ EXTENSION_OF = "autotune:extension_of"
 # A trial queued to train the shape of the study's fastest model another way (speed-neutral
 # parameters changed): {"trial": its number, "shape": study.ways.model_shape, "made": made_key}.
 SIBLING_OF = "autotune:sibling_of"
+# A trial queued to measure the model whose accuracy counts most on the study's front made one
+# value wider: {"trial": its number, "from": that model's made_key, "made": the new model's}.
+WIDER_OF = "autotune:wider_of"
 MEASUREMENT = "autotune:measurement"  # how the latency was taken: cores, lock wait, attempts
 PEAK = "autotune:peak"  # the host's measured MACs per second, by kernel kind and threads
 FINAL_PREFIX = "autotune:final:"  # + trial number: the front's re-measurement at a run's end

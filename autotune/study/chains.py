@@ -3,7 +3,8 @@ on its way within it (``prefix_plan``); the model a chain within it made before 
 cannot make it faster and cost accuracy (``neutral_plan``); the study's fastest model taken
 one step further (``extension_plan``), whose training is mostly cached; and the study's
 fastest model trained again at its shape with its speed-neutral parameters changed
-(``sibling_plan``).
+(``sibling_plan``); the model whose accuracy counts most on the study's front made one value
+wider (``wider_plan``).
 ``deployments.Deployer`` queues them.
 """
 
@@ -18,6 +19,7 @@ import optuna
 from optuna.trial import FrozenTrial, TrialState
 
 from autotune.search.recipe import Recipe
+from autotune.techniques import TECHNIQUES
 from autotune.storage import store
 from autotune.storage.record import TrialRecord
 from autotune.study.ways import DEPLOYED, TIE, choices, leaves_shape, made_key, measured_trials, model_shape, replayed, shape_key
@@ -35,7 +37,7 @@ def _made_in_study(trials: list[FrozenTrial]) -> set[str]:
         r = TrialRecord.from_trial(t)
         if r.recipe is not None:
             made.add(made_key(r.recipe))
-        for queued_for in (r.deployment_of, r.prefix_of, r.extension_of, r.sibling_of):
+        for queued_for in (r.deployment_of, r.prefix_of, r.extension_of, r.sibling_of, r.wider_of):
             if queued_for:
                 made.add(queued_for["made"])
     return made
@@ -58,7 +60,9 @@ def prefix_plan(study: optuna.Study, trial: FrozenTrial, space: Callable[[Any], 
     baseline = study.user_attrs.get(store.BASELINE)
     if trial.state != TrialState.COMPLETE or not trial.params or recipe is None or not lineage or metrics is None or not baseline:
         return None
-    if record.reference or record.deployment_of or record.prefix_of or record.extension_of or record.sibling_of or record.repeat_of is not None or record.warm_start:
+    if record.reference or record.deployment_of or record.prefix_of or record.extension_of or record.sibling_of or record.wider_of:
+        return None
+    if record.repeat_of is not None or record.warm_start:
         return None
     if metrics.feasible and not metrics.gated:
         return None
@@ -319,6 +323,125 @@ def sibling_plan(study: optuna.Study, trial: FrozenTrial, space: Callable[[Any],
         found.append((changed, {n: replay.params[n] for n in replay.distributions} | batch))
     found.sort(key=lambda c: c[0])  # stable: fewest changes first, then the space's order
     return [params for _, params in found[:SIBLINGS]]
+
+
+def front_weights(study: optuna.Study, env_id: str) -> list[tuple[FrozenTrial, TrialRecord, float]]:
+    """The study's front within the accuracy limit on ``env_id`` (references included), by
+    speed-up read interleaved and quality loss, each member with how much hypervolume one unit
+    more accuracy of it would add, most first.
+
+    With the reference point at (the baseline's latency, the limit) and the front sorted
+    fastest first, a member's accuracy counts over the latencies from its own to the next
+    slower member's (the baseline's, for the slowest): that span is its weight. On the demo,
+    the most accurate member (a width-0.5 student at ×7.5) weighs 0.87 and the fastest 0.03.
+    """
+    here, _ = _shape_speeds(study.get_trials(deepcopy=False), env_id)
+    here += [(t, r) for t, r in measured_trials(study.get_trials(deepcopy=False)) if r.reference and r.env_id == env_id and r.metrics.feasible and _speed(r)]
+    front: list[tuple[FrozenTrial, TrialRecord]] = []
+    for t, r in sorted(here, key=lambda tr: (-(_speed(tr[1]) or 0.0), tr[1].metrics.quality_loss, tr[0].number)):
+        if not front or r.metrics.quality_loss < front[-1][1].metrics.quality_loss:
+            front.append((t, r))
+    latencies = [1 / (_speed(r) or 1.0) for _, r in front] + [1.0]
+    weighed = [(t, r, latencies[i + 1] - latencies[i]) for i, (t, r) in enumerate(front)]
+    return sorted(weighed, key=lambda w: -w[2])
+
+
+def wider_plan(study: optuna.Study, env_id: str, space: Callable[[Any], Recipe]) -> tuple[FrozenTrial, dict[str, Any]] | None:
+    """The trial, and the parameters of a trial to queue, for the searched model whose accuracy
+    counts most on the study's front (``front_weights``; of those weighing at least half the
+    most) made one value wider (``_wider_params``: the last step that thins it one choice
+    wider by a parameter its technique widens the model with, ``Technique.wider_with``, such
+    as a student's width or channel pruning's keep, or left off at its widest), deployed as
+    it was. Once per model, once the study has measured
+    ``SIBLINGS_AFTER`` models; None if no such model is left to make.
+
+    The front's hypervolume is mostly its most accurate fast member's (on the demo, a
+    width-0.5 student's at ×7.5 weighs 0.87 of every unit of accuracy and the fastest
+    member's 0.03): a wider model is the one expected to be more accurate at the least cost in
+    speed. On the demo, the students one validation sample more accurate than the baseline
+    are of width 0.5, one model in six the space makes: a 50-trial study searches 6-17 models,
+    and studies that measured none of them reached about half the hypervolume of the others.
+    """
+    trials = study.get_trials(deepcopy=False)
+    if len({made_key(r.recipe) for _, r in measured_trials(trials) if not r.reference}) < SIBLINGS_AFTER:
+        return None
+    weighed = front_weights(study, env_id)
+    if not weighed or weighed[0][2] <= 0:
+        return None
+    widened = {(TrialRecord.from_trial(t).wider_of or {}).get("from") for t in trials}
+    made = _made_in_study(trials)
+    for t, r, weight in weighed:
+        if weight < weighed[0][2] / 2:
+            return None
+        if r.reference or not t.params or r.repeat_of is not None or r.warm_start or r.recipe is None:
+            continue
+        if made_key(r.recipe) in widened:
+            continue
+        params = _wider_params(study, t, r.recipe, space, made)
+        if params is not None:
+            return t, params
+    return None
+
+
+def _wider_params(study: optuna.Study, trial: FrozenTrial, recipe: dict[str, Any], space: Callable[[Any], Recipe], made: set[str]) -> dict[str, Any] | None:
+    """``trial``'s parameters with the last step of its chain that thins the model (its
+    technique declares ``wider_with``) made one value wider: that parameter one choice larger
+    and the rest of the chain as it was, or, where it is at its largest, that step left off
+    (switched off, the rest as it was). None if neither makes a model the study has not made,
+    or if it would leave the base model, which the references measure.
+
+    On the demo, a width-0.5 student channel-pruned to keep 0.75 becomes the student alone
+    (which the content cache holds: measuring it trains nothing), and a width-0.25 student a
+    width-0.5 one."""
+    steps = recipe["steps"]
+    thinning = [i for i, step in enumerate(steps) if getattr(TECHNIQUES.get(step["name"]), "wider_with", ())]
+    if not thinning:
+        return None
+    last = thinning[-1]
+    widens = getattr(TECHNIQUES.get(steps[last]["name"]), "wider_with", ())
+    batch = {"batch_size": trial.params["batch_size"]} if "batch_size" in trial.params else {}
+    found: list[tuple[bool, dict[str, Any]]] = []
+    for name, value in trial.params.items():
+        if name in (*DEPLOYED, "batch_size") or name not in trial.distributions:
+            continue
+        if value is True:
+            wider: Any = False
+        elif isinstance(value, bool):
+            continue
+        else:
+            options = choices(trial.distributions[name])
+            # A stepped float's choices are computed (0.1 + 2 × 0.1 is not 0.3): the nearest.
+            at = [i for i, o in enumerate(options) if o == value or (_number(o) and _number(value) and abs(o - value) <= 1e-9 * max(1.0, abs(value)))]
+            if not at or at[0] + 1 >= len(options):
+                continue
+            wider = options[at[0] + 1]
+        replay_variant = replayed(space, {**trial.params, name: wider}, study)
+        if replay_variant is None:
+            continue
+        replay, variant = replay_variant
+        new_steps = variant.to_dict()["steps"]
+        if value is True:
+            ok = bool(new_steps) and new_steps == steps[:last] + steps[last + 1 :]
+        else:
+            old_p, new_p = steps[last].get("params", {}), new_steps[last].get("params", {}) if len(new_steps) == len(steps) else {}
+            moved = [k for k in set(old_p) | set(new_p) if old_p.get(k) != new_p.get(k)]
+            ok = (
+                len(new_steps) == len(steps)
+                and all(a == b for i, (a, b) in enumerate(zip(steps, new_steps)) if i != last)
+                and new_steps[last]["name"] == steps[last]["name"]
+                and len(moved) == 1
+                and moved[0] in widens
+                and new_p[moved[0]] > old_p[moved[0]]
+            )
+        if not ok or made_key({"steps": new_steps, "runtime": recipe["runtime"]}) in made:
+            continue
+        found.append((value is True, {n: replay.params[n] for n in replay.distributions} | batch))
+    found.sort(key=lambda f: f[0])  # one value wider before left off
+    return found[0][1] if found else None
+
+
+def _number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
 
 
 def _params_making(study: optuna.Study, trial: FrozenTrial, space: Callable[[Any], Recipe], steps: list[dict[str, Any]]) -> dict[str, Any] | None:

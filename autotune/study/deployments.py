@@ -46,7 +46,7 @@ from autotune.search.recipe import Recipe
 from autotune.storage import store
 from autotune.storage.record import TrialRecord
 from autotune.storage.record import queued as queued_attrs
-from autotune.study.chains import among_fastest, extension_plan, fastest_models, neutral_plan, prefix_plan, sibling_plan
+from autotune.study.chains import among_fastest, extension_plan, fastest_models, neutral_plan, prefix_plan, sibling_plan, wider_plan
 from autotune.study.ways import (
     DEPLOY_PARAMS,
     LOSER_EVERY,
@@ -176,8 +176,9 @@ class Deployer:
     made on its way within it (``prefix_plan``); after a chain within it that ends in steps that
     cannot make it faster and cost accuracy, the model before them (``neutral_plan``); after a deployment among the study's fastest,
     its model taken one step further (``extension_plan``) and trained other ways at its shape
-    (``sibling_plan``, each deployed as that trial was, no other way); all within what is
-    left of the budget."""
+    (``sibling_plan``, each deployed as that trial was, no other way); the model whose accuracy
+    counts most on the front made one value wider (``wider_plan``); all within what is left of
+    the budget."""
 
     def __init__(
         self,
@@ -190,10 +191,11 @@ class Deployer:
         on_extension: Callable[[int, str], None] | None = None,
         on_siblings: Callable[[int, list[str]], None] | None = None,
         on_neutral: Callable[[int, str, float], None] | None = None,
+        on_wider: Callable[[int, str], None] | None = None,
     ) -> None:
         self.space, self.budget, self.env_id, self.on_queued = space, budget, env_id, on_queued
         self.within, self.on_prefix, self.on_extension, self.on_siblings = within, on_prefix, on_extension, on_siblings
-        self.on_neutral = on_neutral
+        self.on_neutral, self.on_wider = on_neutral, on_wider
 
     def _enqueue(self, study: optuna.Study, params: dict[str, Any], attrs: dict[str, Any]) -> str:
         """Queue ``params`` marked with ``attrs`` (plus how its model is made); its recipe as
@@ -243,6 +245,13 @@ class Deployer:
                 if self.on_siblings is not None:
                     self.on_siblings(t.number, texts)
                 break
+        wider = wider_plan(study, self.env_id, self.space) if room > 0 and self.within is not None else None
+        if wider is not None:
+            t, params = wider
+            text = self._enqueue(study, params, {"wider_of": {"trial": t.number, "from": made_key(TrialRecord.from_trial(t).recipe or {})}})
+            room -= 1
+            if self.on_wider is not None:
+                self.on_wider(t.number, text)
         queued = plan(study, trial, self.space, self.env_id, room)
         if not queued:
             return

@@ -202,6 +202,7 @@ def _run(
         on_extension=reporter.extension_queued,
         on_siblings=reporter.siblings_queued,
         on_neutral=reporter.neutral_queued,
+        on_wider=reporter.wider_queued,
     )
 
     def requested() -> str | None:

@@ -30,6 +30,7 @@ class Reporter(Protocol):
     def extension_queued(self, number: int, recipe: str) -> None: ...
     def siblings_queued(self, number: int, recipes: list[str]) -> None: ...
     def neutral_queued(self, number: int, recipe: str, cost: float) -> None: ...
+    def wider_queued(self, number: int, recipe: str) -> None: ...
 
 
 class SilentReporter:
@@ -67,6 +68,9 @@ class SilentReporter:
         pass
 
     def neutral_queued(self, number: int, recipe: str, cost: float) -> None:
+        pass
+
+    def wider_queued(self, number: int, recipe: str) -> None:
         pass
 
 

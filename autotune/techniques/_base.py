@@ -39,6 +39,10 @@ class Technique(ABC):
     # declared, every parameter may change the shape. The search trains the shape of its
     # fastest model again with the others changed (``study.chains.sibling_plan``).
     shape_params: ClassVar[tuple[str, ...] | None] = None
+    # Of those, the ones whose larger value leaves a larger model (slower, and as a rule more
+    # accurate): the search widens the model whose accuracy counts most on its front by one
+    # value of one of them (``study.chains.wider_plan``).
+    wider_with: ClassVar[tuple[str, ...]] = ()
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)

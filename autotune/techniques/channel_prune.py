@@ -19,6 +19,7 @@ class ChannelPrune(Technique):
     name: ClassVar[str] = "channel-prune"
     order: ClassVar[int] = 1
     shape_params: ClassVar[tuple[str, ...] | None] = ("keep",)
+    wider_with: ClassVar[tuple[str, ...]] = ("keep",)
     keep: float = 0.5
     epochs: int = 2
     learning_rate: float = 5e-4

@@ -22,6 +22,7 @@ class Distill(Technique):
     name: ClassVar[str] = "distill"
     order: ClassVar[int] = 0
     shape_params: ClassVar[tuple[str, ...] | None] = ("width",)
+    wider_with: ClassVar[tuple[str, ...]] = ("width",)
     width: float = 0.5
     temperature: float = 4.0
     alpha: float = 0.7

@@ -1,0 +1,132 @@
+"""The model whose accuracy counts most on the study's front made one value wider: once the study
+has measured a few models, after any trial, the searched front member with the largest share
+of the hypervolume (the span of latency over which its accuracy counts) has one parameter its
+technique widens the model with (a student's width, channel pruning's keep) set one choice
+larger, and is queued once, deployed as it was. No TensorFlow: the built-in space and Optuna's
+in-memory storage."""
+
+from __future__ import annotations
+
+import optuna
+import pytest
+from optuna.trial import TrialState
+
+from autotune.search.plugins import load_space
+from autotune.storage import store
+from autotune.study.chains import front_weights
+from autotune.study.deployments import Deployer
+from autotune.study.ways import Replay
+
+SPACE = load_space("default")
+BASELINE = {"accuracy": 0.99, "latency_p50_ms": 0.1}
+WITHIN = lambda loss: loss["accuracy_drop"] <= 0.01  # noqa: E731  (the limit: a drop of 0.01)
+DEPLOY = {"engine": "litert", "precision": "int8", "qat": False, "threads": 2}
+STUDENT = {"distill": True, "distill_width": 0.25, "temperature": 2.0, "alpha": 0.9, "channel_prune": False, "prune": False}
+
+
+def _study() -> optuna.Study:
+    study = optuna.create_study(directions=["minimize", "maximize"])
+    study.set_user_attr(store.BASELINE, BASELINE)
+    return study
+
+
+def _measured(study, params, accuracy, speedup, reference=None):
+    """A measured trial on the host ``env`` at ``accuracy`` (the baseline's: 0.99) and ``speedup``."""
+    study.enqueue_trial(params, user_attrs={store.REFERENCE: reference} if reference else {})
+    trial = study.ask()
+    recipe = SPACE(trial).to_dict() if params else {"steps": [], "precision": "int8", "runtime": {"engine": "litert", "threads": 2, "batch_size": 1}}
+    lineage = [{"step": "base"}] + [{"step": s["name"], **s["params"], "accuracy_keras": accuracy} for s in recipe["steps"]]
+    trial.set_user_attr(store.RECIPE, recipe)
+    trial.set_user_attr(store.LINEAGE, lineage)
+    trial.set_user_attr(store.ENV_ID, "env")
+    p50 = BASELINE["latency_p50_ms"] / speedup
+    drop = BASELINE["accuracy"] - accuracy
+    metrics = {"latency_p50_ms": p50, "speedup": speedup, "accuracy": accuracy, "accuracy_drop": drop, "feasible": drop <= 0.01}
+    trial.set_user_attr(store.METRICS, metrics)
+    study.tell(trial, [p50, accuracy])
+    return study.trials[-1]
+
+
+def _wider(study, trial) -> list[tuple[int, str]]:
+    """Run the deployer after ``trial``: the wider models it queued (the trial each widens, and
+    the recipe as users read it); the queued trials are then taken and failed."""
+    found: list[tuple[int, str]] = []
+    Deployer(SPACE, 50, "env", lambda n, k: None, within=WITHIN, on_wider=lambda n, text: found.append((n, text)))(study, trial)
+    for t in study.get_trials(deepcopy=False, states=(TrialState.WAITING,)):
+        if store.WIDER_OF in t.user_attrs:
+            assert t.user_attrs[store.WIDER_OF]["trial"] == found[-1][0]
+    for _ in study.get_trials(deepcopy=False, states=(TrialState.WAITING,)):
+        study.tell(study.ask(), state=TrialState.FAIL)
+    return found
+
+
+def _slow_models(study):
+    """Two models far off the front: the study has measured enough to widen."""
+    _measured(study, STUDENT | {"distill": False, "prune": True, "structure": "2:4"} | DEPLOY, 0.975, speedup=1.1)
+    _measured(study, STUDENT | {"distill": False, "channel_prune": True, "keep": 0.25} | DEPLOY, 0.97, speedup=2.0)
+
+
+def test_the_front_member_whose_accuracy_counts_most_is_widened_one_value_once():
+    study = _study()
+    _slow_models(study)
+    # The front: a width-0.25 student at x10 (a drop of 0.006) and a width-0.5 one at x7.5
+    # (0.002). The slower one's accuracy counts from 1/7.5 of the baseline's latency to all of
+    # it (0.87), the faster one's from 1/10 to 1/7.5 (0.03).
+    fast = _measured(study, STUDENT | DEPLOY, 0.984, speedup=10.0)
+    accurate = _measured(study, STUDENT | {"distill_width": 0.5} | DEPLOY, 0.988, speedup=7.5)
+    (top, w_top), (low, w_low) = [(t.number, w) for t, _, w in front_weights(study, "env")][:2]
+    assert (top, low) == (accurate.number, fast.number)
+    assert w_top == pytest.approx(1 - 1 / 7.5) and w_low == pytest.approx(1 / 7.5 - 1 / 10)
+    assert _wider(study, fast) == [(accurate.number, "distill w0.75 T2 α0.9 → int8 · litert · 2 threads")]
+    (queued,) = [t for t in study.trials if store.WIDER_OF in t.user_attrs]
+    recipe = SPACE(Replay(dict(queued.system_attrs["fixed_params"]), study)).to_dict()
+    assert recipe["steps"][0]["params"]["temperature"] == 2.0 and recipe["runtime"]["threads"] == 2
+    # Asked again after any trial: that model was widened already, and the faster student's
+    # accuracy counts for too little (0.03 against 0.87) to spend a model on.
+    assert _wider(study, _measured(study, STUDENT | {"distill_width": 0.5} | DEPLOY | {"precision": "fp16"}, 0.988, speedup=4.0)) == []
+
+
+@pytest.mark.parametrize(
+    "made, wider",
+    [
+        ({"distill": False, "channel_prune": True, "keep": 0.5}, "channel-prune keep 0.75"),
+        # The last step that thins is widened, not the first.
+        ({"channel_prune": True, "keep": 0.5}, "distill w0.25 T2 α0.9 → channel-prune keep 0.75"),
+        # At its widest it is left off: the student alone (which the cache holds).
+        ({"distill_width": 0.5, "channel_prune": True, "keep": 0.75}, "distill w0.5 T2 α0.9"),
+        ({"distill_width": 0.5, "channel_prune": True, "keep": 0.75, "prune": True, "structure": "2:4"}, "distill w0.5 T2 α0.9 → prune 2:4"),
+        # A width-0.75 student is as wide as the space makes one, and left off it is the base
+        # model, which the references measure: nothing to queue.
+        ({"distill_width": 0.75}, None),
+    ],
+)
+def test_the_last_step_that_thins_is_widened_one_value_or_left_off_at_its_widest(made, wider):
+    study = _study()
+    _slow_models(study)
+    model = _measured(study, STUDENT | made | DEPLOY, 0.986, speedup=3.0)
+    assert _wider(study, model) == ([(model.number, f"{wider} → int8 · litert · 2 threads")] if wider else [])
+
+
+def test_a_reference_on_the_front_passes_its_turn_to_a_searched_member_that_counts_as_much():
+    study = _study()
+    _slow_models(study)
+    # The baseline at int8 (x2.5, no drop) counts from 0.4 to 1 (0.6); the student at x10
+    # from 0.1 to 0.4 (0.3), half of it: the student is widened.
+    base_int8 = _measured(study, {}, 0.99, speedup=2.5, reference="int8-baseline")
+    student = _measured(study, STUDENT | DEPLOY, 0.984, speedup=10.0)
+    assert front_weights(study, "env")[0][0].number == base_int8.number
+    assert _wider(study, student) == [(student.number, "distill w0.5 T2 α0.9 → int8 · litert · 2 threads")]
+    # Where the student counts for less than half of what the reference does, nothing.
+    study = _study()
+    _slow_models(study)
+    _measured(study, {}, 0.99, speedup=4.0, reference="int8-baseline")
+    student = _measured(study, STUDENT | DEPLOY, 0.984, speedup=5.0)
+    assert _wider(study, student) == []
+
+
+def test_nothing_is_widened_before_the_study_has_measured_a_few_models():
+    study = _study()
+    student = _measured(study, STUDENT | DEPLOY, 0.984, speedup=10.0)
+    assert _wider(study, student) == []
+    _slow_models(study)
+    assert _wider(study, student) == [(student.number, "distill w0.5 T2 α0.9 → int8 · litert · 2 threads")]
