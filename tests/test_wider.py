@@ -85,6 +85,13 @@ def test_the_front_member_whose_accuracy_counts_most_is_widened_one_value_once()
     # Asked again after any trial: that model was widened already, and the faster student's
     # accuracy counts for too little (0.03 against 0.87) to spend a model on.
     assert _wider(study, _measured(study, STUDENT | {"distill_width": 0.5} | DEPLOY | {"precision": "fp16"}, 0.988, speedup=4.0)) == []
+    # A member as accurate as the base model is not widened: wider, it is only more like it.
+    study = _study()
+    _slow_models(study)
+    _measured(study, STUDENT | DEPLOY, 0.984, speedup=10.0)
+    at_base = _measured(study, STUDENT | {"distill_width": 0.5} | DEPLOY, 0.99, speedup=7.5)
+    assert front_weights(study, "env")[0][0].number == at_base.number
+    assert _wider(study, at_base) == []
 
 
 @pytest.mark.parametrize(
