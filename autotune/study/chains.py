@@ -366,8 +366,9 @@ def wider_plan(study: optuna.Study, env_id: str, space: Callable[[Any], Recipe])
     are of width 0.5, one model in six the space makes: a 50-trial study searches 6-17 models,
     and studies that measured none of them reached 0.55-0.65 of the hypervolume of the others.
     A member at the base model's accuracy or better is not widened: a wider model is more
-    like the base model, not more accurate than it (on the Intel Xeon, width-0.5 students at
-    the baseline's accuracy and one sample above it, widened to 0.75, lost two samples).
+    like the base model, not more accurate than it (on the Intel Xeon, four width-0.5
+    students at the baseline's accuracy or one sample above it, widened to 0.75, lost two or
+    three samples).
     A member that cannot be widened (the base model at int8, a reference) passes its turn:
     on the Intel Xeon the demo's base model at dynamic-range int8 lost no accuracy at ×2.7
     and weighed 0.62, a width-0.25 student at ×8.0 0.21.
