@@ -147,6 +147,9 @@ class RunProgress:
     def wider_queued(self, number: int, recipe: str) -> None:
         self._print(f"[dim]queued[/] #{number}'s model, whose accuracy counts most on the front, one value wider: {recipe}")
 
+    def narrower_queued(self, number: int, recipe: str) -> None:
+        self._print(f"[dim]queued[/] #{number}'s model, the study's fastest within the limit, one value thinner: {recipe}")
+
     def siblings_queued(self, number: int, recipes: list[str]) -> None:
         self._print(f"[dim]queued[/] #{number}'s model, among the study's fastest, trained {len(recipes)} other way(s) at its shape: " + "; ".join(recipes))
 
@@ -326,6 +329,8 @@ def trial_detail(trial: FrozenTrial, final: Remeasurement | None) -> None:
         head += f"  #{a.sibling_of['trial']}'s model trained another way"
     if a.wider_of:
         head += f"  #{a.wider_of['trial']}'s model one value wider"
+    if a.narrower_of:
+        head += f"  #{a.narrower_of['trial']}'s model one value thinner"
     console.print(head)
     if trial.datetime_start and trial.datetime_complete:
         console.print(f"started {trial.datetime_start:%Y-%m-%d %H:%M:%S}, took {(trial.datetime_complete - trial.datetime_start).total_seconds():.1f} s")

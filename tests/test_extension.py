@@ -5,48 +5,25 @@ within the limit. No TensorFlow: the built-in space and Optuna's in-memory stora
 
 from __future__ import annotations
 
-import optuna
 from optuna.trial import TrialState
 
-from autotune.search.plugins import load_space
 from autotune.storage import store
 from autotune.study.deployments import Deployer
 from autotune.study.ways import Replay
+from tests.chain_study import DEPLOY, SPACE, WITHIN, measured
+from tests.chain_study import new_study as _study
 
-SPACE = load_space("default")
-BASELINE = {"accuracy": 0.99, "latency_p50_ms": 0.1}
-WITHIN = lambda loss: loss["accuracy_drop"] <= 0.01  # noqa: E731  (the limit: a drop of 0.01)
 NONE = {"distill": False, "channel_prune": False, "prune": False}
-DEPLOY = {"engine": "litert", "precision": "int8", "qat": False, "threads": 2}
 STUDENT = {"distill": True, "distill_width": 0.25, "temperature": 4.0, "alpha": 0.5}
 # How the trials that channel-pruned the base model were deployed: not how the extension is.
 DONOR = {"engine": "litert", "precision": "fp16", "threads": 1}
 
 
-def _study() -> optuna.Study:
-    study = optuna.create_study(directions=["minimize", "maximize"])
-    study.set_user_attr(store.BASELINE, BASELINE)
-    return study
-
-
 def _trained(study, params, accuracies, speedup, thins=True):
-    """A measured trial within the limit; its lineage says what each step left (``accuracies``,
-    one per step) and, with ``thins``, that the thinning steps left fewer parameters."""
-    study.enqueue_trial(params)
-    trial = study.ask()
-    recipe = SPACE(trial).to_dict()
-    lineage = [{"step": "base"}]
-    for s, a in zip(recipe["steps"], accuracies):
-        facts = {"params_before": 1000, "params": 500} if thins and s["name"] in ("distill", "channel-prune") else {}
-        lineage.append({"step": s["name"], **s["params"], "accuracy_keras": a, **facts})
-    trial.set_user_attr(store.RECIPE, recipe)
-    trial.set_user_attr(store.LINEAGE, lineage)
-    accuracy = accuracies[-1] if accuracies else BASELINE["accuracy"]
-    p50 = BASELINE["latency_p50_ms"] / speedup
-    metrics = {"latency_p50_ms": p50, "speedup": speedup, "accuracy": accuracy, "accuracy_drop": 0.99 - accuracy, "feasible": True}
-    trial.set_user_attr(store.METRICS, metrics)
-    study.tell(trial, [p50, accuracy])
-    return study.trials[-1]
+    """A measured trial within the limit (on no host named); its lineage says what each step
+    left (``accuracies``, one per step) and, with ``thins``, that the thinning steps left fewer
+    parameters."""
+    return measured(study, params, accuracies, speedup, thins=thins, feasible=True, env=None)
 
 
 def _deploy(study, trial) -> list[str]:

@@ -9,7 +9,9 @@ from autotune.storage import store
 from autotune.study.chains import neutral_plan
 from autotune.study.deployments import Deployer
 from autotune.study.ways import Replay, shape_key
-from tests.test_siblings import DEPLOY, SPACE, STUDENT, WITHIN, _fail_waiting, _measured, _study, _waiting
+from tests.chain_study import DEPLOY, SPACE, STUDENT, WITHIN
+from tests.chain_study import new_study as _study
+from tests.test_siblings import _fail_waiting, _measured, _waiting
 
 PRUNED = STUDENT | {"distill_width": 0.5, "prune": True, "structure": "2:4"}
 

@@ -10,48 +10,20 @@ from __future__ import annotations
 import dataclasses
 from typing import ClassVar
 
-import optuna
 from optuna.trial import TrialState
 
-from autotune.search.plugins import load_space
 from autotune.storage import store
 from autotune.study.chains import SIBLINGS
 from autotune.study.deployments import Deployer, plan
 from autotune.study.ways import Replay, deployment_kind, losers, shape_key
 from autotune.techniques import Technique
-
-SPACE = load_space("default")
-BASELINE = {"accuracy": 0.99, "latency_p50_ms": 0.1}
-WITHIN = lambda loss: loss["accuracy_drop"] <= 0.01  # noqa: E731  (the limit: a drop of 0.01)
-DEPLOY = {"engine": "litert", "precision": "int8", "qat": False, "threads": 2}
-STUDENT = {"distill": True, "distill_width": 0.25, "temperature": 2.0, "alpha": 0.9, "channel_prune": False, "prune": False}
-
-
-def _study() -> optuna.Study:
-    study = optuna.create_study(directions=["minimize", "maximize"])
-    study.set_user_attr(store.BASELINE, BASELINE)
-    return study
+from tests.chain_study import DEPLOY, SPACE, STUDENT, WITHIN, measured
+from tests.chain_study import new_study as _study
 
 
 def _measured(study, params, accuracies, speedup, queued=None):
     """A measured trial; its lineage says what each step left (``accuracies``, one per step)."""
-    study.enqueue_trial(params, user_attrs=queued or {})
-    trial = study.ask()
-    recipe = SPACE(trial).to_dict()
-    lineage = [{"step": "base"}]
-    for s, a in zip(recipe["steps"], accuracies):
-        facts = {"params_before": 1000, "params": 500} if s["name"] in ("distill", "channel-prune") else {}
-        lineage.append({"step": s["name"], **s["params"], "accuracy_keras": a, **facts})
-    trial.set_user_attr(store.RECIPE, recipe)
-    trial.set_user_attr(store.LINEAGE, lineage)
-    trial.set_user_attr(store.ENV_ID, "env")
-    accuracy = accuracies[-1] if accuracies else BASELINE["accuracy"]
-    p50 = BASELINE["latency_p50_ms"] / speedup
-    feasible = BASELINE["accuracy"] - accuracy <= 0.01
-    metrics = {"latency_p50_ms": p50, "speedup": speedup, "accuracy": accuracy, "accuracy_drop": 0.99 - accuracy, "feasible": feasible}
-    trial.set_user_attr(store.METRICS, metrics)
-    study.tell(trial, [p50, accuracy])
-    return study.trials[-1]
+    return measured(study, params, accuracies, speedup, queued)
 
 
 def _deploy(study, trial):

@@ -8,44 +8,25 @@ in-memory storage."""
 
 from __future__ import annotations
 
-import optuna
 import pytest
 from optuna.trial import TrialState
 
-from autotune.search.plugins import load_space
 from autotune.storage import store
-from autotune.study.chains import front_weights
 from autotune.study.deployments import Deployer
 from autotune.study.ways import Replay
-
-SPACE = load_space("default")
-BASELINE = {"accuracy": 0.99, "latency_p50_ms": 0.1}
-WITHIN = lambda loss: loss["accuracy_drop"] <= 0.01  # noqa: E731  (the limit: a drop of 0.01)
-DEPLOY = {"engine": "litert", "precision": "int8", "qat": False, "threads": 2}
-STUDENT = {"distill": True, "distill_width": 0.25, "temperature": 2.0, "alpha": 0.9, "channel_prune": False, "prune": False}
-
-
-def _study() -> optuna.Study:
-    study = optuna.create_study(directions=["minimize", "maximize"])
-    study.set_user_attr(store.BASELINE, BASELINE)
-    return study
+from autotune.study.wider import front_weights
+from tests.chain_study import DEPLOY, SPACE, STUDENT, WITHIN, measured
+from tests.chain_study import new_study as _study
 
 
 def _measured(study, params, accuracy, speedup, reference=None):
-    """A measured trial on the host ``env`` at ``accuracy`` (the baseline's: 0.99) and ``speedup``."""
-    study.enqueue_trial(params, user_attrs={store.REFERENCE: reference} if reference else {})
-    trial = study.ask()
-    recipe = SPACE(trial).to_dict() if params else {"steps": [], "precision": "int8", "runtime": {"engine": "litert", "threads": 2, "batch_size": 1}}
-    lineage = [{"step": "base"}] + [{"step": s["name"], **s["params"], "accuracy_keras": accuracy} for s in recipe["steps"]]
-    trial.set_user_attr(store.RECIPE, recipe)
-    trial.set_user_attr(store.LINEAGE, lineage)
-    trial.set_user_attr(store.ENV_ID, "env")
-    p50 = BASELINE["latency_p50_ms"] / speedup
-    drop = BASELINE["accuracy"] - accuracy
-    metrics = {"latency_p50_ms": p50, "speedup": speedup, "accuracy": accuracy, "accuracy_drop": drop, "feasible": drop <= 0.01}
-    trial.set_user_attr(store.METRICS, metrics)
-    study.tell(trial, [p50, accuracy])
-    return study.trials[-1]
+    """A measured trial at ``accuracy`` (the baseline's: 0.99) and ``speedup``, every step of
+    its chain as accurate."""
+    return measured(study, params, [accuracy] * 5, speedup, {store.REFERENCE: reference} if reference else None, thins=False)
+
+
+def _front(study):
+    return front_weights(study.get_trials(deepcopy=False), "env")
 
 
 def _wider(study, trial) -> list[tuple[int, str]]:
@@ -75,7 +56,7 @@ def test_the_front_member_whose_accuracy_counts_most_is_widened_one_value_once()
     # it (0.87), the faster one's from 1/10 to 1/7.5 (0.03).
     fast = _measured(study, STUDENT | DEPLOY, 0.984, speedup=10.0)
     accurate = _measured(study, STUDENT | {"distill_width": 0.5} | DEPLOY, 0.988, speedup=7.5)
-    (top, w_top), (low, w_low) = [(t.number, w) for t, _, w in front_weights(study, "env")][:2]
+    (top, w_top), (low, w_low) = [(t.number, w) for t, _, w in _front(study)][:2]
     assert (top, low) == (accurate.number, fast.number)
     assert w_top == pytest.approx(1 - 1 / 7.5) and w_low == pytest.approx(1 / 7.5 - 1 / 10)
     assert _wider(study, fast) == [(accurate.number, "distill w0.75 T2 α0.9 → int8 · litert · 2 threads")]
@@ -90,7 +71,7 @@ def test_the_front_member_whose_accuracy_counts_most_is_widened_one_value_once()
     _slow_models(study)
     _measured(study, STUDENT | DEPLOY, 0.984, speedup=10.0)
     at_base = _measured(study, STUDENT | {"distill_width": 0.5} | DEPLOY, 0.99, speedup=7.5)
-    assert front_weights(study, "env")[0][0].number == at_base.number
+    assert _front(study)[0][0].number == at_base.number
     assert _wider(study, at_base) == []
 
 
@@ -122,7 +103,7 @@ def test_a_member_that_cannot_be_widened_passes_its_turn_to_one_whose_accuracy_c
     # from 0.1 to 0.4 (0.3), more than a tenth of the baseline's latency: the student is widened.
     base_int8 = _measured(study, {}, 0.99, speedup=2.5, reference="int8-baseline")
     student = _measured(study, STUDENT | DEPLOY, 0.984, speedup=10.0)
-    assert front_weights(study, "env")[0][0].number == base_int8.number
+    assert _front(study)[0][0].number == base_int8.number
     assert _wider(study, student) == [(student.number, "distill w0.5 T2 α0.9 → int8 · litert · 2 threads")]
     # Where the student counts over less than a tenth (0.25 - 0.2), nothing.
     study = _study()

@@ -206,6 +206,7 @@ _KEYS = {
     "extension_of": store.EXTENSION_OF,
     "sibling_of": store.SIBLING_OF,
     "wider_of": store.WIDER_OF,
+    "narrower_of": store.NARROWER_OF,
 }
 
 
@@ -241,6 +242,8 @@ class TrialRecord:
             another way, its shape unchanged: ``{"trial": it, "shape": ..., "made": ...}``.
         wider_of: Queued to measure the model of an earlier trial (the one whose accuracy
             counts most on the study's front) one value wider: ``{"trial": it, "from": ..., "made": ...}``.
+        narrower_of: Queued to measure the model of an earlier trial (among the study's
+            fastest) one value thinner: ``{"trial": it, "from": ..., "made": ...}``.
     """
 
     recipe_text: str | None = None
@@ -264,6 +267,7 @@ class TrialRecord:
     extension_of: dict[str, Any] | None = None
     sibling_of: dict[str, Any] | None = None
     wider_of: dict[str, Any] | None = None
+    narrower_of: dict[str, Any] | None = None
 
     @staticmethod
     def from_trial(trial: FrozenTrial | optuna.Trial) -> TrialRecord:
@@ -367,10 +371,12 @@ def queued(
     extension_of: dict[str, Any] | None = None,
     sibling_of: dict[str, Any] | None = None,
     wider_of: dict[str, Any] | None = None,
+    narrower_of: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """The user attributes of a trial queued to run a reference recipe, repeat an earlier one,
     deploy a measured model another way, measure a model an earlier chain made on its way, or
-    take an earlier trial's model a step further or train its shape another way."""
+    take an earlier trial's model a step further, train its shape another way, or make it one
+    value wider or thinner."""
     return TrialRecord(
         reference=reference,
         warm_start=warm_start,
@@ -379,4 +385,5 @@ def queued(
         extension_of=extension_of,
         sibling_of=sibling_of,
         wider_of=wider_of,
+        narrower_of=narrower_of,
     ).to_attrs()

@@ -67,6 +67,9 @@ SIBLING_OF = "autotune:sibling_of"
 # A trial queued to measure the model whose accuracy counts most on the study's front made one
 # value wider: {"trial": its number, "from": that model's made_key, "made": the new model's}.
 WIDER_OF = "autotune:wider_of"
+# A trial queued to measure the study's fastest model made one value thinner: {"trial": its
+# number, "from": that model's made_key, "made": the new model's}.
+NARROWER_OF = "autotune:narrower_of"
 MEASUREMENT = "autotune:measurement"  # how the latency was taken: cores, lock wait, attempts
 PEAK = "autotune:peak"  # the host's measured MACs per second, by kernel kind and threads
 FINAL_PREFIX = "autotune:final:"  # + trial number: the front's re-measurement at a run's end

@@ -3,9 +3,8 @@ on its way within it (``prefix_plan``); the model a chain within it made before 
 cannot make it faster and cost accuracy (``neutral_plan``); the study's fastest model taken
 one step further (``extension_plan``), whose training is mostly cached; and the study's
 fastest model trained again at its shape with its speed-neutral parameters changed
-(``sibling_plan``); the model whose accuracy counts most on the study's front made one value
-wider (``wider_plan``).
-``deployments.Deployer`` queues them.
+(``sibling_plan``). ``study.wider`` holds the models one value wider or thinner than the
+front's. ``deployments.Deployer`` queues them.
 """
 
 from __future__ import annotations
@@ -28,20 +27,16 @@ from autotune.study.ways import DEPLOYED, TIE, choices, leaves_shape, made_key, 
 # study has measured this many models (before, its fastest is only its first).
 SIBLINGS = 3
 SIBLINGS_AFTER = 3
-# The least weight (``front_weights``: the share of the baseline's latency over which its
-# accuracy counts) a front member is widened at (``wider_plan``); a tenth: one more validation
-# sample of it would add a tenth of what it adds at the slow end.
-WIDER_WEIGHT = 0.1
 
 
-def _made_in_study(trials: list[FrozenTrial]) -> set[str]:
+def made_in_study(trials: list[FrozenTrial]) -> set[str]:
     """How every model of the study was made (``made_key``), measured or queued to be."""
     made = set()
     for t in trials:
         r = TrialRecord.from_trial(t)
         if r.recipe is not None:
             made.add(made_key(r.recipe))
-        for queued_for in (r.deployment_of, r.prefix_of, r.extension_of, r.sibling_of, r.wider_of):
+        for queued_for in (r.deployment_of, r.prefix_of, r.extension_of, r.sibling_of, r.wider_of, r.narrower_of):
             if queued_for:
                 made.add(queued_for["made"])
     return made
@@ -64,7 +59,7 @@ def prefix_plan(study: optuna.Study, trial: FrozenTrial, space: Callable[[Any], 
     baseline = study.user_attrs.get(store.BASELINE)
     if trial.state != TrialState.COMPLETE or not trial.params or recipe is None or not lineage or metrics is None or not baseline:
         return None
-    if record.reference or record.deployment_of or record.prefix_of or record.extension_of or record.sibling_of or record.wider_of:
+    if record.reference or record.deployment_of or record.prefix_of or record.extension_of or record.sibling_of or record.wider_of or record.narrower_of:
         return None
     if record.repeat_of is not None or record.warm_start:
         return None
@@ -75,7 +70,7 @@ def prefix_plan(study: optuna.Study, trial: FrozenTrial, space: Callable[[Any], 
     steps = recipe["steps"][: len(trained)]
     if q.name not in baseline or [s["name"] for s in steps] != [s.get("step") for s in trained]:
         return None
-    made = _made_in_study(study.get_trials(deepcopy=False))
+    made = made_in_study(study.get_trials(deepcopy=False))
     batch = {"batch_size": trial.params["batch_size"]} if "batch_size" in trial.params else {}
     for n in range(min(len(trained), len(recipe["steps"])) - 1, 0, -1):
         after = trained[n - 1].get(f"{q.name}_keras")
@@ -124,7 +119,7 @@ def neutral_plan(study: optuna.Study, trial: FrozenTrial, space: Callable[[Any],
     if before is None or after is None or q.sign * (after - before) <= 0:
         return None  # they cost no accuracy as trained
     wanted = {"steps": steps[:n], "runtime": {"batch_size": recipe["runtime"].get("batch_size", 1)}}
-    if made_key(wanted) in _made_in_study(study.get_trials(deepcopy=False)):
+    if made_key(wanted) in made_in_study(study.get_trials(deepcopy=False)):
         return None
     params = _params_making(study, trial, space, steps[:n])
     if params is None:
@@ -133,21 +128,21 @@ def neutral_plan(study: optuna.Study, trial: FrozenTrial, space: Callable[[Any],
     return params | batch, q.sign * (after - before)
 
 
-def _speed(record: TrialRecord) -> float | None:
+def speed_read(record: TrialRecord) -> float | None:
     """How fast a measurement was: its interleaved speed-up over the baseline (comparable
     across minutes of drift, unlike a p50), None where it has none."""
     speedup = record.metrics.get("speedup") if record.metrics is not None else None
     return float(speedup) if speedup else None
 
 
-def _shape_speeds(trials: list[FrozenTrial], env_id: str | None) -> tuple[list[tuple[FrozenTrial, TrialRecord]], dict[str, float]]:
+def shape_speeds(trials: list[FrozenTrial], env_id: str | None) -> tuple[list[tuple[FrozenTrial, TrialRecord]], dict[str, float]]:
     """The measured deployments within the accuracy limit on ``env_id`` (not references), and
     the best speed-up read of each shape (``shape_key``) among them."""
-    here = [(t, r) for t, r in measured_trials(trials) if r.env_id == env_id and r.metrics.feasible and not r.reference and _speed(r)]
+    here = [(t, r) for t, r in measured_trials(trials) if r.env_id == env_id and r.metrics.feasible and not r.reference and speed_read(r)]
     best: dict[str, float] = {}
     for _, r in here:
         shape = shape_key(r.recipe)
-        best[shape] = max(best.get(shape, 0.0), _speed(r) or 0.0)
+        best[shape] = max(best.get(shape, 0.0), speed_read(r) or 0.0)
     return here, best
 
 
@@ -157,10 +152,10 @@ def among_fastest(trial: FrozenTrial, record: TrialRecord, trials: list[FrozenTr
     deployment of its shape (``shape_key``): the search's short timings of tiny models spread
     widely (width-0.25 students of the demo that run alike, timed side by side, read ×7.0 to
     ×10.7 in the search), and siblings share one speed."""
-    speed = _speed(record)
+    speed = speed_read(record)
     if speed is None or record.recipe is None:
         return False
-    _, best = _shape_speeds(trials, record.env_id)
+    _, best = shape_speeds(trials, record.env_id)
     pooled = max(speed, best.get(shape_key(record.recipe), 0.0))
     return pooled * TIE >= max(best.values(), default=0.0)
 
@@ -171,7 +166,7 @@ def fastest_models(study: optuna.Study, env_id: str) -> list[FrozenTrial]:
     accurate first: what ``extension_plan`` and ``sibling_plan`` are asked about after every
     trial, not only after one of these, since the evidence they need (a step's accuracy cost,
     enough models measured) may come from any trial."""
-    here, best = _shape_speeds(study.get_trials(deepcopy=False), env_id)
+    here, best = shape_speeds(study.get_trials(deepcopy=False), env_id)
     top = max(best.values(), default=0.0)
     chosen = [(t, r) for t, r in here if best[shape_key(r.recipe)] * TIE >= top]
     return [t for t, _ in sorted(chosen, key=lambda tr: (tr[1].metrics.quality_loss, tr[0].number))]
@@ -242,7 +237,7 @@ def extension_plan(study: optuna.Study, trial: FrozenTrial, space: Callable[[Any
     }
     if not affordable:
         return None
-    made = _made_in_study(trials)
+    made = made_in_study(trials)
     batch = {"batch_size": trial.params["batch_size"]} if "batch_size" in trial.params else {}
     steps = recipe["steps"]
     candidates: list[tuple[float, dict[str, Any]]] = []
@@ -303,7 +298,7 @@ def sibling_plan(study: optuna.Study, trial: FrozenTrial, space: Callable[[Any],
         return []  # this shape of model was trained other ways already, however deployed
     if not among_fastest(trial, record, trials):
         return []
-    made = _made_in_study(trials)
+    made = made_in_study(trials)
     if len({made_key(r.recipe) for _, r in measured_trials(trials) if not r.reference}) < SIBLINGS_AFTER:
         return []
     batch = {"batch_size": trial.params["batch_size"]} if "batch_size" in trial.params else {}
@@ -327,132 +322,6 @@ def sibling_plan(study: optuna.Study, trial: FrozenTrial, space: Callable[[Any],
         found.append((changed, {n: replay.params[n] for n in replay.distributions} | batch))
     found.sort(key=lambda c: c[0])  # stable: fewest changes first, then the space's order
     return [params for _, params in found[:SIBLINGS]]
-
-
-def front_weights(study: optuna.Study, env_id: str) -> list[tuple[FrozenTrial, TrialRecord, float]]:
-    """The study's front within the accuracy limit on ``env_id`` (references included), by
-    speed-up read interleaved and quality loss, each member with how much hypervolume one unit
-    more accuracy of it would add, most first.
-
-    With the reference point at (the baseline's latency, the limit) and the front sorted
-    fastest first, a member's accuracy counts over the latencies from its own to the next
-    slower member's (the baseline's, for the slowest): that span is its weight. On the demo,
-    the most accurate member (a width-0.5 student at ×7.5) weighs 0.87 and the fastest 0.03.
-    """
-    here, _ = _shape_speeds(study.get_trials(deepcopy=False), env_id)
-    here += [(t, r) for t, r in measured_trials(study.get_trials(deepcopy=False)) if r.reference and r.env_id == env_id and r.metrics.feasible and _speed(r)]
-    front: list[tuple[FrozenTrial, TrialRecord]] = []
-    for t, r in sorted(here, key=lambda tr: (-(_speed(tr[1]) or 0.0), tr[1].metrics.quality_loss, tr[0].number)):
-        if not front or r.metrics.quality_loss < front[-1][1].metrics.quality_loss:
-            front.append((t, r))
-    latencies = [1 / (_speed(r) or 1.0) for _, r in front] + [1.0]
-    weighed = [(t, r, latencies[i + 1] - latencies[i]) for i, (t, r) in enumerate(front)]
-    return sorted(weighed, key=lambda w: -w[2])
-
-
-def wider_plan(study: optuna.Study, env_id: str, space: Callable[[Any], Recipe]) -> tuple[FrozenTrial, dict[str, Any]] | None:
-    """The trial, and the parameters of a trial to queue, for the searched model whose accuracy
-    counts most on the study's front (``front_weights``; of those weighing ``WIDER_WEIGHT`` or
-    more) made one value wider (``_wider_params``: the last step that thins it one choice
-    wider by a parameter its technique widens the model with, ``Technique.wider_with``, such
-    as a student's width or channel pruning's keep, or left off at its widest), deployed as
-    it was. Once per model, once the study has measured
-    ``SIBLINGS_AFTER`` models; None if no such model is left to make.
-
-    The front's hypervolume is mostly its most accurate fast member's (on the demo, a
-    width-0.5 student's at ×7.5 weighs 0.87 of every unit of accuracy and the fastest
-    member's 0.03): a wider model is the one expected to be more accurate at the least cost in
-    speed. On the demo, the students one validation sample more accurate than the baseline
-    are of width 0.5, one model in six the space makes: a 50-trial study searches 6-17 models,
-    and studies that measured none of them reached 0.55-0.65 of the hypervolume of the others.
-    A member at the base model's accuracy or better is not widened: a wider model is more
-    like the base model, not more accurate than it (on the Intel Xeon, four width-0.5
-    students at the baseline's accuracy or one sample above it, widened to 0.75, lost two or
-    three samples).
-    A member that cannot be widened (the base model at int8, a reference) passes its turn:
-    on the Intel Xeon the demo's base model at dynamic-range int8 lost no accuracy at ×2.7
-    and weighed 0.62, a width-0.25 student at ×8.0 0.21.
-    """
-    trials = study.get_trials(deepcopy=False)
-    if len({made_key(r.recipe) for _, r in measured_trials(trials) if not r.reference}) < SIBLINGS_AFTER:
-        return None
-    weighed = front_weights(study, env_id)
-    widened = {(TrialRecord.from_trial(t).wider_of or {}).get("from") for t in trials}
-    made = _made_in_study(trials)
-    for t, r, weight in weighed:
-        if weight < WIDER_WEIGHT:
-            return None
-        if r.reference or not t.params or r.repeat_of is not None or r.warm_start or r.recipe is None:
-            continue
-        if r.metrics.quality_loss <= 0:
-            continue  # as accurate as the base model: wider, it is only more like it
-        if made_key(r.recipe) in widened:
-            continue
-        params = _wider_params(study, t, r.recipe, space, made)
-        if params is not None:
-            return t, params
-    return None
-
-
-def _wider_params(study: optuna.Study, trial: FrozenTrial, recipe: dict[str, Any], space: Callable[[Any], Recipe], made: set[str]) -> dict[str, Any] | None:
-    """``trial``'s parameters with the last step of its chain that thins the model (its
-    technique declares ``wider_with``) made one value wider: that parameter one choice larger
-    and the rest of the chain as it was, or, where it is at its largest, that step left off
-    (switched off, the rest as it was). None if neither makes a model the study has not made,
-    or if it would leave the base model, which the references measure.
-
-    On the demo, a width-0.5 student channel-pruned to keep 0.75 becomes the student alone
-    (which the content cache holds: measuring it trains nothing), and a width-0.25 student a
-    width-0.5 one."""
-    steps = recipe["steps"]
-    thinning = [i for i, step in enumerate(steps) if getattr(TECHNIQUES.get(step["name"]), "wider_with", ())]
-    if not thinning:
-        return None
-    last = thinning[-1]
-    widens = getattr(TECHNIQUES.get(steps[last]["name"]), "wider_with", ())
-    batch = {"batch_size": trial.params["batch_size"]} if "batch_size" in trial.params else {}
-    found: list[tuple[bool, dict[str, Any]]] = []
-    for name, value in trial.params.items():
-        if name in (*DEPLOYED, "batch_size") or name not in trial.distributions:
-            continue
-        if value is True:
-            wider: Any = False
-        elif isinstance(value, bool):
-            continue
-        else:
-            options = choices(trial.distributions[name])
-            # A stepped float's choices are computed (0.1 + 2 × 0.1 is not 0.3): the nearest.
-            at = [i for i, o in enumerate(options) if o == value or (_number(o) and _number(value) and abs(o - value) <= 1e-9 * max(1.0, abs(value)))]
-            if not at or at[0] + 1 >= len(options):
-                continue
-            wider = options[at[0] + 1]
-        replay_variant = replayed(space, {**trial.params, name: wider}, study)
-        if replay_variant is None:
-            continue
-        replay, variant = replay_variant
-        new_steps = variant.to_dict()["steps"]
-        if value is True:
-            ok = bool(new_steps) and new_steps == steps[:last] + steps[last + 1 :]
-        else:
-            old_p, new_p = steps[last].get("params", {}), new_steps[last].get("params", {}) if len(new_steps) == len(steps) else {}
-            moved = [k for k in set(old_p) | set(new_p) if old_p.get(k) != new_p.get(k)]
-            ok = (
-                len(new_steps) == len(steps)
-                and all(a == b for i, (a, b) in enumerate(zip(steps, new_steps)) if i != last)
-                and new_steps[last]["name"] == steps[last]["name"]
-                and len(moved) == 1
-                and moved[0] in widens
-                and new_p[moved[0]] > old_p[moved[0]]
-            )
-        if not ok or made_key({"steps": new_steps, "runtime": recipe["runtime"]}) in made:
-            continue
-        found.append((value is True, {n: replay.params[n] for n in replay.distributions} | batch))
-    found.sort(key=lambda f: f[0])  # one value wider before left off
-    return found[0][1] if found else None
-
-
-def _number(value: Any) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool)
 
 
 def _params_making(study: optuna.Study, trial: FrozenTrial, space: Callable[[Any], Recipe], steps: list[dict[str, Any]]) -> dict[str, Any] | None:

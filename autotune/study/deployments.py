@@ -46,7 +46,8 @@ from autotune.search.recipe import Recipe
 from autotune.storage import store
 from autotune.storage.record import TrialRecord
 from autotune.storage.record import queued as queued_attrs
-from autotune.study.chains import among_fastest, extension_plan, fastest_models, neutral_plan, prefix_plan, sibling_plan, wider_plan
+from autotune.study.chains import among_fastest, extension_plan, fastest_models, neutral_plan, prefix_plan, sibling_plan
+from autotune.study.wider import narrower_plan, wider_plan
 from autotune.study.ways import (
     DEPLOY_PARAMS,
     LOSER_EVERY,
@@ -175,7 +176,8 @@ class Deployer:
     deployments of a newly measured model; after a chain past the accuracy limit, the model it
     made on its way within it (``prefix_plan``); after a chain within it that ends in steps that
     cannot make it faster and cost accuracy, the model before them (``neutral_plan``); after a deployment among the study's fastest,
-    its model taken one step further (``extension_plan``) and trained other ways at its shape
+    the study's fastest model made one value thinner (``narrower_plan``); its model taken one
+    step further (``extension_plan``) and trained other ways at its shape
     (``sibling_plan``, each deployed as that trial was, no other way); the model whose accuracy
     counts most on the front made one value wider (``wider_plan``); all within what is left of
     the budget."""
@@ -192,10 +194,11 @@ class Deployer:
         on_siblings: Callable[[int, list[str]], None] | None = None,
         on_neutral: Callable[[int, str, float], None] | None = None,
         on_wider: Callable[[int, str], None] | None = None,
+        on_narrower: Callable[[int, str], None] | None = None,
     ) -> None:
         self.space, self.budget, self.env_id, self.on_queued = space, budget, env_id, on_queued
         self.within, self.on_prefix, self.on_extension, self.on_siblings = within, on_prefix, on_extension, on_siblings
-        self.on_neutral, self.on_wider = on_neutral, on_wider
+        self.on_neutral, self.on_wider, self.on_narrower = on_neutral, on_wider, on_narrower
 
     def _enqueue(self, study: optuna.Study, params: dict[str, Any], attrs: dict[str, Any]) -> str:
         """Queue ``params`` marked with ``attrs`` (plus how its model is made); its recipe as
@@ -224,6 +227,13 @@ class Deployer:
                 room -= 1
                 if self.on_neutral is not None:
                     self.on_neutral(trial.number, text, cost)
+        narrower = narrower_plan(study, self.env_id, self.space) if room > 0 and self.within is not None else None
+        if narrower is not None:
+            t, params = narrower
+            text = self._enqueue(study, params, {"narrower_of": {"trial": t.number, "from": made_key(TrialRecord.from_trial(t).recipe or {})}})
+            room -= 1
+            if self.on_narrower is not None:
+                self.on_narrower(t.number, text)
         # The trial's model, or else the study's fastest (most accurate first): the evidence
         # these need may come from any trial.
         fastest = [trial, *(t for t in fastest_models(study, self.env_id) if t.number != trial.number)] if room > 0 and self.within is not None else []

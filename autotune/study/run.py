@@ -203,6 +203,7 @@ def _run(
         on_siblings=reporter.siblings_queued,
         on_neutral=reporter.neutral_queued,
         on_wider=reporter.wider_queued,
+        on_narrower=reporter.narrower_queued,
     )
 
     def requested() -> str | None:

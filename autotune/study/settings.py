@@ -31,6 +31,7 @@ class Reporter(Protocol):
     def siblings_queued(self, number: int, recipes: list[str]) -> None: ...
     def neutral_queued(self, number: int, recipe: str, cost: float) -> None: ...
     def wider_queued(self, number: int, recipe: str) -> None: ...
+    def narrower_queued(self, number: int, recipe: str) -> None: ...
 
 
 class SilentReporter:
@@ -71,6 +72,9 @@ class SilentReporter:
         pass
 
     def wider_queued(self, number: int, recipe: str) -> None:
+        pass
+
+    def narrower_queued(self, number: int, recipe: str) -> None:
         pass
 
 

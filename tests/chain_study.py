@@ -1,0 +1,59 @@
+"""A study of the built-in space in Optuna's in-memory storage, and trials told to it as if
+measured, for the tests of the rules that queue models after a trial (``study.chains``,
+``study.wider``). No TensorFlow."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import optuna
+
+from autotune.search.plugins import load_space
+from autotune.storage import store
+
+SPACE = load_space("default")
+BASELINE = {"accuracy": 0.99, "latency_p50_ms": 0.1}
+WITHIN = lambda loss: loss["accuracy_drop"] <= 0.01  # noqa: E731  (the limit: a drop of 0.01)
+DEPLOY = {"engine": "litert", "precision": "int8", "qat": False, "threads": 2}
+STUDENT = {"distill": True, "distill_width": 0.25, "temperature": 2.0, "alpha": 0.9, "channel_prune": False, "prune": False}
+THINNING = ("distill", "channel-prune")
+
+
+def new_study() -> optuna.Study:
+    study = optuna.create_study(directions=["minimize", "maximize"])
+    study.set_user_attr(store.BASELINE, BASELINE)
+    return study
+
+
+def measured(
+    study: optuna.Study,
+    params: dict[str, Any],
+    accuracies: list[float],
+    speedup: float,
+    user_attrs: dict[str, Any] | None = None,
+    thins: bool = True,
+    feasible: bool | None = None,
+    env: str | None = "env",
+) -> optuna.trial.FrozenTrial:
+    """A trial measured on the host ``env`` (None: on no host named) at ``speedup``: its lineage says what each step left
+    (``accuracies``, one per step; the last is the deployment's) and, with ``thins``, that
+    distillation and channel pruning left fewer parameters. Within the limit by its drop, or
+    as ``feasible`` says. Empty ``params``: the base model at int8, as a reference measures it."""
+    study.enqueue_trial(params, user_attrs=user_attrs or {})
+    trial = study.ask()
+    recipe = SPACE(trial).to_dict() if params else {"steps": [], "precision": "int8", "runtime": {"engine": "litert", "threads": 2, "batch_size": 1}}
+    lineage: list[dict[str, Any]] = [{"step": "base"}]
+    for s, a in zip(recipe["steps"], accuracies):
+        facts = {"params_before": 1000, "params": 500} if thins and s["name"] in THINNING else {}
+        lineage.append({"step": s["name"], **s["params"], "accuracy_keras": a, **facts})
+    trial.set_user_attr(store.RECIPE, recipe)
+    trial.set_user_attr(store.LINEAGE, lineage)
+    if env is not None:
+        trial.set_user_attr(store.ENV_ID, env)
+    accuracy = accuracies[-1] if accuracies else BASELINE["accuracy"]
+    p50 = BASELINE["latency_p50_ms"] / speedup
+    drop = BASELINE["accuracy"] - accuracy
+    metrics = {"latency_p50_ms": p50, "speedup": speedup, "accuracy": accuracy, "accuracy_drop": drop, "feasible": drop <= 0.01 if feasible is None else feasible}
+    trial.set_user_attr(store.METRICS, metrics)
+    study.tell(trial, [p50, accuracy])
+    return study.trials[-1]
