@@ -150,6 +150,9 @@ class RunProgress:
     def narrower_queued(self, number: int, recipe: str) -> None:
         self._print(f"[dim]queued[/] #{number}'s model, the study's fastest within the limit, one value thinner: {recipe}")
 
+    def accurate_siblings_queued(self, number: int, recipes: list[str]) -> None:
+        self._print(f"[dim]queued[/] #{number}'s model, whose accuracy counts most on the front, trained {len(recipes)} other way(s) at its shape: " + "; ".join(recipes))
+
     def siblings_queued(self, number: int, recipes: list[str]) -> None:
         self._print(f"[dim]queued[/] #{number}'s model, among the study's fastest, trained {len(recipes)} other way(s) at its shape: " + "; ".join(recipes))
 
@@ -326,7 +329,7 @@ def trial_detail(trial: FrozenTrial, final: Remeasurement | None) -> None:
     if a.extension_of:
         head += f"  #{a.extension_of['trial']}'s model one step further"
     if a.sibling_of:
-        head += f"  #{a.sibling_of['trial']}'s model trained another way"
+        head += f"  #{a.sibling_of['trial']}'s model trained another way" + (" (its accuracy counts most on the front)" if a.sibling_of.get("accurate") else "")
     if a.wider_of:
         head += f"  #{a.wider_of['trial']}'s model one value wider"
     if a.narrower_of:

@@ -1,7 +1,7 @@
 """The study's fastest model within the accuracy limit made one value thinner: from the study's
 first model on, after any trial, a step of its chain that thins it (a student's width, channel
 pruning's keep), the last first, is set one choice thinner, to a shape of model the study has
-not made, and queued once, deployed as that model was. No TensorFlow: the built-in space and
+not made, and queued, deployed as that model was. No TensorFlow: the built-in space and
 Optuna's in-memory storage."""
 
 from __future__ import annotations
@@ -28,7 +28,7 @@ def _narrower(study, trial) -> list[tuple[int, str]]:
     return found
 
 
-def test_the_studys_first_model_within_the_limit_is_made_one_value_thinner_once_deployed_as_it_was():
+def test_the_studys_first_model_within_the_limit_is_made_one_value_thinner_deployed_as_it_was():
     study = new_study()
     first = measured(study, STUDENT | {"distill_width": 0.75} | DEPLOY | {"precision": "dynamic-int8"}, [0.985], speedup=3.9)
     assert _narrower(study, first) == [(first.number, "distill w0.5 T2 α0.9 → dynamic-int8 · litert · 2 threads")]
@@ -36,7 +36,7 @@ def test_the_studys_first_model_within_the_limit_is_made_one_value_thinner_once_
     params = queued.system_attrs["fixed_params"]
     assert {k: params[k] for k in ("engine", "precision", "threads")} == {"engine": "litert", "precision": "dynamic-int8", "threads": 2}
     assert SPACE(Replay(dict(params), study)).to_dict()["steps"][0]["params"]["temperature"] == 2.0
-    # Asked again, after a slower model: that model was made thinner already.
+    # Asked again, after a slower model: that thinner shape is made already.
     assert _narrower(study, measured(study, STUDENT | {"distill_width": 0.75} | DEPLOY | {"precision": "fp16"}, [0.985], speedup=1.1)) == []
     # The thinner student, within the limit and now the fastest, is made thinner in turn.
     thinner = measured(study, STUDENT | {"distill_width": 0.5} | DEPLOY | {"precision": "dynamic-int8"}, [0.986], speedup=5.9)
@@ -57,6 +57,9 @@ def test_the_last_step_that_thins_goes_first_and_a_shape_the_study_made_is_not_m
     study = new_study()
     model = measured(study, chained, [0.987, 0.984], speedup=7.0)
     assert _narrower(study, model) == [(model.number, "distill w0.5 T2 α0.9 → channel-prune keep 0.5 → int8 · litert · 2 threads")]
+    # Asked again, after any trial: its other step that thins it, then nothing.
+    assert _narrower(study, model) == [(model.number, "distill w0.25 T2 α0.9 → channel-prune keep 0.75 → int8 · litert · 2 threads")]
+    assert _narrower(study, model) == []
 
 
 def test_only_the_studys_fastest_model_within_the_limit_is_made_thinner():

@@ -35,7 +35,9 @@ def _deploy(study, trial):
 
 
 def _waiting(study, attr):
-    return [t for t in study.get_trials(deepcopy=False, states=(TrialState.WAITING,)) if attr in t.user_attrs]
+    """The queued trials marked ``attr``, but the siblings of the front member whose accuracy
+    counts most (``test_wider``)."""
+    return [t for t in study.get_trials(deepcopy=False, states=(TrialState.WAITING,)) if attr in t.user_attrs and not t.user_attrs[attr].get("accurate")]
 
 
 def _fail_waiting(study):

@@ -119,3 +119,44 @@ def test_nothing_is_widened_before_the_study_has_measured_a_few_models():
     assert _wider(study, student) == []
     _slow_models(study)
     assert _wider(study, student) == [(student.number, "distill w0.5 T2 α0.9 → int8 · litert · 2 threads")]
+
+
+def _accurate(study, trial) -> list[tuple[int, list[str]]]:
+    """Run the deployer after ``trial``: the siblings it queued for the front member whose
+    accuracy counts most (that member's trial, and the recipes as users read them)."""
+    found: list[tuple[int, list[str]]] = []
+    Deployer(SPACE, 50, "env", lambda n, k: None, within=WITHIN, on_accurate=lambda n, texts: found.append((n, texts)))(study, trial)
+    marked = [t for t in study.get_trials(deepcopy=False, states=(TrialState.WAITING,)) if t.user_attrs.get(store.SIBLING_OF, {}).get("accurate")]
+    assert len(marked) == sum(len(texts) for _, texts in found)
+    assert {t.user_attrs[store.SIBLING_OF]["trial"] for t in marked} == {n for n, _ in found}
+    for _ in study.get_trials(deepcopy=False, states=(TrialState.WAITING,)):
+        study.tell(study.ask(), state=TrialState.FAIL)
+    return found
+
+
+def test_the_front_member_whose_accuracy_counts_most_is_trained_other_ways_at_its_shape_once():
+    study = _study()
+    _slow_models(study)
+    _measured(study, STUDENT | DEPLOY, 0.984, speedup=10.0)
+    # At the baseline's accuracy, so not widened; but a sibling as fast and one sample more
+    # accurate would add 0.87 of that sample to the hypervolume.
+    accurate = _measured(study, STUDENT | {"distill_width": 0.5} | DEPLOY, 0.99, speedup=7.5)
+    ((number, recipes),) = _accurate(study, accurate)
+    assert number == accurate.number
+    assert set(recipes[:2]) == {"distill w0.5 T4 α0.9 → int8 · litert · 2 threads", "distill w0.5 T2 α0.5 → int8 · litert · 2 threads"}
+    assert recipes[2:] == ["distill w0.5 T4 α0.5 → int8 · litert · 2 threads"]
+    # Asked again after any trial: that shape was trained other ways already.
+    assert _accurate(study, _measured(study, STUDENT | {"distill_width": 0.75} | DEPLOY, 0.985, speedup=2.0)) == []
+
+
+def test_a_front_member_whose_accuracy_counts_for_little_is_not_trained_other_ways():
+    study = _study()
+    _slow_models(study)
+    # The baseline at int8 (x4, no drop) counts from 0.25 to 1; a width-0.5 student at x4.5
+    # from 0.22 to 0.25, less than a tenth of the baseline's latency; the fastest student (x10)
+    # from 0.1 to 0.22, and is trained other ways as the study's fastest already.
+    _measured(study, {}, 0.99, speedup=4.0, reference="int8-baseline")
+    _measured(study, STUDENT | DEPLOY, 0.984, speedup=10.0)
+    student = _measured(study, STUDENT | {"distill_width": 0.5} | DEPLOY, 0.987, speedup=4.5)
+    assert [w for _, r, w in _front(study) if r.recipe["steps"]][1] < 0.1
+    assert _accurate(study, student) == []

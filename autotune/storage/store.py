@@ -62,7 +62,8 @@ PREFIX_OF = "autotune:prefix_of"
 # step: {"trial": its number, "from": that model's made_key, "made": the new model's}.
 EXTENSION_OF = "autotune:extension_of"
 # A trial queued to train the shape of the study's fastest model another way (speed-neutral
-# parameters changed): {"trial": its number, "shape": study.ways.model_shape, "made": made_key}.
+# parameters changed): {"trial": its number, "shape": study.ways.model_shape, "made": made_key},
+# and "accurate": True where that model was the one whose accuracy counts most on the front.
 SIBLING_OF = "autotune:sibling_of"
 # A trial queued to measure the model whose accuracy counts most on the study's front made one
 # value wider: {"trial": its number, "from": that model's made_key, "made": the new model's}.

@@ -268,14 +268,15 @@ def extension_plan(study: optuna.Study, trial: FrozenTrial, space: Callable[[Any
     return min(candidates, key=lambda c: c[0])[1]
 
 
-def sibling_plan(study: optuna.Study, trial: FrozenTrial, space: Callable[[Any], Recipe]) -> list[dict[str, Any]]:
+def sibling_plan(study: optuna.Study, trial: FrozenTrial, space: Callable[[Any], Recipe], fastest: bool = True) -> list[dict[str, Any]]:
     """The parameters of up to ``SIBLINGS`` trials to queue for the model ``trial`` deployed
     trained other ways, when it is among the study's fastest within the accuracy limit
     (``among_fastest``): its chain with parameters that do not set the model's shape
     (``Technique.shape_params``: a distillation's temperature and weight, not its width)
     changed, fewest changes first, each a model the study has not made, deployed as ``trial``
     was. Once per shape of model (however deployed), once the study has measured ``SIBLINGS_AFTER`` models; [] if the
-    trial is not among the fastest, or a sibling itself.
+    trial is not among the fastest (unless ``fastest`` is False: ``wider.accurate_siblings``
+    asks for the front member whose accuracy counts most), or a sibling itself.
 
     A sibling runs as fast as the model it is a sibling of, so the search spends it on
     accuracy where speed is won already: the accuracy a sibling has to spare is what lets the
@@ -296,7 +297,7 @@ def sibling_plan(study: optuna.Study, trial: FrozenTrial, space: Callable[[Any],
     shape = shape_key(recipe)
     if any((TrialRecord.from_trial(t).sibling_of or {}).get("shape") == model_shape(recipe) for t in trials):
         return []  # this shape of model was trained other ways already, however deployed
-    if not among_fastest(trial, record, trials):
+    if fastest and not among_fastest(trial, record, trials):
         return []
     made = made_in_study(trials)
     if len({made_key(r.recipe) for _, r in measured_trials(trials) if not r.reference}) < SIBLINGS_AFTER:

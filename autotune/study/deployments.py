@@ -47,7 +47,7 @@ from autotune.storage import store
 from autotune.storage.record import TrialRecord
 from autotune.storage.record import queued as queued_attrs
 from autotune.study.chains import among_fastest, extension_plan, fastest_models, neutral_plan, prefix_plan, sibling_plan
-from autotune.study.wider import narrower_plan, wider_plan
+from autotune.study.wider import accurate_siblings, narrower_plan, wider_plan
 from autotune.study.ways import (
     DEPLOY_PARAMS,
     LOSER_EVERY,
@@ -179,8 +179,8 @@ class Deployer:
     the study's fastest model made one value thinner (``narrower_plan``); its model taken one
     step further (``extension_plan``) and trained other ways at its shape
     (``sibling_plan``, each deployed as that trial was, no other way); the model whose accuracy
-    counts most on the front made one value wider (``wider_plan``); all within what is left of
-    the budget."""
+    counts most on the front made one value wider (``wider_plan``) and trained other ways at its
+    shape (``accurate_siblings``); all within what is left of the budget."""
 
     def __init__(
         self,
@@ -195,10 +195,11 @@ class Deployer:
         on_neutral: Callable[[int, str, float], None] | None = None,
         on_wider: Callable[[int, str], None] | None = None,
         on_narrower: Callable[[int, str], None] | None = None,
+        on_accurate: Callable[[int, list[str]], None] | None = None,
     ) -> None:
         self.space, self.budget, self.env_id, self.on_queued = space, budget, env_id, on_queued
         self.within, self.on_prefix, self.on_extension, self.on_siblings = within, on_prefix, on_extension, on_siblings
-        self.on_neutral, self.on_wider, self.on_narrower = on_neutral, on_wider, on_narrower
+        self.on_neutral, self.on_wider, self.on_narrower, self.on_accurate = on_neutral, on_wider, on_narrower, on_accurate
 
     def _enqueue(self, study: optuna.Study, params: dict[str, Any], attrs: dict[str, Any]) -> str:
         """Queue ``params`` marked with ``attrs`` (plus how its model is made); its recipe as
@@ -262,6 +263,14 @@ class Deployer:
             room -= 1
             if self.on_wider is not None:
                 self.on_wider(t.number, text)
+        accurate = accurate_siblings(study, self.env_id, self.space) if room > 0 and self.within is not None else None
+        if accurate is not None:
+            t, found = accurate[0], accurate[1][:room]
+            shape = model_shape(TrialRecord.from_trial(t).recipe or {})
+            texts = [self._enqueue(study, params, {"sibling_of": {"trial": t.number, "shape": shape, "accurate": True}}) for params in found]
+            room -= len(found)
+            if self.on_accurate is not None:
+                self.on_accurate(t.number, texts)
         queued = plan(study, trial, self.space, self.env_id, room)
         if not queued:
             return

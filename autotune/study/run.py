@@ -204,6 +204,7 @@ def _run(
         on_neutral=reporter.neutral_queued,
         on_wider=reporter.wider_queued,
         on_narrower=reporter.narrower_queued,
+        on_accurate=reporter.accurate_siblings_queued,
     )
 
     def requested() -> str | None:
