@@ -90,3 +90,17 @@ def test_autotune_show_says_which_model_a_thinner_one_came_from(capsys):
     study.tell(trial, state=TrialState.FAIL)
     trial_detail(study.trials[queued.number], None)
     assert f"#{first.number}'s model one value thinner" in capsys.readouterr().out
+
+
+def test_a_thinner_model_past_the_limit_has_the_model_it_made_on_its_way_within_it_measured():
+    study = new_study()
+    pruned = STUDENT | {"distill_width": 0.5, "prune": True, "structure": "2:4"} | DEPLOY
+    first = measured(study, pruned, [0.988, 0.986], speedup=6.0)
+    assert _narrower(study, first) == [(first.number, "distill w0.25 T2 α0.9 → prune 2:4 → int8 · litert · 2 threads")]
+    # Measured: the width-0.25 student was within the limit as trained, and its pruning took
+    # it past (a drop of 0.014).
+    (queued,) = [t for t in study.trials if store.NARROWER_OF in t.user_attrs]
+    thinner = measured(study, dict(queued.system_attrs["fixed_params"]), [0.985, 0.976], speedup=7.0, user_attrs=queued.user_attrs)
+    prefixes: list[tuple[int, str]] = []
+    Deployer(SPACE, 50, "env", lambda n, k: None, within=WITHIN, on_prefix=lambda n, text: prefixes.append((n, text)))(study, thinner)
+    assert prefixes == [(thinner.number, "distill w0.25 T2 α0.9 → int8 · litert · 2 threads")]
