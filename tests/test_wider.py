@@ -160,3 +160,16 @@ def test_a_front_member_whose_accuracy_counts_for_little_is_not_trained_other_wa
     student = _measured(study, STUDENT | {"distill_width": 0.5} | DEPLOY, 0.987, speedup=4.5)
     assert [w for _, r, w in _front(study) if r.recipe["steps"]][1] < 0.1
     assert _accurate(study, student) == []
+
+
+def test_a_model_whose_pruned_twin_had_siblings_is_still_trained_other_ways():
+    study = _study()
+    _slow_models(study)
+    # The study's fastest, a pruned width-0.5 student, had its siblings; the same student
+    # unpruned, at the baseline's accuracy, shares its shape but not its accuracy.
+    pruned = _measured(study, STUDENT | {"distill_width": 0.5, "temperature": 4.0, "prune": True, "structure": "2:4"} | DEPLOY, 0.987, speedup=6.2)
+    _accurate(study, pruned)
+    assert any(store.SIBLING_OF in t.user_attrs for t in study.trials)
+    plain = _measured(study, STUDENT | {"distill_width": 0.5} | DEPLOY, 0.99, speedup=6.1)
+    ((number, recipes),) = _accurate(study, plain)
+    assert number == plain.number and "distill w0.5 T2 α0.5 → int8 · litert · 2 threads" in recipes

@@ -63,7 +63,8 @@ PREFIX_OF = "autotune:prefix_of"
 EXTENSION_OF = "autotune:extension_of"
 # A trial queued to train the shape of the study's fastest model another way (speed-neutral
 # parameters changed): {"trial": its number, "shape": study.ways.model_shape, "made": made_key},
-# and "accurate": True where that model was the one whose accuracy counts most on the front.
+# and "accurate": True and "from": its made_key where that model was the one whose accuracy
+# counts most on the front.
 SIBLING_OF = "autotune:sibling_of"
 # A trial queued to measure the model whose accuracy counts most on the study's front made one
 # value wider: {"trial": its number, "from": that model's made_key, "made": the new model's}.

@@ -278,8 +278,10 @@ def sibling_plan(study: optuna.Study, trial: FrozenTrial, space: Callable[[Any],
     (``Technique.shape_params``: a distillation's temperature and weight, not its width)
     changed, fewest changes first, each a model the study has not made, deployed as ``trial``
     was. Once per shape of model (however deployed), once the study has measured ``SIBLINGS_AFTER`` models; [] if the
-    trial is not among the fastest (unless ``fastest`` is False: ``wider.accurate_siblings``
-    asks for the front member whose accuracy counts most), or a sibling itself.
+    trial is not among the fastest, or a sibling itself. With ``fastest`` False, for the front
+    member whose accuracy counts most (``wider.accurate_siblings``): among the fastest or not,
+    once per model (``made_key``) rather than per shape, since a model and the same student
+    pruned share a shape but not an accuracy.
 
     A sibling runs as fast as the model it is a sibling of, so the search spends it on
     accuracy where speed is won already: the accuracy a sibling has to spare is what lets the
@@ -298,8 +300,10 @@ def sibling_plan(study: optuna.Study, trial: FrozenTrial, space: Callable[[Any],
         return []
     trials = study.get_trials(deepcopy=False)
     shape = shape_key(recipe)
-    if any((TrialRecord.from_trial(t).sibling_of or {}).get("shape") == model_shape(recipe) for t in trials):
+    if fastest and any((TrialRecord.from_trial(t).sibling_of or {}).get("shape") == model_shape(recipe) for t in trials):
         return []  # this shape of model was trained other ways already, however deployed
+    if not fastest and any((TrialRecord.from_trial(t).sibling_of or {}).get("from") == made_key(recipe) for t in trials):
+        return []  # this model was trained other ways already
     if fastest and not among_fastest(trial, record, trials):
         return []
     made = made_in_study(trials)

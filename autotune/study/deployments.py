@@ -267,7 +267,8 @@ class Deployer:
         if accurate is not None:
             t, found = accurate[0], accurate[1][:room]
             shape = model_shape(TrialRecord.from_trial(t).recipe or {})
-            texts = [self._enqueue(study, params, {"sibling_of": {"trial": t.number, "shape": shape, "accurate": True}}) for params in found]
+            origin = {"trial": t.number, "shape": shape, "accurate": True, "from": made_key(TrialRecord.from_trial(t).recipe or {})}
+            texts = [self._enqueue(study, params, {"sibling_of": origin}) for params in found]
             room -= len(found)
             if self.on_accurate is not None:
                 self.on_accurate(t.number, texts)

@@ -100,15 +100,19 @@ def accurate_siblings(study: optuna.Study, env_id: str, space: Callable[[Any], R
     ``WIDER_WEIGHT`` or more) trained other ways at its shape (``chains.sibling_plan``: its
     chain with the parameters that do not set the model's shape changed, a distillation's
     temperature and weight, fewest changes first, each deployed only as it was). Once per
-    shape of model, once the study has measured ``SIBLINGS_AFTER`` models; None if no such
-    model is left to make.
+    model, once the study has measured ``SIBLINGS_AFTER`` models; None if no such model is
+    left to make.
 
     A sibling runs as fast as the model it is a sibling of, so on the front's heaviest member
     every validation sample a sibling gains adds the most hypervolume the study can add at
     the cost of one training and one timing. On the Intel Xeon, the demo's width-0.5 students
     at the baseline's accuracy ran at ×6.1-6.4 and one sample more accurate ones at ×6.1-7.2:
     which of them a study measured set most of its hypervolume (0.0086 against 0.0110 on one
-    seed, with the same fastest student).
+    seed, with the same fastest student). Once per model, not per shape: on one seed the study
+    had trained ``distill w0.5 T4 α0.9 → prune 2:4`` other ways as its fastest, and its
+    heaviest member, ``distill w0.5 T2 α0.9`` at the baseline's accuracy, shares that shape;
+    the sibling one sample more accurate than the baseline, ``distill w0.5 T2 α0.5``, was not
+    trained.
     """
     trials = study.get_trials(deepcopy=False)
     if len({made_key(r.recipe) for _, r in measured_trials(trials) if not r.reference}) < SIBLINGS_AFTER:
