@@ -17,6 +17,7 @@ from rich.text import Text
 
 from autotune.results.front import FrontRow, StudySummary
 from autotune.search.capabilities import Capabilities
+from autotune.storage import store
 from autotune.storage.record import MAE, Quality, Remeasurement, TrialRecord
 
 console = Console(highlight=False)
@@ -148,7 +149,7 @@ class RunProgress:
         self._print(f"[dim]queued[/] #{number}'s model, whose accuracy counts most on the front, one value wider: {recipe}")
 
     def narrower_queued(self, number: int, recipe: str) -> None:
-        self._print(f"[dim]queued[/] #{number}'s model, the study's fastest within the limit, one value thinner: {recipe}")
+        self._print(f"[dim]queued[/] #{number}'s model, the study's fastest within the limit, one value thinner, to run next: {recipe}")
 
     def accurate_siblings_queued(self, number: int, recipes: list[str]) -> None:
         self._print(f"[dim]queued[/] #{number}'s model, whose accuracy counts most on the front, trained {len(recipes)} other way(s) at its shape: " + "; ".join(recipes))
@@ -334,6 +335,8 @@ def trial_detail(trial: FrozenTrial, final: Remeasurement | None) -> None:
         head += f"  #{a.wider_of['trial']}'s model one value wider"
     if a.narrower_of:
         head += f"  #{a.narrower_of['trial']}'s model one value thinner"
+    if store.queued_first(trial):
+        head += ", run ahead of the queue"
     console.print(head)
     if trial.datetime_start and trial.datetime_complete:
         console.print(f"started {trial.datetime_start:%Y-%m-%d %H:%M:%S}, took {(trial.datetime_complete - trial.datetime_start).total_seconds():.1f} s")

@@ -19,8 +19,11 @@ STUDENT = {"distill": True, "distill_width": 0.25, "temperature": 2.0, "alpha": 
 THINNING = ("distill", "channel-prune")
 
 
-def new_study() -> optuna.Study:
-    study = optuna.create_study(directions=["minimize", "maximize"])
+def new_study(storage: optuna.storages.BaseStorage | None = None) -> optuna.Study:
+    """A study as ``autotune run`` holds it (``store.Study``), in ``storage`` (in memory)."""
+    storage = storage or optuna.storages.InMemoryStorage()
+    name = optuna.create_study(directions=["minimize", "maximize"], storage=storage).study_name
+    study = store.Study(study_name=name, storage=storage)
     study.set_user_attr(store.BASELINE, BASELINE)
     return study
 

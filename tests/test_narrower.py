@@ -80,16 +80,24 @@ def test_only_the_studys_fastest_model_within_the_limit_is_made_thinner():
     assert _narrower(study, pruned) == [(pruned.number, "channel-prune keep 0.5 → int8 · litert · 2 threads")]
 
 
-def test_autotune_show_says_which_model_a_thinner_one_came_from(capsys):
-    study = new_study()
+def test_a_thinner_model_runs_ahead_of_the_trials_queued_before_it_and_show_says_so(tmp_path, capsys):
+    # In the SQLite storage `autotune run` uses by default.
+    study = new_study(store.open_storage(f"sqlite:///{tmp_path}/autotune.db"))
     first = measured(study, STUDENT | {"distill_width": 0.5} | DEPLOY, [0.985], speedup=6.0)
+    # Queued before it: another model's deployment.
+    study.enqueue_trial(STUDENT | {"distill_width": 0.75} | DEPLOY, user_attrs={store.DEPLOYMENT_OF: {"trial": 0, "made": "m"}})
     Deployer(SPACE, 50, "env", lambda n, k: None, within=WITHIN)(study, first)
-    (queued,) = [t for t in study.get_trials(deepcopy=False, states=(TrialState.WAITING,)) if store.NARROWER_OF in t.user_attrs]
+    waiting = study.get_trials(deepcopy=False, states=(TrialState.WAITING,))
+    (queued,) = [t for t in waiting if store.NARROWER_OF in t.user_attrs]
+    assert min(t.number for t in waiting) < queued.number  # first in, it would run later
     trial = study.ask()
     assert trial.number == queued.number
     study.tell(trial, state=TrialState.FAIL)
+    # The rest run in the order they were queued.
+    rest = [t.number for t in waiting if t.number != queued.number]
+    assert [study.ask().number for _ in rest] == rest
     trial_detail(study.trials[queued.number], None)
-    assert f"#{first.number}'s model one value thinner" in capsys.readouterr().out
+    assert f"#{first.number}'s model one value thinner, run ahead of the queue" in capsys.readouterr().out
 
 
 def test_a_thinner_model_past_the_limit_has_the_model_it_made_on_its_way_within_it_measured():
@@ -101,6 +109,10 @@ def test_a_thinner_model_past_the_limit_has_the_model_it_made_on_its_way_within_
     # it past (a drop of 0.014).
     (queued,) = [t for t in study.trials if store.NARROWER_OF in t.user_attrs]
     thinner = measured(study, dict(queued.system_attrs["fixed_params"]), [0.985, 0.976], speedup=7.0, user_attrs=queued.user_attrs)
+    study.enqueue_trial(STUDENT | {"distill_width": 0.75} | DEPLOY)
     prefixes: list[tuple[int, str]] = []
     Deployer(SPACE, 50, "env", lambda n, k: None, within=WITHIN, on_prefix=lambda n, text: prefixes.append((n, text)))(study, thinner)
     assert prefixes == [(thinner.number, "distill w0.25 T2 α0.9 → int8 · litert · 2 threads")]
+    # It may be the study's new fastest: it runs ahead of what was queued before it.
+    (way_in,) = [t for t in study.get_trials(states=(TrialState.WAITING,)) if t.user_attrs.get(store.PREFIX_OF)]
+    assert study.ask().number == way_in.number

@@ -209,6 +209,26 @@ class Deployer:
         study.enqueue_trial(params, user_attrs=queued_attrs(**{k: v | {"made": made} for k, v in attrs.items()}), skip_if_exists=True)
         return variant.describe()
 
+    def _one_value(
+        self,
+        study: optuna.Study,
+        plan_of: Callable[[optuna.Study, str, Callable[[Any], Recipe]], tuple[FrozenTrial, dict[str, Any]] | None],
+        attr: str,
+        on_queued: Callable[[int, str], None] | None,
+        first: bool = False,
+    ) -> int:
+        """Queue the model ``plan_of`` (``narrower_plan``, ``wider_plan``) makes one value
+        thinner or wider, marked ``attr``; how many trials that queued (0 or 1)."""
+        found = plan_of(study, self.env_id, self.space)
+        if found is None:
+            return 0
+        t, params = found
+        origin = {"trial": t.number, "from": made_key(TrialRecord.from_trial(t).recipe or {})} | ({store.FIRST: True} if first else {})
+        text = self._enqueue(study, params, {attr: origin})
+        if on_queued is not None:
+            on_queued(t.number, text)
+        return 1
+
     def __call__(self, study: optuna.Study, trial: FrozenTrial) -> None:
         trials = study.get_trials(deepcopy=False)
         pending = sum(t.state in (TrialState.RUNNING, TrialState.WAITING) for t in trials)
@@ -216,7 +236,10 @@ class Deployer:
         if room > 0 and self.within is not None:
             prefix = prefix_plan(study, trial, self.space, self.within)
             if prefix is not None:
-                text = self._enqueue(study, prefix, {"prefix_of": {"trial": trial.number}})
+                # The way in of a model made thinner than the study's fastest runs first, as
+                # that model did.
+                first = {store.FIRST: True} if TrialRecord.from_trial(trial).narrower_of is not None else {}
+                text = self._enqueue(study, prefix, {"prefix_of": {"trial": trial.number, **first}})
                 room -= 1
                 if self.on_prefix is not None:
                     self.on_prefix(trial.number, text)
@@ -228,13 +251,9 @@ class Deployer:
                 room -= 1
                 if self.on_neutral is not None:
                     self.on_neutral(trial.number, text, cost)
-        narrower = narrower_plan(study, self.env_id, self.space) if room > 0 and self.within is not None else None
-        if narrower is not None:
-            t, params = narrower
-            text = self._enqueue(study, params, {"narrower_of": {"trial": t.number, "from": made_key(TrialRecord.from_trial(t).recipe or {})}})
-            room -= 1
-            if self.on_narrower is not None:
-                self.on_narrower(t.number, text)
+        if room > 0 and self.within is not None:
+            # Thinner than the study's fastest: it may be the new fastest, so it runs first.
+            room -= self._one_value(study, narrower_plan, "narrower_of", self.on_narrower, first=True)
         # The trial's model, or else the study's fastest (most accurate first): the evidence
         # these need may come from any trial.
         fastest = [trial, *(t for t in fastest_models(study, self.env_id) if t.number != trial.number)] if room > 0 and self.within is not None else []
@@ -256,13 +275,8 @@ class Deployer:
                 if self.on_siblings is not None:
                     self.on_siblings(t.number, texts)
                 break
-        wider = wider_plan(study, self.env_id, self.space) if room > 0 and self.within is not None else None
-        if wider is not None:
-            t, params = wider
-            text = self._enqueue(study, params, {"wider_of": {"trial": t.number, "from": made_key(TrialRecord.from_trial(t).recipe or {})}})
-            room -= 1
-            if self.on_wider is not None:
-                self.on_wider(t.number, text)
+        if room > 0 and self.within is not None:
+            room -= self._one_value(study, wider_plan, "wider_of", self.on_wider)
         accurate = accurate_siblings(study, self.env_id, self.space) if room > 0 and self.within is not None else None
         if accurate is not None:
             t, found = accurate[0], accurate[1][:room]
