@@ -89,6 +89,30 @@ def test_a_noisy_search_timing_is_taken_again_and_keeps_the_narrowest(tmp_path: 
     assert calm.attempts == 1 and not calm.noisy
 
 
+def test_a_search_timing_far_slower_than_its_shape_read_before_is_taken_again(tmp_path: Path) -> None:
+    from dataclasses import replace
+
+    light = _dense_stack(tmp_path, "light", width=32, depth=2)
+    heavy = _dense_stack(tmp_path, "heavy", width=512, depth=4)  # the baseline: light is faster on any machine
+    recipe = Recipe("fp32", Runtime("litert", threads=1))
+    x = np.random.default_rng(0).standard_normal((8, 64)).astype(np.float32)
+    calm = replace(FAST, noise_limit=10.0)  # no interval counts as noisy
+    timer = Timer(heavy, recipe.runtime, {}, HostLock(tmp_path / "lock"), calm)
+    first = timer.time(light, recipe, x)
+    assert first.attempts == 1 and not first.noisy
+    # The same computation read ten times faster before: this reading is taken again, and is
+    # not flagged noisy (nothing in it was).
+    doubted = timer.time(light, recipe, x, expect=10 * first.comparison.speedup_high)
+    assert doubted.attempts == 2 and not doubted.noisy
+    # As fast as its shape read before: taken once.
+    assert timer.time(light, recipe, x, expect=first.comparison.speedup).attempts == 1
+    # Its shape's best reading could not beat what it must: no trade-off however read.
+    far = 10 * first.comparison.speedup_high
+    assert timer.time(light, recipe, x, expect=far, beat=10 * far).attempts == 1
+    # The end of a run times in full and trusts its own interval.
+    assert timer.time(light, recipe, x, expect=far, final=True).attempts == 1
+
+
 def test_a_comparison_whose_baseline_ran_unlike_its_usual_self_is_taken_again(tmp_path: Path) -> None:
     light = _dense_stack(tmp_path, "light", width=32, depth=2)
     heavy = _dense_stack(tmp_path, "heavy", width=512, depth=4)  # the baseline: light is faster on any machine

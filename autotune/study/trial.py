@@ -29,6 +29,7 @@ from autotune.storage import store
 from autotune.storage.record import Metrics, Quality, RecordWriter, TrialRecord
 from autotune.study.faults import fault_point
 from autotune.study.settings import Reporter, Settings
+from autotune.study.ways import shape_key
 from autotune.study.workers import surplus
 from autotune.study.workspace import Plan, Workspace
 from autotune.techniques.training import FIRST_EPOCH, FirstEpochRule
@@ -39,8 +40,9 @@ if TYPE_CHECKING:
 WORKER_ID = f"{socket.gethostname()}:{os.getpid()}"
 
 
-# A measured trial that held every constraint: (quality loss, speed-up, batch size).
-Rival = tuple[float, float, int]
+# A measured trial that held every constraint: (quality loss, speed-up, batch size, the
+# shape it ran: ``study.ways.shape_key``).
+Rival = tuple[float, float, int, str]
 
 
 def run_trial(trial: optuna.Trial, plan: Plan, evaluator: Evaluator, reporter: Reporter) -> list[float]:
@@ -160,7 +162,8 @@ def evaluate(
     deployed artifact; return all metrics. With ``gains`` (and a baseline), a fine-tuning run
     hopeless after its first epoch stops there and the trial comes back gated. With
     ``rivals`` (``feasible_rivals``), a noisy search timing is taken again only if it could
-    beat every rival at least as accurate."""
+    beat every rival at least as accurate, and one far slower than a rival of its shape read
+    is taken again (``Timer.time``'s ``expect``)."""
     record = RecordWriter(trial)
     timings: dict[str, float] = {}
     try:
@@ -208,11 +211,12 @@ def evaluate(
         t0 = time.perf_counter()
         stage("latency")
         fault_point("latency", trial.number)
-        beat = 1.0
+        beat, expect = 1.0, None
         if baseline is not None and rivals:
             loss = Quality.for_task(ws.data.task).loss(scores, baseline)["quality_loss"]
             beat = to_beat(rivals, loss, recipe.runtime.batch_size)
-        timed = ws.timer().time(candidate.path, recipe, ws.data.x_val, beat=beat)
+            expect = shape_reading(rivals, shape_key(recipe.to_dict()))
+        timed = ws.timer().time(candidate.path, recipe, ws.data.x_val, beat=beat, expect=expect)
         timings["latency_s"] = time.perf_counter() - t0
         timings["measure_lock_wait_s"] = timed.lock_wait_s
         record.measurement(timed.record())
@@ -233,14 +237,20 @@ def feasible_rivals(trials: list[optuna.trial.FrozenTrial], env_id: str) -> list
             continue
         m = r.metrics
         if r.env_id == env_id and m is not None and m.feasible and not m.gated and m.get("speedup") is not None:
-            rivals.append((m.quality_loss, float(m["speedup"]), int(m.get("batch_size", 1))))
+            rivals.append((m.quality_loss, float(m["speedup"]), int(m.get("batch_size", 1)), shape_key(r.recipe) if r.recipe else ""))
     return rivals
 
 
 def to_beat(rivals: list[Rival], loss: float, batch_size: int) -> float:
     """The fastest speed-up among ``rivals`` at ``batch_size`` that lose no more quality than
     ``loss``: a trial slower than that, and no more accurate, is dominated (1.0 when none)."""
-    return max((s for rl, s, b in rivals if b == batch_size and rl <= loss + 1e-12), default=1.0)
+    return max((s for rl, s, b, _ in rivals if b == batch_size and rl <= loss + 1e-12), default=1.0)
+
+
+def shape_reading(rivals: list[Rival], shape: str) -> float | None:
+    """The fastest speed-up among ``rivals`` that ran ``shape`` (``study.ways.shape_key``: the
+    same computation, weights aside), None when none did."""
+    return max((s for _, s, _, k in rivals if k == shape), default=None)
 
 
 def _gate(
