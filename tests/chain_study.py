@@ -7,6 +7,7 @@ from __future__ import annotations
 from typing import Any
 
 import optuna
+from optuna.trial import TrialState
 
 from autotune.search.plugins import load_space
 from autotune.storage import store
@@ -60,3 +61,20 @@ def measured(
     trial.set_user_attr(store.METRICS, metrics)
     study.tell(trial, [p50, accuracy])
     return study.trials[-1]
+
+
+def queued_by(study: optuna.Study, trial: optuna.trial.FrozenTrial, callback: str, attr: str) -> list[tuple[int, str]]:
+    """Run the deployer after ``trial``: what it reported through ``callback`` (``on_wider``,
+    ``on_narrower``: the trial each model came from, and the recipe as users read it), each
+    queued trial marked ``attr`` with the trial it came from; the queued trials are then taken
+    and failed."""
+    from autotune.study.deployments import Deployer
+
+    found: list[tuple[int, str]] = []
+    Deployer(SPACE, 50, "env", lambda n, k: None, within=WITHIN, **{callback: lambda n, text: found.append((n, text))})(study, trial)
+    for t in study.get_trials(deepcopy=False, states=(TrialState.WAITING,)):
+        if attr in t.user_attrs:
+            assert t.user_attrs[attr]["trial"] == found[-1][0]
+    for _ in study.get_trials(deepcopy=False, states=(TrialState.WAITING,)):
+        study.tell(study.ask(), state=TrialState.FAIL)
+    return found

@@ -12,20 +12,11 @@ from autotune.report import trial_detail
 from autotune.storage import store
 from autotune.study.deployments import Deployer
 from autotune.study.ways import Replay
-from tests.chain_study import DEPLOY, SPACE, STUDENT, WITHIN, measured, new_study
+from tests.chain_study import DEPLOY, SPACE, STUDENT, WITHIN, measured, new_study, queued_by
 
 
 def _narrower(study, trial) -> list[tuple[int, str]]:
-    """Run the deployer after ``trial``: the thinner models it queued (the trial each thins,
-    and the recipe as users read it); the queued trials are then taken and failed."""
-    found: list[tuple[int, str]] = []
-    Deployer(SPACE, 50, "env", lambda n, k: None, within=WITHIN, on_narrower=lambda n, text: found.append((n, text)))(study, trial)
-    for t in study.get_trials(deepcopy=False, states=(TrialState.WAITING,)):
-        if store.NARROWER_OF in t.user_attrs:
-            assert t.user_attrs[store.NARROWER_OF]["trial"] == found[-1][0]
-    for _ in study.get_trials(deepcopy=False, states=(TrialState.WAITING,)):
-        study.tell(study.ask(), state=TrialState.FAIL)
-    return found
+    return queued_by(study, trial, "on_narrower", store.NARROWER_OF)
 
 
 def test_the_studys_first_model_within_the_limit_is_made_one_value_thinner_deployed_as_it_was():

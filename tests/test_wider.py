@@ -15,7 +15,7 @@ from autotune.storage import store
 from autotune.study.deployments import Deployer
 from autotune.study.ways import Replay
 from autotune.study.wider import front_weights
-from tests.chain_study import DEPLOY, SPACE, STUDENT, WITHIN, measured
+from tests.chain_study import DEPLOY, SPACE, STUDENT, WITHIN, measured, queued_by
 from tests.chain_study import new_study as _study
 
 
@@ -30,16 +30,7 @@ def _front(study):
 
 
 def _wider(study, trial) -> list[tuple[int, str]]:
-    """Run the deployer after ``trial``: the wider models it queued (the trial each widens, and
-    the recipe as users read it); the queued trials are then taken and failed."""
-    found: list[tuple[int, str]] = []
-    Deployer(SPACE, 50, "env", lambda n, k: None, within=WITHIN, on_wider=lambda n, text: found.append((n, text)))(study, trial)
-    for t in study.get_trials(deepcopy=False, states=(TrialState.WAITING,)):
-        if store.WIDER_OF in t.user_attrs:
-            assert t.user_attrs[store.WIDER_OF]["trial"] == found[-1][0]
-    for _ in study.get_trials(deepcopy=False, states=(TrialState.WAITING,)):
-        study.tell(study.ask(), state=TrialState.FAIL)
-    return found
+    return queued_by(study, trial, "on_wider", store.WIDER_OF)
 
 
 def _slow_models(study):

@@ -105,10 +105,10 @@ def accurate_siblings(study: optuna.Study, env_id: str, space: Callable[[Any], R
 
     A sibling runs as fast as the model it is a sibling of, so on the front's heaviest member
     every validation sample a sibling gains adds the most hypervolume the study can add at
-    the cost of one training and one timing. On the Intel Xeon, the demo's width-0.5 students
-    at the baseline's accuracy ran at ×6.1-6.4 and one sample more accurate ones at ×6.1-7.2:
-    which of them a study measured set most of its hypervolume (0.0086 against 0.0110 on one
-    seed, with the same fastest student). Once per model, not per shape: on one seed the study
+    the cost of one training and one timing. On the Intel Xeon, the search read the demo's
+    width-0.5 students at int8 mostly at ×6.0-6.4 (single readings ×3.5-6.9): which of them,
+    at the baseline's accuracy or one validation sample above it, a study measured set most of
+    its hypervolume (0.0086 against 0.0110 on one seed, with the same fastest student). Once per model, not per shape: on one seed the study
     had trained ``distill w0.5 T4 α0.9 → prune 2:4`` other ways as its fastest, and its
     heaviest member, ``distill w0.5 T2 α0.9`` at the baseline's accuracy, shares that shape;
     the sibling one sample more accurate than the baseline, ``distill w0.5 T2 α0.5``, was not
@@ -140,9 +140,9 @@ def narrower_plan(study: optuna.Study, env_id: str, space: Callable[[Any], Recip
     The fastest deployment within the limit is the one a user exports, and it is the thinnest
     model the limit allows: where the fastest model is within the limit, the next thinner one
     is the search's best guess at a faster one. On the Intel Xeon, the demo's fastest within
-    the limit, a width-0.25 student at int8 (×8.3 timed side by side, against ×6-6.5 for the
-    width-0.5 students), was first trained at the 5th, 27th and 35th trial of three 50-trial
-    studies: the sampler proposed students of width 0.75 and 0.5 within the limit first, and
+    the limit, a width-0.25 student at int8 (×8.31 timed side by side; the search read the
+    width-0.5 students mostly at ×6.0-6.4), was first trained at trials #4, #27 and #35 of
+    three 50-trial studies: the sampler proposed students of width 0.75 and 0.5 within the limit first, and
     a study spent its trials on their deployments and siblings. A study whose fastest model
     was a width-0.75 student channel-pruned to keep 0.75 made it keep 0.5, past the limit: the
     width-0.5 student at keep 0.75 is then the next guess.
