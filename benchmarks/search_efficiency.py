@@ -50,6 +50,7 @@ import numpy as np
 import optuna
 from autotune.measure.timing import TimingPolicy
 from autotune.results.front import front_rows
+from autotune.results.pareto import hypervolume
 from autotune.results.plot import found_at, hypervolume_curve, speedup_curve
 from autotune.storage.record import TrialRecord
 from autotune.storage import store
@@ -110,6 +111,40 @@ def remeasured_front(study: optuna.Study) -> list[tuple[int, float]]:
     return [(place[r.trial], r.speedup) for r in rows if r.remeasured and r.feasible and r.quality_loss <= limit + 1e-12 and r.trial in place]
 
 
+def remeasured_hypervolume(study: optuna.Study) -> tuple[float, int, int]:
+    """The hypervolume of the study's front within the limit (references included) with each
+    member's figures as the end of the run re-measured them (full protocol, interleaved with
+    the baseline), and how many members there are and how many were re-measured.
+
+    The search's hypervolume takes each point at its one screening timing, so it grows with
+    the number of timings of the same shape: the best of many noisy readings is higher than
+    the best of few, and a study of 200 trials takes four times the readings of one of 50.
+    Re-measured, every member of either study is read once, the same way."""
+    limit = store.stored_config(study).max_accuracy_drop
+    rows = [r for r in front_rows(study) if (r.on_front or r.remeasured) and r.feasible and r.speedup]
+    points = [(1.0 / r.speedup, r.quality_loss) for r in rows]
+    return hypervolume(points, (1.0, limit)), len(rows), sum(r.remeasured for r in rows)
+
+
+Remeasured = list[tuple[str, tuple[float, int, int], str, tuple[float, int, int]]]
+
+
+def remeasured_pairs(work: Path, pairs: list[tuple[str, str]]) -> Remeasured:
+    """Each seed's autotune and plain random study (by name), by ``remeasured_hypervolume``."""
+    storage = store.open_storage(f"sqlite:///{work}/studies/autotune.db")
+    hv = lambda name: remeasured_hypervolume(store.load_study(storage, name))  # noqa: E731
+    return [(mine, hv(mine), theirs, hv(theirs)) for mine, theirs in pairs]
+
+
+def print_remeasured(found: Remeasured) -> None:
+    print("\nhypervolume of each study's front as re-measured at the end of its run (members, of them re-measured)")
+    met = 0
+    for mine, (a, na, ra), theirs, (b, nb, rb) in found:
+        met += a >= b
+        print(f"  {mine:<10} {a:.5f} ({na}, {ra})   {theirs:<16} {b:.5f} ({nb}, {rb})   ×{a / b if b else float('inf'):.3f}")
+    print(f"target, re-measured: autotune ≥ plain random per seed in {met} of {len(found)} — {'met' if met == len(found) else 'NOT met'}")
+
+
 def at(curve: list[float], k: int) -> float | None:
     return curve[k - 1] if len(curve) >= k else None
 
@@ -134,7 +169,14 @@ def main() -> None:
     parser.add_argument("--cache", type=Path, help="a content cache to share with other runs (a kept run's shared-cache folder): models trained before are not trained again")
     parser.add_argument("--keep", type=Path, help="an empty folder to run in and keep (the studies' SQLite file, for a look at their trials), not a temporary one")
     parser.add_argument("--side-by-side", type=Path, metavar="KEPT_DIR", help="search nothing: time a kept run's deployments side by side and read the found-by target on them")
+    parser.add_argument("--remeasured", type=Path, metavar="KEPT_DIR", help="search nothing: a kept run's hypervolumes on its fronts as re-measured at the end")
     args = parser.parse_args()
+    if args.remeasured:
+        work = args.remeasured.resolve()
+        names = {s.study_name for s in store.open_storage(f"sqlite:///{work}/studies/autotune.db").get_all_studies()}
+        pairs = sorted((n, f"plain-random-{n.rpartition('-')[2]}") for n in names if n.startswith("tpe-") and f"plain-random-{n.rpartition('-')[2]}" in names)
+        print_remeasured(remeasured_pairs(work, pairs))
+        return
     if args.side_by_side:
         work = args.side_by_side.resolve()
         names = sorted(store.open_storage(f"sqlite:///{work}/studies/autotune.db").get_all_studies(), key=lambda s: s.study_name)
@@ -191,6 +233,8 @@ def main() -> None:
         if args.random_trials:
             kinds["plain random"] = [f"plain-random-{seed}" for seed in seeds]
         timed = side_by_side(work, [n for names in kinds.values() for n in names])
+        label = "tpe" if "tpe" in samplers else (samplers[0] if samplers else "")
+        remeasured = remeasured_pairs(work, [(f"{label}-{seed}", f"plain-random-{seed}") for seed in seeds]) if args.random_trials and samplers else []
 
     print(f"\nhypervolume after k trials, mean over {args.seeds} seeds (higher is better); {wall / 60:.1f} min in all")
     print(f"{'k':<28}" + "".join(f"{k:>9}" for k in CHECKPOINTS))
@@ -226,6 +270,7 @@ def main() -> None:
         f"— {'met' if mean_ok else 'NOT met'}; per seed {every} of {args.seeds} — {'met' if every == args.seeds else 'NOT met'}"
     )
     print(f"best sampler at {args.autotune_trials} trials: {best}")
+    print_remeasured(remeasured)
     found_by(fastest, samplers, args.seeds)
     found_by_remeasured(finals, samplers, args.seeds)
     found_by_side_by_side(timed, kinds, args.seeds)
