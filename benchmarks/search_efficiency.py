@@ -51,7 +51,7 @@ import optuna
 from autotune.measure.timing import TimingPolicy
 from autotune.results.front import front_rows
 from autotune.results.pareto import hypervolume
-from autotune.results.plot import found_at, hypervolume_curve, speedup_curve
+from autotune.results.plot import found_at, hypervolume_curve, in_run_order, speedup_curve
 from autotune.storage.record import TrialRecord
 from autotune.storage import store
 from autotune.study.run import run
@@ -102,7 +102,7 @@ def remeasured_front(study: optuna.Study) -> list[tuple[int, float]]:
     (the trial's place in the budget's count, as ``speedup_curve`` counts, its re-measured
     speed-up)."""
     place, k = {}, 0
-    for t in sorted(study.get_trials(deepcopy=False), key=lambda t: t.number):
+    for t in in_run_order(study.get_trials(deepcopy=False)):
         if t.state in (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED) and TrialRecord.from_trial(t).repeat_of is None:
             k += 1
             place[t.number] = k

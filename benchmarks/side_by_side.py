@@ -27,6 +27,7 @@ from typing import Any
 
 import optuna
 
+from autotune.results.plot import in_run_order
 from autotune.storage import store
 from autotune.storage.record import TrialRecord
 from autotune.study.settings import Settings
@@ -44,7 +45,7 @@ def _deployments(study: optuna.Study) -> list[tuple[int, str, dict, float]]:
     in the budget's count, its recipe as users read it, its recipe, its search speed-up)."""
     limit = store.stored_config(study).max_accuracy_drop
     out, k = [], 0
-    for t in sorted(study.get_trials(deepcopy=False), key=lambda t: t.number):
+    for t in in_run_order(study.get_trials(deepcopy=False)):
         r = TrialRecord.from_trial(t)
         if t.state not in (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED) or r.repeat_of is not None:
             continue

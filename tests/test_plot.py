@@ -195,3 +195,20 @@ def test_the_budgets_hypervolume_curve_skips_what_the_budget_does_not_count():
     assert len(per_trial) == len(study.trials)
     assert len(counted) == store.evaluated(study.trials) == len(study.trials) - 2  # the failed trial and the repeat
     assert counted[-1] == per_trial[-1]  # a repeat adds no trade-off
+
+
+def test_the_curves_count_trials_in_the_order_they_ran_not_by_number():
+    storage = optuna.storages.InMemoryStorage()
+    study = store.Study(study_name=_study(LATENCY, storage).study_name, storage=storage)  # as `autotune run` holds it
+    study.enqueue_trial({}, user_attrs={store.DEPLOYMENT_OF: {"trial": 0, "made": "a"}})  # ×2, queued first
+    study.enqueue_trial({}, user_attrs={store.NARROWER_OF: {"trial": 0, "made": "b", store.FIRST: True}})  # ×4, ahead of the queue
+    for _ in range(2):
+        trial = study.ask()
+        p50 = 0.25 if store.NARROWER_OF in trial.user_attrs else 0.5
+        for k, v in {store.METRICS: _metrics(p50, 0.99), store.RECIPE_TEXT: "int8 · litert · 2 threads"}.items():
+            trial.set_user_attr(k, v)
+        study.tell(trial, [p50, 0.99])
+    assert [t.number for t in study.trials] == [0, 1, 2]
+    # Trial 2 ran second (after the baseline): the ×4 was found at the second trial counted.
+    assert speedup_curve(study) == pytest.approx([0.0, 4.0, 4.0])
+    assert hypervolume_curve(study, 0.01)[1] == hypervolume_curve(study, 0.01)[2] > 0

@@ -51,8 +51,15 @@ def _relative(name: str, m: dict[str, Any], baseline: dict[str, Any]) -> float:
     return float(m[name]) / float(baseline[name])
 
 
+def in_run_order(trials: list[optuna.trial.FrozenTrial]) -> list[optuna.trial.FrozenTrial]:
+    """``trials`` in the order they finished (those not finished last, by number): trial
+    numbers are given as trials are queued, and a trial queued ahead of the queue runs before
+    trials numbered below it."""
+    return sorted(trials, key=lambda t: (t.datetime_complete is None, t.datetime_complete or 0, t.number))
+
+
 def hypervolume_curve(study: optuna.Study, limit: float, *, budget_trials: bool = False) -> list[float]:
-    """The hypervolume after each trial (in trial-number order; with ``budget_trials``, after
+    """The hypervolume after each trial (in the order they finished; with ``budget_trials``, after
     each trial the budget counts: not failed, waiting or a repeat) of the feasible timed trials,
     over all of the study's objectives, with the reference point at the baseline's figures
     and the accuracy limit: the volume of trade-offs strictly better than shipping the
@@ -66,7 +73,7 @@ def hypervolume_curve(study: optuna.Study, limit: float, *, budget_trials: bool 
     points: list[np.ndarray] = []
     curve: list[float] = []
     counted = (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED)
-    for t in sorted(study.get_trials(deepcopy=False), key=lambda t: t.number):
+    for t in in_run_order(study.get_trials(deepcopy=False)):
         record = TrialRecord.from_trial(t)
         if budget_trials and (t.state not in counted or record.repeat_of is not None):
             continue
@@ -85,7 +92,7 @@ def speedup_curve(study: optuna.Study) -> list[float]:
     ``hypervolume_curve(budget_trials=True)`` counts them."""
     best, curve = 0.0, []
     counted = (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED)
-    for t in sorted(study.get_trials(deepcopy=False), key=lambda t: t.number):
+    for t in in_run_order(study.get_trials(deepcopy=False)):
         record = TrialRecord.from_trial(t)
         if t.state not in counted or record.repeat_of is not None:
             continue
