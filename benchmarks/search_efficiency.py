@@ -87,14 +87,45 @@ def search(name: str, sampler: str, seed: int, budget: int, work: Path, shared_c
     url = f"sqlite:///{work}/studies/autotune.db"
     t0 = time.perf_counter()
     run(name, {"budget": budget, "space": "default"}, url, settings=settings)
-    study = store.load_study(store.open_storage(url), name)
-    curve = hypervolume_curve(study, store.stored_config(study).max_accuracy_drop, budget_trials=True)
-    speedups = speedup_curve(study)
-    final = remeasured_front(study)
+    curve, speedups, final = read_study(store.load_study(store.open_storage(url), name))
     best = max((x for _, x in final), default=0.0)
     print(f"  {name:<16} {budget} trials in {time.perf_counter() - t0:6.1f} s   hypervolume {curve[-1]:.5f}   fastest feasible ×{speedups[-1]:.2f}"
           f" (re-measured ×{best:.2f})", flush=True)
     return curve, speedups, final
+
+
+def read_study(study: optuna.Study) -> tuple[list[float], list[float], list[tuple[int, float]]]:
+    """A study's hypervolume and fastest-speed-up curves over the trials its budget counts, and
+    its front re-measured (``remeasured_front``)."""
+    curve = hypervolume_curve(study, store.stored_config(study).max_accuracy_drop, budget_trials=True)
+    return curve, speedup_curve(study), remeasured_front(study)
+
+
+def read_kept(work: Path) -> None:
+    """A kept run's figures read again from its studies, nothing searched or timed: the
+    per-seed hypervolumes, the found-by targets on the search's timings and on the end-of-run
+    re-measurement, and the re-measured hypervolumes."""
+    storage = store.open_storage(f"sqlite:///{work}/studies/autotune.db")
+    names = sorted(s.study_name for s in storage.get_all_studies() if not s.study_name.startswith("_"))
+    curves: dict[str, list[list[float]]] = {}
+    fastest: dict[str, list[list[float]]] = {}
+    finals: dict[str, list[list[tuple[int, float]]]] = {}
+    for n in names:
+        kind = n.rpartition("-")[0]
+        kind = "plain random" if kind == "plain-random" else kind
+        curve, speedups, final = read_study(store.load_study(storage, n))
+        curves.setdefault(kind, []).append(curve)
+        fastest.setdefault(kind, []).append(speedups)
+        finals.setdefault(kind, []).append(final)
+    samplers = [k for k in curves if k != "plain random"]
+    for kind, cs in curves.items():
+        print(f"  {kind:<16} " + "  ".join(f"{c[-1]:.5f}" for c in cs) + f"   mean {statistics.mean(c[-1] for c in cs):.5f}")
+    seeds = len(curves.get("plain random", []))
+    if samplers and seeds:
+        pairs = [(n, f"plain-random-{n.rpartition('-')[2]}") for n in names if n.startswith(f"{samplers[0]}-")]
+        print_remeasured(remeasured_pairs(work, pairs))
+        found_by(fastest, samplers, seeds)
+        found_by_remeasured(finals, samplers, seeds)
 
 
 def remeasured_front(study: optuna.Study) -> list[tuple[int, float]]:
@@ -169,8 +200,12 @@ def main() -> None:
     parser.add_argument("--cache", type=Path, help="a content cache to share with other runs (a kept run's shared-cache folder): models trained before are not trained again")
     parser.add_argument("--keep", type=Path, help="an empty folder to run in and keep (the studies' SQLite file, for a look at their trials), not a temporary one")
     parser.add_argument("--side-by-side", type=Path, metavar="KEPT_DIR", help="search nothing: time a kept run's deployments side by side and read the found-by target on them")
+    parser.add_argument("--read", type=Path, metavar="KEPT_DIR", help="search nothing: read a kept run's figures again from its studies")
     parser.add_argument("--remeasured", type=Path, metavar="KEPT_DIR", help="search nothing: a kept run's hypervolumes on its fronts as re-measured at the end")
     args = parser.parse_args()
+    if args.read:
+        read_kept(args.read.resolve())
+        return
     if args.remeasured:
         work = args.remeasured.resolve()
         names = {s.study_name for s in store.open_storage(f"sqlite:///{work}/studies/autotune.db").get_all_studies()}
