@@ -278,6 +278,10 @@ def main() -> None:
     if not args.random_trials:
         for kind in samplers:
             print(f"  autotune, {kind:<8} " + "  ".join(f"{c[-1]:.5f}" for c in curves[kind]) + f"   {statistics.mean(walls[kind]):6.1f} s")
+        # The found-by targets, against the fastest these studies found.
+        found_by(fastest, samplers, args.seeds)
+        found_by_remeasured(finals, samplers, args.seeds)
+        found_by_side_by_side(timed, kinds, args.seeds)
         return
     print(_row("plain random search", curves["plain random"]))
     if not samplers:

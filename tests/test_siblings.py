@@ -183,3 +183,21 @@ def test_a_model_among_the_fastest_is_deployed_at_a_precision_that_lost_on_wider
     slower = _measured(study, {"distill": False, "channel_prune": True, "keep": 0.75, "prune": False} | DEPLOY, [0.987], speedup=2.0)
     ways = {deployment_kind(r) for r in (SPACE(Replay(p, study)).to_dict() for p in plan(study, slower, SPACE, "env", 50))}
     assert "dynamic-int8 · litert · 2t" not in ways
+
+
+def test_the_other_ways_of_a_model_among_the_fastest_run_ahead_of_its_siblings_and_earlier_queues():
+    study = _study()
+    _two_models(study)
+    _fail_waiting(study)
+    slower = _measured(study, STUDENT | {"distill_width": 0.75, "temperature": 4.0} | DEPLOY, [0.989], speedup=3.0)
+    fastest = _measured(study, STUDENT | DEPLOY | {"precision": "dynamic-int8"}, [0.985], speedup=7.4)
+    # Queued before the fastest model's deployer ran: a slower model's other ways.
+    Deployer(SPACE, 50, "env", lambda n, k: None, within=WITHIN)(study, slower)
+    _deploy(study, fastest)
+    waiting = study.get_trials(deepcopy=False, states=(TrialState.WAITING,))
+    mine = [t.number for t in waiting if (t.user_attrs.get(store.DEPLOYMENT_OF) or {}).get("trial") == fastest.number]
+    others = [t.number for t in waiting if t.number not in mine]
+    assert mine and others and min(others) < min(mine)
+    # Its other ways first, in the order queued; then the rest (siblings, the slower model's).
+    assert [study.ask().number for _ in mine] == mine
+    assert study.ask().number == min(others)

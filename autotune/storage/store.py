@@ -240,11 +240,13 @@ def tpe_sampler(seed: int, startup: int = STARTUP) -> optuna.samplers.BaseSample
 
 class Study(optuna.Study):
     """An Optuna study whose queue runs the trials queued first (an origin attribute holding
-    ``FIRST``: the study's fastest model made one value thinner, and the model its chain made on
-    its way within the accuracy limit) before every other queued trial, then the rest in the
-    order queued, as Optuna does. Optuna's queue is first in, first out: on the demo, a
-    width-0.25 student queued as such a chain's way in waited behind the deployments and
-    siblings of every model measured before it, and ran at trial 34-47 of 50 or not at all."""
+    ``FIRST``: the study's fastest model made one value thinner, the model its chain made on its
+    way within the accuracy limit, and the other ways of deploying a model among the study's
+    fastest) before every other queued trial, then the rest in the order queued, as Optuna
+    does. Optuna's queue is first in, first out: on the demo, a width-0.25 student queued as
+    such a chain's way in waited behind the deployments and siblings of every model measured
+    before it, and ran at trial 34-47 of 50 or not at all; ahead of the queue, it ran 17th,
+    and its full-int8 deployment, the study's fastest, still waited until the 40th."""
 
     def _pop_waiting_trial_id(self) -> int | None:
         waiting = self._storage.get_all_trials(self._study_id, deepcopy=False, states=(TrialState.WAITING,))
