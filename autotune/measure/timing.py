@@ -265,10 +265,11 @@ class Timer:
         (the same shape deployed the same way, its weights aside). A search timing whose whole
         interval is below ``shape_limit`` of it was slowed by something other than the artifact,
         whatever the interval, baseline and sentinel say, and is taken again (when ``expect``
-        could beat ``beat``); of the two, one that is not so slow is kept. On the demo, a
-        width-0.5 student read ×3.54 with nothing flagged where every other timing of its
-        shape read ×6.0-6.4: it was the most accurate member of its front, and that one reading
-        set its study's hypervolume below random search's."""
+        could beat ``beat``; the one retake a search timing has); of the two, one that is not
+        so slow is kept. On the demo, a width-0.5 student kept a reading of ×3.54 (×3.36-3.70,
+        not flagged) where its study's best of that shape was ×4.79, and other runs read it at
+        ×6.1-6.2: it was the most accurate member of its front, and that one reading set its
+        study's hypervolume below random search's."""
         runtime = recipe.runtime
         protocol = self.policy.protocol if final else self.policy.search
         sample = batch_of(x, runtime.batch_size)
