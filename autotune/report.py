@@ -149,7 +149,7 @@ class RunProgress:
         self._print(f"[dim]queued[/] #{number}'s model, whose accuracy counts most on the front, one value wider: {recipe}")
 
     def narrower_queued(self, number: int, recipe: str) -> None:
-        self._print(f"[dim]queued[/] #{number}'s model, the study's fastest within the limit, one value thinner, to run next: {recipe}")
+        self._print(f"[dim]queued[/] #{number}'s model, the study's fastest within the limit, one value thinner, ahead of the queue: {recipe}")
 
     def accurate_siblings_queued(self, number: int, recipes: list[str]) -> None:
         self._print(f"[dim]queued[/] #{number}'s model, whose accuracy counts most on the front, trained {len(recipes)} other way(s) at its shape: " + "; ".join(recipes))

@@ -120,12 +120,18 @@ def read_kept(work: Path) -> None:
     samplers = [k for k in curves if k != "plain random"]
     for kind, cs in curves.items():
         print(f"  {kind:<16} " + "  ".join(f"{c[-1]:.5f}" for c in cs) + f"   mean {statistics.mean(c[-1] for c in cs):.5f}")
-    seeds = len(curves.get("plain random", []))
-    if samplers and seeds:
-        pairs = [(n, f"plain-random-{n.rpartition('-')[2]}") for n in names if n.startswith(f"{samplers[0]}-")]
+    if not samplers:
+        return
+    label = "tpe" if "tpe" in samplers else samplers[0]
+    pairs = [(n, f"plain-random-{n.rpartition('-')[2]}") for n in names if n.startswith(f"{label}-")]
+    pairs = [(a, b) for a, b in pairs if b in names]
+    if pairs:
         print_remeasured(remeasured_pairs(work, pairs))
-        found_by(fastest, samplers, seeds)
-        found_by_remeasured(finals, samplers, seeds)
+    fastest.setdefault("plain random", [])
+    finals.setdefault("plain random", [])
+    seeds = len(curves[label])
+    found_by(fastest, samplers, seeds)
+    found_by_remeasured(finals, samplers, seeds)
 
 
 def remeasured_front(study: optuna.Study) -> list[tuple[int, float]]:

@@ -37,6 +37,18 @@ def test_a_queued_retry_below_a_new_trial_takes_the_last_slot(tmp_path):
     assert surplus(study, late.number, 10)
 
 
+def test_the_last_slot_goes_to_the_trial_queued_ahead_not_to_the_lower_number(tmp_path):
+    storage = store.open_storage(f"sqlite:///{tmp_path}/s.db")
+    study = store.Study(study_name=_study(tmp_path).study_name, storage=storage)
+    _complete(study, 9)
+    study.enqueue_trial({"x": 1})  # number 9: an ordinary queued trial
+    study.enqueue_trial({"x": 1.5}, user_attrs={store.NARROWER_OF: {"trial": 8, "made": "m", store.FIRST: True}})  # number 10
+    ahead = study.ask()  # pops the trial queued ahead, number 10: the last slot is its
+    assert ahead.number == 10 and not surplus(study, ahead.number, 10)
+    behind = study.ask()  # number 9 comes after it
+    assert behind.number == 9 and surplus(study, behind.number, 10)
+
+
 def test_a_trial_that_never_started_is_failed_and_one_that_runs_is_kept(tmp_path):
     study = _study(tmp_path)
     orphan = study.ask()  # its process died between taking it and starting it: no recipe, no heartbeat

@@ -83,7 +83,7 @@ def test_a_thinner_model_runs_ahead_of_the_trials_queued_before_it_and_show_says
     study = new_study(store.open_storage(f"sqlite:///{tmp_path}/autotune.db"))
     first = measured(study, STUDENT | {"distill_width": 0.5} | DEPLOY, [0.985], speedup=6.0)
     # Queued before it: another model's deployment.
-    study.enqueue_trial(STUDENT | {"distill_width": 0.75} | DEPLOY, user_attrs={store.DEPLOYMENT_OF: {"trial": 0, "made": "m"}})
+    study.enqueue_trial(STUDENT | {"distill_width": 0.75} | DEPLOY, user_attrs={store.DEPLOYMENT_OF: {"trial": 99, "made": "m"}})
     Deployer(SPACE, 50, "env", lambda n, k: None, within=WITHIN)(study, first)
     waiting = study.get_trials(deepcopy=False, states=(TrialState.WAITING,))
     (queued,) = [t for t in waiting if store.NARROWER_OF in t.user_attrs]
@@ -94,7 +94,7 @@ def test_a_thinner_model_runs_ahead_of_the_trials_queued_before_it_and_show_says
     # Then the model's own other ways (it is the study's fastest), then the rest, each in the
     # order queued.
     rest = [t.number for t in waiting if t.number != queued.number]
-    ahead = [n for n in rest if store.queued_first(study.trials[n])]
+    ahead = [t.number for t in waiting if (t.user_attrs.get(store.DEPLOYMENT_OF) or {}).get("trial") == first.number]
     assert ahead and [study.ask().number for _ in rest] == ahead + [n for n in rest if n not in ahead]
     trial_detail(study.trials[queued.number], None)
     assert f"#{first.number}'s model one value thinner, run ahead of the queue" in capsys.readouterr().out

@@ -199,7 +199,9 @@ class AfterRepeats(Delegating):
         n = trial.number
         if n not in self._after_repeat:
             finished = [t for t in study.get_trials(deepcopy=False, states=FINISHED) if t.number < n]
-            self._after_repeat[n] = bool(finished) and REPEAT_OF in max(finished, key=lambda t: t.number).user_attrs
+            # The one that finished last: a trial queued ahead of the queue runs before lower numbers.
+            last = max(finished, key=lambda t: (t.datetime_complete is not None, t.datetime_complete or dt.datetime.min, t.number), default=None)
+            self._after_repeat[n] = last is not None and REPEAT_OF in last.user_attrs
         return self.random if self._after_repeat[n] else self.base
 
     def infer_relative_search_space(self, study: optuna.Study, trial: FrozenTrial) -> dict[str, BaseDistribution]:

@@ -64,7 +64,8 @@ class Evaluator(ABC):
                 after that epoch and comes back gated. None: every run trains all its epochs.
             rivals: The study's feasible measured trials (``study.trial.feasible_rivals``): a
                 noisy search timing is taken again only if it could beat those at least as
-                accurate. None: only if it could beat the baseline.
+                accurate, and one far slower than the best of them of its shape is taken
+                again (``Timer.time``'s ``expect``). None: only if it could beat the baseline.
 
         Returns:
             The metrics and records. A candidate that cannot be built or measured

@@ -219,7 +219,8 @@ def _run(
 
     with store.database_errors(storage_url):
         if not join:
-            # The baseline first (optimize pops queued trials in order), then the references.
+            # The baseline first (optimize pops queued trials in order; nothing is queued ahead
+            # of the queue before the search), then the references.
             ensure_baseline(study, trial_fn, policy, settings)
             ensure_probe(study, evaluator, reporter)
             ensure_references(study, plan)

@@ -170,8 +170,8 @@ def narrower_plan(study: optuna.Study, env_id: str, space: Callable[[Any], Recip
 
 def _settled_shapes(trials: list[FrozenTrial]) -> set[str]:
     """The shapes of model (``ways.model_shape``) ``narrower_plan`` does not make: those the
-    study measured within the accuracy limit, those queued or running, and those the rule made
-    already. A shape made only past the limit, by other training, is not settled: the
+    study measured within the accuracy limit, those of models the rules queued that are still
+    waiting or running, and those the rule made already. A shape made only past the limit, by other training, is not settled: the
     fastest model's own training may land within it."""
     settled = {model_shape(r.recipe) for _, r in measured_trials(trials) if r.metrics.feasible}
     for t in trials:

@@ -13,7 +13,7 @@ from collections.abc import Callable
 
 import optuna
 from optuna.exceptions import UpdateFinishedTrialError
-from optuna.trial import TrialState
+from optuna.trial import FrozenTrial, TrialState
 
 from autotune.errors import CandidateFailed, SearchStopped
 from autotune.storage import store
@@ -26,7 +26,14 @@ def surplus(study: optuna.Study, number: int, budget: int) -> bool:
     two workers that both took "the last trial" leave exactly one to run it."""
     live = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.RUNNING, TrialState.WAITING)
     trials = study.get_trials(deepcopy=False, states=live)
-    return sum(t.number < number and store.REPEAT_OF not in t.user_attrs for t in trials) >= budget
+
+    def order(t: FrozenTrial) -> tuple[bool, bool, int]:
+        # Finished first; then running and queued ones in the order the queue pops them
+        # (``store.Study``: those queued first, then by number).
+        return (not t.state.is_finished(), not store.queued_first(t), t.number)
+
+    mine = next((order(t) for t in trials if t.number == number), (True, True, number))
+    return sum(order(t) < mine and store.REPEAT_OF not in t.user_attrs for t in trials) >= budget
 
 
 def search_until_budget(
